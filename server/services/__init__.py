@@ -1,0 +1,1 @@
+"""gRPC servicers: they translate messages and call the domain; nothing else."""

@@ -1,0 +1,58 @@
+"""enclave.v1.Agents"""
+
+from __future__ import annotations
+
+import grpc
+
+from enclave.v1 import agents_pb2, agents_pb2_grpc
+
+from ..agents import AgentBook
+from ..errors import FailedPrecondition, InvalidArgument
+from ..models import ModelRegistry
+from ..turns import TurnManager
+from . import convert
+from .errors import unary
+
+
+class AgentsService(agents_pb2_grpc.AgentsServicer):
+    def __init__(self, agents: AgentBook, models: ModelRegistry, turns: TurnManager) -> None:
+        self.agents = agents
+        self.models = models
+        self.turns = turns
+
+    @unary
+    async def ListAgents(self, request: agents_pb2.ListAgentsRequest, context: grpc.aio.ServicerContext) -> agents_pb2.ListAgentsResponse:
+        return agents_pb2.ListAgentsResponse(agents=[convert.agent(a) for a in self.agents.all()])
+
+    @unary
+    async def PutAgent(self, request: agents_pb2.PutAgentRequest, context: grpc.aio.ServicerContext) -> agents_pb2.PutAgentResponse:
+        spec = request.agent
+        if not spec.name:
+            raise InvalidArgument("agent name is empty; give the agent a name")
+        model = spec.model or self.models.first_valid()
+        if not model:
+            raise FailedPrecondition("no usable model in the models folders; add a .gguf file or name a model")
+        self.models.file(model)  # NOT_FOUND / INVALID_ARGUMENT for a bad model name
+        agent, created = self.agents.put(spec.name, model, spec.system, convert.agent_params(spec.sampling))
+        return agents_pb2.PutAgentResponse(agent=convert.agent(agent), created=created)
+
+    @unary
+    async def DeleteAgent(self, request: agents_pb2.DeleteAgentRequest, context: grpc.aio.ServicerContext) -> agents_pb2.DeleteAgentResponse:
+        self.turns.cancel_where(agent=request.name)
+        self.agents.delete(request.name)
+        return agents_pb2.DeleteAgentResponse()
+
+    @unary
+    async def GetTranscript(self, request: agents_pb2.GetTranscriptRequest, context: grpc.aio.ServicerContext) -> agents_pb2.GetTranscriptResponse:
+        agent = self.agents.get(request.name)
+        messages = [agents_pb2.TranscriptMessage(role=agents_pb2.ROLE_SYSTEM, content=agent.system)] if agent.system else []
+        messages += [convert.transcript_message(m) for m in agent.history]
+        return agents_pb2.GetTranscriptResponse(messages=messages)
+
+    @unary
+    async def ClearTranscript(self, request: agents_pb2.ClearTranscriptRequest, context: grpc.aio.ServicerContext) -> agents_pb2.ClearTranscriptResponse:
+        agent = self.agents.get(request.name)
+        if agent.in_flight:
+            raise FailedPrecondition(f"agent {agent.name!r} has a turn in flight; cancel it or wait, then clear")
+        agent.history.clear()
+        return agents_pb2.ClearTranscriptResponse()

@@ -1,0 +1,37 @@
+"""enclave.v1.Models"""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+
+from enclave.v1 import models_pb2, models_pb2_grpc
+
+from ..models import ModelRegistry
+from . import convert
+from .errors import unary
+
+
+class ModelsService(models_pb2_grpc.ModelsServicer):
+    def __init__(self, models: ModelRegistry) -> None:
+        self.models = models
+
+    @unary
+    async def ListModels(self, request: models_pb2.ListModelsRequest, context: grpc.aio.ServicerContext) -> models_pb2.ListModelsResponse:
+        return models_pb2.ListModelsResponse(models=[convert.model(v) for v in self.models.views()])
+
+    @unary
+    async def LoadModel(self, request: models_pb2.LoadModelRequest, context: grpc.aio.ServicerContext) -> models_pb2.LoadModelResponse:
+        started = time.monotonic()
+        _, evicted = await self.models.load(request.name)
+        return models_pb2.LoadModelResponse(
+            model=convert.model(self.models.view(request.name)),
+            load_seconds=time.monotonic() - started,
+            evicted=evicted,
+        )
+
+    @unary
+    async def UnloadModel(self, request: models_pb2.UnloadModelRequest, context: grpc.aio.ServicerContext) -> models_pb2.UnloadModelResponse:
+        await self.models.unload(request.name)
+        return models_pb2.UnloadModelResponse(model=convert.model(self.models.view(request.name)))

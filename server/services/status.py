@@ -1,0 +1,45 @@
+"""enclave.v1.Status"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import AsyncIterator
+
+import grpc
+
+from enclave.v1 import status_pb2, status_pb2_grpc
+
+from .. import __version__
+from ..agents import AgentBook
+from ..models import ModelRegistry
+from ..turns import TurnManager
+from . import convert
+from .errors import streaming
+
+
+class StatusService(status_pb2_grpc.StatusServicer):
+    def __init__(self, models: ModelRegistry, agents: AgentBook, turns: TurnManager, started: float) -> None:
+        self.models = models
+        self.agents = agents
+        self.turns = turns
+        self.started = started
+
+    def snapshot(self) -> status_pb2.StatusSnapshot:
+        return status_pb2.StatusSnapshot(
+            version=__version__,
+            uptime_seconds=time.monotonic() - self.started,
+            models=[convert.model_status(v) for v in self.models.views()],
+            agents=len(self.agents.all()),
+            active_turns=self.turns.active,
+            memory_budget_bytes=self.models.config.memory_budget,
+        )
+
+    @streaming
+    async def Status(self, request: status_pb2.StatusRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[status_pb2.StatusSnapshot]:
+        interval = max(request.interval_seconds or 1.0, 0.1)
+        while True:
+            yield self.snapshot()
+            if request.once:
+                return
+            await asyncio.sleep(interval)
