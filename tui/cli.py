@@ -281,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--interval", type=float, default=1.0)
     s.set_defaults(fn=cmd_status)
 
+    s = sub.add_parser("demo", help="start a private daemon on the demo model and stream three agents")
+    s.set_defaults(fn=None)
+
     s = sub.add_parser("make-model", help="write a random-weight llama GGUF (for demos, tests, benchmarks)")
     s.add_argument("out", metavar="OUT.gguf")
     s.add_argument("--size", choices=["tiny", "1b"], default="tiny")
@@ -295,6 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "make-model":
             return cmd_make_model(args)
+        if args.command == "demo":
+            from .demo import run_demo
+
+            return run_demo()
         with Client(resolve_socket(args.socket)) as client:
             try:
                 return args.fn(client, args)
