@@ -95,13 +95,15 @@ def test_four_sequences_decode_in_one_batch(tiny: Model, make_engine: callable) 
 
 
 def test_more_requests_than_slots_wait_in_fifo_order(tiny: Model, make_engine: callable) -> None:
-    engine = make_engine(n_seq_max=2)
+    engine = make_engine(n_seq_max=2, n_ctx_seq=2048)
     order: list[tuple[str, eng.EngineEvent]] = []
     sinks = [Collector(log=order, name=str(i)) for i in range(5)]
-    positions = [engine.submit(request(tiny, f"q{i}", s, max_tokens=16)) for i, s in enumerate(sinks)]
-    assert positions[:2] == [0, 0] and positions[2:] == [1, 2, 3]
-    for s in sinks:
-        assert s.done.completion_tokens == 16
+    # the first two hold both slots long enough for the other three to queue behind them
+    lengths = [1500, 1500, 16, 16, 16]
+    positions = [engine.submit(request(tiny, f"q{i}", s, max_tokens=n)) for i, (s, n) in enumerate(zip(sinks, lengths))]
+    assert positions == [0, 0, 1, 2, 3]
+    for s, n in zip(sinks, lengths):
+        assert s.done.completion_tokens == n
     admitted = [name for name, ev in order if isinstance(ev, eng.Admitted)]
     assert admitted == ["0", "1", "2", "3", "4"]
 
