@@ -25,7 +25,7 @@ proto: $(STAMP)
 	$(BIN)/python proto/generate.py
 
 bench: $(STAMP)
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/bench_daemon.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

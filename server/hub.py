@@ -11,6 +11,8 @@ import enum
 from dataclasses import dataclass
 from typing import AsyncIterator, Iterable
 
+from .errors import ResourceExhausted
+
 SUBSCRIBER_QUEUE_LIMIT = 10_000  # events; a subscriber this far behind is dropped
 
 
@@ -22,9 +24,10 @@ class Phase(enum.Enum):
 
 @dataclass(frozen=True)
 class Started:
+    """A turn was accepted; it is queued until its phase changes."""
+
     model: str
     user_message: str
-    queue_position: int
 
 
 @dataclass(frozen=True)
@@ -96,10 +99,6 @@ class LiveTurn:
         return events
 
 
-class SubscriberTooSlow(Exception):
-    pass
-
-
 class Subscription:
     def __init__(self, hub: "EventHub", agents: frozenset[str] | None, turn_ids: frozenset[str] | None) -> None:
         self._hub = hub
@@ -126,7 +125,7 @@ class Subscription:
         while True:
             event = await self.queue.get()
             if event is None:
-                raise SubscriberTooSlow()
+                raise ResourceExhausted("this stream fell too far behind the tokens; reconnect to catch up")
             yield event
 
     def close(self) -> None:

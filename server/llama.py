@@ -50,7 +50,6 @@ class LoadError(Exception):
 @dataclass(frozen=True)
 class ModelParams:
     n_gpu_layers: int = 0
-    use_mmap: bool = True
 
 
 class Model:
@@ -60,7 +59,6 @@ class Model:
         init_backend()
         mp = L.llama_model_default_params()
         mp.n_gpu_layers = params.n_gpu_layers
-        mp.use_mmap = params.use_mmap
         self.path = path
         self._ptr = L.llama_model_load_from_file(str(path).encode(), mp)
         if not self._ptr:

@@ -203,6 +203,9 @@ def quantize_q4_k_m(src: Path, dst: Path, n_threads: int | None = None) -> None:
     """Quantize with llama.cpp's own quantizer (``llama_model_quantize``)."""
     import llama_cpp
 
+    from .llama import init_backend
+
+    init_backend()  # routes llama.cpp's per-tensor progress log away from the terminal
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M
     params.nthread = n_threads or os.cpu_count() or 1

@@ -8,7 +8,9 @@ import enum
 import logging
 import os
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import AsyncIterator
 
 from .catalog import Catalog, ModelFile, check_model_name
 from .config import Config
@@ -34,6 +36,11 @@ class LoadedModel:
     engine: Engine
     memory_bytes: int
     last_used: float
+    users: int = 0  # turns holding the model (tokenizing, queued or decoding)
+
+    @property
+    def busy(self) -> bool:
+        return self.users > 0 or self.engine.busy
 
 
 @dataclass(frozen=True)
@@ -99,13 +106,18 @@ class ModelRegistry:
 
     # ---- loading ----------------------------------------------------------------------------
 
-    async def engine(self, name: str) -> Engine:
-        """The model's engine, loading the model first if needed."""
+    @asynccontextmanager
+    async def using(self, name: str) -> AsyncIterator[Engine]:
+        """Hold a model (loading it first if needed): it is not unloaded or evicted meanwhile."""
         loaded = self._loaded.get(name)
         if loaded is None:
             loaded, _ = await self.load(name)
-        loaded.last_used = time.monotonic()
-        return loaded.engine
+        loaded.users += 1
+        try:
+            yield loaded.engine
+        finally:
+            loaded.users -= 1
+            loaded.last_used = time.monotonic()
 
     async def load(self, name: str) -> tuple[LoadedModel, list[str]]:
         """Load a model (idempotent); returns it and the models evicted to make room."""
@@ -166,7 +178,7 @@ class ModelRegistry:
             )
         evicted = []
         while sum(m.memory_bytes for m in self._loaded.values()) + needed > budget:
-            idle = [m for m in self._loaded.values() if not m.engine.busy]
+            idle = [m for m in self._loaded.values() if not m.busy]
             if not idle:
                 raise ResourceExhausted(
                     f"no room for model {name!r} within memory_budget: every loaded model is busy; "
@@ -183,7 +195,7 @@ class ModelRegistry:
         loaded = self._loaded.get(name)
         if loaded is None:
             return
-        if loaded.engine.busy:
+        if loaded.busy:
             raise FailedPrecondition(
                 f"model {name!r} has turns in flight; cancel them (`enclave cancel --all`) or wait, then unload"
             )

@@ -71,7 +71,7 @@ class TurnManager:
     def launch(self, turn: Turn) -> None:
         self._turns[turn.id] = turn
         turn.agent.in_flight += 1
-        self.hub.publish(TurnEvent(turn.agent.name, turn.id, Started(turn.agent.model, turn.message, 0)))
+        self.hub.publish(TurnEvent(turn.agent.name, turn.id, Started(turn.agent.model, turn.message)))
         turn.task = asyncio.create_task(self._run(turn), name=f"turn-{turn.id}")
 
     # ---- cancelling -------------------------------------------------------------------------
@@ -137,13 +137,15 @@ class TurnManager:
             turn.done.set()
 
     async def _generate(self, turn: Turn) -> None:
+        async with self.models.using(turn.agent.model) as engine:
+            await self._generate_on(turn, engine)
+
+    async def _generate_on(self, turn: Turn, engine: eng.Engine) -> None:
         agent = turn.agent
-        engine = await self.models.engine(agent.model)
-        loaded_model = engine.model
         history = [{"role": m.role, "content": m.content} for m in agent.history]
         n_ctx = engine.n_ctx_seq
         reserve = min(agent.params.reply_limit, n_ctx // REPLY_RESERVE_FRACTION)
-        prompt = await asyncio.to_thread(build_prompt, loaded_model, agent.system, history, turn.message, n_ctx, reserve)
+        prompt = await asyncio.to_thread(build_prompt, engine.model, agent.system, history, turn.message, n_ctx, reserve)
         if prompt.dropped_messages:
             self._publish(turn, Truncated(prompt.dropped_messages, len(prompt.tokens)))
 
@@ -159,7 +161,9 @@ class TurnManager:
         try:
             engine.submit(request)
         except RuntimeError:
-            raise Unavailable(f"model {agent.model!r} was unloaded while the turn started; send it again") from None
+            raise Unavailable(
+                f"model {agent.model!r} is not taking work (its engine stopped); unload and load it again"
+            ) from None
         turn.engine, turn.request = engine, request
         if turn.cancelled:
             engine.cancel(request)

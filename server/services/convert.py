@@ -105,7 +105,7 @@ def chat_event(ev: hub.TurnEvent) -> chat_pb2.ChatEvent:
     out = chat_pb2.ChatEvent(agent=ev.agent, turn_id=ev.turn_id)
     b = ev.body
     if isinstance(b, hub.Started):
-        out.started.CopyFrom(chat_pb2.TurnStarted(model=b.model, user_message=b.user_message, queue_position=b.queue_position))
+        out.started.CopyFrom(chat_pb2.TurnStarted(model=b.model, user_message=b.user_message))
     elif isinstance(b, hub.PhaseChanged):
         out.phase.phase = _PHASE[b.phase]
     elif isinstance(b, hub.Delta):

@@ -76,14 +76,12 @@ class CancelResponse(_message.Message):
     def __init__(self, cancelled_turn_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TurnStarted(_message.Message):
-    __slots__ = ("model", "user_message", "queue_position")
+    __slots__ = ("model", "user_message")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     USER_MESSAGE_FIELD_NUMBER: _ClassVar[int]
-    QUEUE_POSITION_FIELD_NUMBER: _ClassVar[int]
     model: str
     user_message: str
-    queue_position: int
-    def __init__(self, model: _Optional[str] = ..., user_message: _Optional[str] = ..., queue_position: _Optional[int] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., user_message: _Optional[str] = ...) -> None: ...
 
 class PhaseChanged(_message.Message):
     __slots__ = ("phase",)
