@@ -6,7 +6,9 @@
     (one sequence, same sampler chain, no scheduler, no socket);
 (b) aggregate generated tok/s for 1, 2, 4 and 8 concurrent agents through enclaved vs
     llama-cpp-python's high-level ``Llama`` serving the same requests one after another;
-(c) time to first token over the socket vs in-process (prompt evaluation + first sample).
+(c) time to first token over the socket vs in-process (prompt evaluation + first sample);
+and, with ``--llama-server BIN`` (from ``../shared/anchors/build-llama-server.sh``), the C++
+llama-server of the same llama.cpp on the same requests, over loopback HTTP.
 
 The model is made on first use (``enclave make-model models/bench.gguf --size 1b``). Prints a
 Markdown report; copy it into docs/benchmarks.md.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import json
 import os
 import platform
 import statistics
@@ -24,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from datetime import date
 from pathlib import Path
 
@@ -84,20 +88,82 @@ def inprocess_stream(model: Model, prompt: list[int], n_tokens: int, threads: in
         ctx.close()
 
 
-def llama_serialized(path: Path, n_requests: int, n_tokens: int, threads: int) -> float:
-    """llama-cpp-python's high-level Llama, the requests one after another: aggregate tok/s."""
-    from llama_cpp import Llama
+class SerialLlama:
+    """llama-cpp-python's high-level ``Llama`` serving requests one after another."""
 
-    llm = Llama(str(path), n_ctx=2048, n_threads=threads, n_threads_batch=threads, n_batch=512, verbose=False)
-    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": MESSAGE}]
-    total, t0 = 0, time.perf_counter()
-    for i in range(n_requests):
-        llm.reset()
-        out = llm.create_chat_completion(messages, max_tokens=n_tokens, temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.1, seed=i)
-        total += out["usage"]["completion_tokens"]
-    elapsed = time.perf_counter() - t0
-    llm.close()
-    return total / elapsed
+    def __init__(self, path: Path, threads: int) -> None:
+        from llama_cpp import Llama
+
+        self.llm = Llama(str(path), n_ctx=2048, n_threads=threads, n_threads_batch=threads, n_batch=512, verbose=False)
+
+    def run(self, systems: list[str], n_tokens: int) -> float:
+        total, t0 = 0, time.perf_counter()
+        for i, system in enumerate(systems):
+            messages = [{"role": "system", "content": system}, {"role": "user", "content": MESSAGE}]
+            out = self.llm.create_chat_completion(messages, max_tokens=n_tokens, temperature=0.8, top_k=40, top_p=0.95,
+                                                  min_p=0.05, repeat_penalty=1.1, seed=100 + i)
+            total += out["usage"]["completion_tokens"]
+        return total / (time.perf_counter() - t0)
+
+    def close(self) -> None:
+        self.llm.close()
+
+
+# ---- the C++ anchor ----------------------------------------------------------------------------
+
+
+class LlamaServer:
+    """llama.cpp's own server with the same slots, context and threads, on 127.0.0.1."""
+
+    PORT = 18731
+
+    def __init__(self, binary: Path, model_path: Path, threads: int, slots: int) -> None:
+        self.proc = subprocess.Popen(
+            [str(binary), "-m", str(model_path), "-c", str(2048 * slots), "-np", str(slots), "-t", str(threads),
+             "-tb", str(threads), "--host", "127.0.0.1", "--port", str(self.PORT), "--no-webui"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.PORT}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise SystemExit("llama-server did not start")
+            time.sleep(0.2)
+
+    def complete(self, prompt: str, n_tokens: int, seed: int) -> dict:
+        body = json.dumps({"prompt": prompt, "n_predict": n_tokens, "temperature": 0.8, "top_k": 40, "top_p": 0.95,
+                           "min_p": 0.05, "repeat_penalty": 1.1, "seed": seed, "cache_prompt": False}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{self.PORT}/completion", body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=600) as r:
+            return json.load(r)
+
+    def stream(self, prompt: str, n_tokens: int) -> tuple[float, float]:
+        """(time to first token s, generation tok/s) as llama-server reports them."""
+        t = self.complete(prompt, n_tokens, 1)["timings"]
+        return t["prompt_ms"] / 1000, t["predicted_per_second"]
+
+    def concurrent(self, prompts: list[str], n_tokens: int) -> float:
+        counts = [0] * len(prompts)
+
+        def one(i: int) -> None:
+            counts[i] = self.complete(prompts[i], n_tokens, 100 + i)["tokens_predicted"]
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(prompts))]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return sum(counts) / (time.perf_counter() - t0)
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
 
 
 # ---- through the daemon -------------------------------------------------------------------------
@@ -143,8 +209,11 @@ class DaemonRun:
                 tokens = ev.finished.usage.completion_tokens
         return first - t0, (tokens - 1) / (last - first) if last > first else 0.0, tokens
 
-    def concurrent(self, n: int) -> float:
-        """n agents at once: aggregate generated tok/s from first request to last token."""
+    def concurrent(self, systems: list[str], n_tokens: int) -> float:
+        """One agent per system prompt, all at once: aggregate generated tok/s."""
+        n = len(systems)
+        for i, system in enumerate(systems):
+            self.agent(f"c{i}", n_tokens, 100 + i, system)
         results: list[int] = [0] * n
 
         def one(i: int) -> None:
@@ -170,53 +239,79 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--agents", default="1,2,4,8")
+    ap.add_argument("--reps", type=int, default=REPS)
+    ap.add_argument("--llama-server", type=Path, help="llama-server binary to measure beside enclaved")
     args = ap.parse_args()
     if not args.model.exists():
         print(f"making {args.model} (1b, Q4_K_M; a few minutes)", file=sys.stderr)
         make_model(args.model, "1b")
     counts = [int(n) for n in args.agents.split(",")]
     n = args.tokens
+    rounds = iter(range(1_000_000))
+
+    def fresh_systems(k: int) -> list[str]:
+        # a new prefix every time: nobody starts from a prompt cached in an earlier round
+        r = next(rounds)
+        return [f"[round {r}] You are agent {i}. {SYSTEM}" for i in range(k)]
 
     model = Model(args.model)
     daemon = DaemonRun(args.model, args.threads, max(counts))
+    serial = SerialLlama(args.model, args.threads)
+    server = LlamaServer(args.llama_server, args.model, args.threads, max(counts)) if args.llama_server else None
+    single: dict[str, list[tuple[float, float]]] = {"inproc": [], "enclaved": [], "server": []}
+    aggregate: dict[str, dict[int, list[float]]] = {k: {c: [] for c in counts} for k in ("enclaved", "Llama", "server")}
     try:
         daemon.agent("single", n, 1)
         daemon.stream("single")  # load the model and warm up
-        inproc_runs, daemon_runs = [], []
-        for rep in range(REPS):
-            # a new system prompt each time: neither side starts from a cached prompt
-            system = f"[run {rep}] {SYSTEM}"
+        for rep in range(args.reps):
+            system = fresh_systems(1)[0]
             prompt = build_prompt(model, system, [], MESSAGE, 2048, 0).tokens
-            inproc_runs.append(inprocess_stream(model, prompt, n, args.threads, seed=rep))
+            single["inproc"].append(inprocess_stream(model, prompt, n, args.threads, seed=rep)[:2])
             daemon.agent("single", n, rep, system)
-            daemon_runs.append(daemon.stream("single"))
-        in_tps = statistics.median(r[1] for r in inproc_runs)
-        d_tps = statistics.median(r[1] for r in daemon_runs)
-        in_ttft = statistics.median(r[0] for r in inproc_runs) * 1000
-        d_ttft = statistics.median(r[0] for r in daemon_runs) * 1000
-
-        aggregate = {}
+            single["enclaved"].append(daemon.stream("single")[:2])
+            if server:
+                single["server"].append(server.stream(model_prompt_text(model, fresh_systems(1)[0]), n))
         for c in counts:
-            for i in range(c):
-                daemon.agent(f"c{i}", n, 100 + i)
-            aggregate[c] = daemon.concurrent(c)
+            for rep in range(args.reps):
+                aggregate["enclaved"][c].append(daemon.concurrent(fresh_systems(c), n))
+                aggregate["Llama"][c].append(serial.run(fresh_systems(c), n))
+                if server:
+                    prompts = [model_prompt_text(model, s) for s in fresh_systems(c)]
+                    aggregate["server"][c].append(server.concurrent(prompts, n))
     finally:
         daemon.close()
+        serial.close()
+        if server:
+            server.close()
         model.close()
-    serialized = {c: llama_serialized(args.model, c, n, args.threads) for c in counts}
 
-    print(f"## Daemon vs llama.cpp ({date.today().isoformat()})\n")
-    print(f"Machine: {machine()}. Model: `{args.model.name}` ({args.model.stat().st_size / 2**20:.0f} MiB, 1.1B parameters, Q4_K_M, random weights). "
-          f"{args.threads} threads, {n} generated tokens per request, prompt {len(prompt)} tokens; medians of {REPS} runs.\n")
-    print("| measure | in-process llama.cpp | through enclaved | ratio |")
-    print("|---|---|---|---|")
-    print(f"| (a) one stream, generation tok/s | {in_tps:.1f} | {d_tps:.1f} | {d_tps / in_tps:.3f} |")
-    print(f"| (c) time to first token, ms | {in_ttft:.0f} | {d_ttft:.0f} | {d_ttft / in_ttft:.2f} |")
+    med = statistics.median
+    in_ttft, in_tps = med(r[0] for r in single["inproc"]) * 1000, med(r[1] for r in single["inproc"])
+    d_ttft, d_tps = med(r[0] for r in single["enclaved"]) * 1000, med(r[1] for r in single["enclaved"])
+    print(f"## enclaved vs llama.cpp ({date.today().isoformat()})\n")
+    print(f"Machine: {machine()}. Model: `{args.model.name}` ({args.model.stat().st_size / 2**20:.0f} MiB, 1.1B parameters, "
+          f"Q4_K_M, random weights). {args.threads} threads, {n} generated tokens per request, distinct system prompts; "
+          f"medians of {args.reps} interleaved runs.\n")
+    print("| measure | in-process llama.cpp | through enclaved | ratio |" + (" llama-server |" if server else ""))
+    print("|---|---|---|---|" + ("---|" if server else ""))
+    s_tps = f" {med(r[1] for r in single['server']):.1f} |" if server else ""
+    s_ttft = f" {med(r[0] for r in single['server']) * 1000:.0f} (prompt only) |" if server else ""
+    print(f"| (a) one stream, generation tok/s | {in_tps:.1f} | {d_tps:.1f} | {d_tps / in_tps:.3f} |{s_tps}")
+    print(f"| (c) time to first token, ms | {in_ttft:.0f} | {d_ttft:.0f} | {d_ttft / in_ttft:.2f} |{s_ttft}")
     print()
-    print("| concurrent agents | enclaved aggregate tok/s | `Llama` one after another, tok/s | ratio |")
-    print("|---|---|---|---|")
+    head = "| concurrent agents | enclaved aggregate tok/s | `Llama` one after another, tok/s | enclaved / `Llama` |"
+    print(head + (" llama-server -np N, tok/s | enclaved / llama-server |" if server else ""))
+    print("|---|---|---|---|" + ("---|---|" if server else ""))
     for c in counts:
-        print(f"| {c} | {aggregate[c]:.1f} | {serialized[c]:.1f} | {aggregate[c] / serialized[c]:.2f}x |")
+        e, l = med(aggregate["enclaved"][c]), med(aggregate["Llama"][c])
+        extra = f" {med(aggregate['server'][c]):.1f} | {e / med(aggregate['server'][c]):.2f} |" if server else ""
+        print(f"| {c} | {e:.1f} | {l:.1f} | {e / l:.2f}x |{extra}")
+
+
+def model_prompt_text(model: Model, system: str) -> str:
+    from enclaved.prompt import render
+
+    return render(model, [{"role": "system", "content": system}, {"role": "user", "content": MESSAGE}])
 
 
 if __name__ == "__main__":

@@ -82,7 +82,8 @@ class ModelRegistry:
         return self._view(self.file(name))
 
     def first_valid(self) -> str | None:
-        return next((f.name for f in self.catalog.scan().values() if f.valid), None)
+        """The first model that is valid and has not failed to load: the default for agents."""
+        return next((f.name for f in self.catalog.scan().values() if f.valid and f.name not in self._failed), None)
 
     def _view(self, f: ModelFile) -> ModelView:
         loaded = self._loaded.get(f.name)

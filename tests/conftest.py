@@ -29,14 +29,29 @@ MARKER = "ZEBRA-7731-CONFIDENTIAL"  # put in prompts; must never show up in logs
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tiny.gguf, small.gguf (same weights, small context in configs), eos.gguf (ends at
-    once), plain.gguf (no chat template) and broken.gguf (not GGUF)."""
+    once), plain.gguf (no chat template), broken.gguf (not GGUF) and alien.gguf (valid GGUF
+    that llama.cpp cannot load)."""
     d = tmp_path_factory.mktemp("models")
     make_model(d / "tiny.gguf", "tiny")
     shutil.copy(d / "tiny.gguf", d / "small.gguf")
     make_model(d / "eos.gguf", "tiny", eos_logit=50.0)
     write_f16_model(d / "plain.gguf", SIZES["tiny"], chat_template=None)
     (d / "broken.gguf").write_bytes(b"this is not a gguf file" * 100)
+    _write_unloadable(d / "alien.gguf")
     return d
+
+
+def _write_unloadable(path: Path) -> None:
+    """A well-formed GGUF that llama.cpp refuses: an architecture it does not know."""
+    import gguf
+    import numpy as np
+
+    w = gguf.GGUFWriter(str(path), "alienarch")
+    w.add_tensor("token_embd.weight", np.zeros((8, 8), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
 
 
 @dataclass

@@ -113,6 +113,25 @@ def test_load_and_unload(shared_daemon: Daemon) -> None:
     assert model_status(stubs, "plain").state == models_pb2.MODEL_STATE_AVAILABLE
 
 
+def test_a_failed_load_is_reported_and_the_daemon_keeps_serving(shared_daemon: Daemon) -> None:
+    stubs = shared_daemon.stubs()
+    err = rpc_error(lambda: stubs.models.LoadModel(models_pb2.LoadModelRequest(name="alien"), timeout=30))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "failed to load" in err.details()
+    assert_one_line(err)
+    alien = next(m for m in stubs.models.ListModels(models_pb2.ListModelsRequest(), timeout=10).models if m.name == "alien")
+    assert alien.state == models_pb2.MODEL_STATE_FAILED and "failed" not in alien.problem.split()[0]
+    assert alien.problem
+    put_agent(stubs, "alien-user", model="alien")
+    err = rpc_error(lambda: chat(stubs, "alien-user", "hello"))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert chat(stubs, "a1", "others are fine")[-1].HasField("finished")
+    r = stubs.agents.PutAgent(agents_pb2.PutAgentRequest(agent=agents_pb2.Agent(name="defaulted")), timeout=10)
+    assert r.agent.model != "alien", "a model that failed to load is not a default"
+    for name in ("alien-user", "defaulted"):
+        stubs.agents.DeleteAgent(agents_pb2.DeleteAgentRequest(name=name), timeout=10)
+
+
 @pytest.mark.parametrize(
     ("name", "code", "words"),
     [
@@ -398,10 +417,13 @@ def test_agent_validation(shared_daemon: Daemon) -> None:
 def test_agent_lifecycle(shared_daemon: Daemon) -> None:
     stubs = shared_daemon.stubs()
     r = stubs.agents.PutAgent(agents_pb2.PutAgentRequest(agent=agents_pb2.Agent(name="temp", system="v1")), timeout=10)
-    assert r.created and r.agent.model  # no model given: the first usable one
-    chat(stubs, "temp", "remember me")
+    listed = {m.name for m in stubs.models.ListModels(models_pb2.ListModelsRequest(), timeout=10).models}
+    assert r.created and r.agent.model in listed  # no model given: the first usable one
     r = stubs.agents.PutAgent(agents_pb2.PutAgentRequest(agent=agents_pb2.Agent(name="temp", model="tiny", system="v2")), timeout=10)
-    assert not r.created and r.agent.system == "v2" and r.agent.turns == 1, "an update keeps the transcript"
+    assert not r.created and r.agent.system == "v2" and r.agent.model == "tiny"
+    chat(stubs, "temp", "remember me")
+    r = stubs.agents.PutAgent(agents_pb2.PutAgentRequest(agent=agents_pb2.Agent(name="temp", model="tiny", system="v3")), timeout=10)
+    assert r.agent.system == "v3" and r.agent.turns == 1, "an update keeps the transcript"
     stubs.agents.ClearTranscript(agents_pb2.ClearTranscriptRequest(name="temp"), timeout=10)
     messages = stubs.agents.GetTranscript(agents_pb2.GetTranscriptRequest(name="temp"), timeout=10).messages
     assert [m.role for m in messages] == [agents_pb2.ROLE_SYSTEM]

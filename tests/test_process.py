@@ -68,7 +68,8 @@ def test_restart_after_kill_9_is_not_blocked_by_stale_files(daemon_factory: call
     assert second.stubs().models.ListModels(models_pb2.ListModelsRequest(), timeout=10).models
 
 
-def test_sigterm_ends_turns_cleanly_removes_the_socket_and_exits_0(daemon_factory: callable) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_ends_turns_cleanly_removes_the_socket_and_exits_0(daemon_factory: callable, sig: int) -> None:
     d: Daemon = daemon_factory('[[agents]]\nname = "talker"\nmodel = "tiny"\nmax_tokens = 1000000\n')
     call = d.stubs().chat.Chat(chat_pb2.ChatRequest(agent="talker", message="talk until stopped"), timeout=60)
     events = []
@@ -76,7 +77,7 @@ def test_sigterm_ends_turns_cleanly_removes_the_socket_and_exits_0(daemon_factor
         events.append(ev)
         if ev.HasField("delta"):
             break
-    d.proc.send_signal(signal.SIGTERM)
+    d.proc.send_signal(sig)
     with pytest.raises(grpc.RpcError) as info:
         for ev in call:
             events.append(ev)
