@@ -30,6 +30,7 @@ import time
 import urllib.request
 from datetime import date
 from pathlib import Path
+from typing import Callable
 
 import grpc
 
@@ -53,6 +54,22 @@ def machine() -> str:
 
 def sampling(seed: int) -> SamplingSettings:
     return SamplingSettings(seed=seed)
+
+
+def tokens_per_second_at_once(request: Callable[[int], int], n: int) -> float:
+    """Run ``request(0..n-1)`` in n threads at once; each returns its generated tokens."""
+    counts = [0] * n
+
+    def one(i: int) -> None:
+        counts[i] = request(i)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(counts) / (time.perf_counter() - t0)
 
 
 # ---- in-process reference -----------------------------------------------------------------------
@@ -148,18 +165,7 @@ class LlamaServer:
         return t["prompt_ms"] / 1000, t["predicted_per_second"]
 
     def concurrent(self, prompts: list[str], n_tokens: int) -> float:
-        counts = [0] * len(prompts)
-
-        def one(i: int) -> None:
-            counts[i] = self.complete(prompts[i], n_tokens, 100 + i)["tokens_predicted"]
-
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(prompts))]
-        t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        return sum(counts) / (time.perf_counter() - t0)
+        return tokens_per_second_at_once(lambda i: self.complete(prompts[i], n_tokens, 100 + i)["tokens_predicted"], len(prompts))
 
     def close(self) -> None:
         self.proc.terminate()
@@ -211,21 +217,9 @@ class DaemonRun:
 
     def concurrent(self, systems: list[str], n_tokens: int) -> float:
         """One agent per system prompt, all at once: aggregate generated tok/s."""
-        n = len(systems)
         for i, system in enumerate(systems):
             self.agent(f"c{i}", n_tokens, 100 + i, system)
-        results: list[int] = [0] * n
-
-        def one(i: int) -> None:
-            results[i] = self.stream(f"c{i}")[2]
-
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-        t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        return sum(results) / (time.perf_counter() - t0)
+        return tokens_per_second_at_once(lambda i: self.stream(f"c{i}")[2], len(systems))
 
     def close(self) -> None:
         self.channel.close()

@@ -7,7 +7,6 @@ import random
 import re
 from dataclasses import dataclass, field
 
-from .config import AgentSettings
 from .errors import InvalidArgument, NotFound
 from .llama import SamplingSettings
 
@@ -95,20 +94,6 @@ class AgentBook:
     def __init__(self, max_text_bytes: int) -> None:
         self.max_text_bytes = max_text_bytes
         self._agents: dict[str, Agent] = {}
-
-    @staticmethod
-    def from_settings(s: AgentSettings) -> tuple[str, str, str, AgentParams]:
-        params = AgentParams(
-            temperature=s.temperature,
-            top_k=s.top_k,
-            top_p=s.top_p,
-            min_p=s.min_p,
-            repeat_penalty=s.repeat_penalty,
-            seed=s.seed,
-            stop=tuple(s.stop),
-            max_tokens=s.max_tokens,
-        )
-        return s.name, s.model, s.system, params
 
     def all(self) -> list[Agent]:
         return list(self._agents.values())

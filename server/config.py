@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .agents import AgentParams
 from .errors import ConfigError
 
 
@@ -27,19 +28,20 @@ class ModelSettings:
 
 @dataclass(frozen=True)
 class AgentSettings:
-    """An agent as written in ``[[agents]]``."""
+    """An agent as written in ``[[agents]]``: name, model, system prompt and sampling."""
 
     name: str
     model: str = ""
     system: str = ""
-    temperature: float | None = None
-    top_k: int | None = None
-    top_p: float | None = None
-    min_p: float | None = None
-    repeat_penalty: float | None = None
-    seed: int | None = None
-    stop: list[str] = field(default_factory=list)
-    max_tokens: int | None = None
+    params: AgentParams = field(default_factory=AgentParams)
+
+
+def _agent(table: dict[str, Any], where: str) -> AgentSettings:
+    own = {k: table[k] for k in ("name", "model", "system") if k in table}
+    sampling = {k: v for k, v in table.items() if k not in own}
+    if isinstance(sampling.get("stop"), list):
+        sampling["stop"] = tuple(sampling["stop"])
+    return AgentSettings(**own, params=_build(AgentParams, sampling, where))
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ def parse_size(value: int | str) -> int:
 
 
 def _build(cls: type, table: dict[str, Any], where: str) -> Any:
-    known = {f.name for f in fields(cls)}
+    known = {f.name for f in fields(cls)} | ({"name", "model", "system"} if cls is AgentParams else set())
     unknown = sorted(set(table) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
@@ -106,7 +108,7 @@ def load_config(path: Path | None, *, models_dirs: list[Path] | None = None, dat
         raise ConfigError(f"config: unknown setting {unknown[0]!r}; known: {', '.join(sorted(allowed))}")
 
     models = [_build(ModelSettings, t, f"[[models]] #{i + 1}") for i, t in enumerate(raw.get("models", []))]
-    agents = [_build(AgentSettings, t, f"[[agents]] #{i + 1}") for i, t in enumerate(raw.get("agents", []))]
+    agents = [_agent(t, f"[[agents]] #{i + 1}") for i, t in enumerate(raw.get("agents", []))]
     for kind, items in (("models", models), ("agents", agents)):
         names = [x.name for x in items]
         if any(not n for n in names):

@@ -84,12 +84,11 @@ class Daemon:
         self._stop = asyncio.Event()
 
     def _define_agents(self) -> None:
-        for settings in self.config.agents:
-            name, model, system, params = AgentBook.from_settings(settings)
-            model = model or self.models.first_valid() or ""
-            self.agents.put(name, model, system, params)
+        for a in self.config.agents:
+            model = a.model or self.models.first_valid() or ""
+            self.agents.put(a.name, model, a.system, a.params)
             if not model or model not in self.models.catalog.scan():
-                log.warning("agent %s uses model %r, which is not in the models folders yet", name, model)
+                log.warning("agent %s uses model %r, which is not in the models folders yet", a.name, model)
         if not self.config.agents:
             first = self.models.first_valid()
             if first:
