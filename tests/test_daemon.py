@@ -347,6 +347,17 @@ def test_a_client_that_vanishes_frees_its_sequence(shared_daemon: Daemon) -> Non
     assert events[-1].finished.finish_reason == chat_pb2.FINISH_REASON_MAX_TOKENS
 
 
+def test_a_deadline_cancels_the_turn(shared_daemon: Daemon) -> None:
+    stubs = shared_daemon.stubs()
+    put_agent(stubs, "hasty", max_tokens=100_000)
+    err = rpc_error(lambda: stubs.chat.Chat(chat_pb2.ChatRequest(agent="hasty", message="take your time"), timeout=1.0))
+    assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    wait_for(lambda: model_status(stubs, "tiny").active_sequences == 0, what="the sequence to be freed")
+    wait_for(lambda: status(stubs).active_turns == 0, what="the turn to end")
+    transcript = stubs.agents.GetTranscript(agents_pb2.GetTranscriptRequest(name="hasty"), timeout=10).messages
+    assert transcript[-1].finish_reason == "cancelled"
+
+
 def test_detached_turn_survives_its_client(shared_daemon: Daemon) -> None:
     stubs = shared_daemon.stubs()
     put_agent(stubs, "detached", max_tokens=300)
