@@ -62,7 +62,8 @@ class ModelRegistry:
         self.catalog = Catalog(config.models_dirs)
         self._loaded: dict[str, LoadedModel] = {}
         self._failed: dict[str, str] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._load_tasks: dict[str, asyncio.Task[tuple[LoadedModel, list[str]]]] = {}
+        self._load_lock = asyncio.Lock()
         self._loading: set[str] = set()
 
     # ---- queries ----------------------------------------------------------------------------
@@ -121,11 +122,27 @@ class ModelRegistry:
             loaded.last_used = time.monotonic()
 
     async def load(self, name: str) -> tuple[LoadedModel, list[str]]:
-        """Load a model (idempotent); returns it and the models evicted to make room."""
+        """Load a model (idempotent); returns it and the models evicted to make room.
+
+        The load runs as its own task, shared by everyone asking for the same model: a caller
+        that is cancelled while waiting leaves it to finish and register, so a loaded model is
+        never orphaned.
+        """
         f = self.file(name)
         if not f.valid:
             raise FailedPrecondition(f.problem)
-        async with self._locks.setdefault(name, asyncio.Lock()):
+        if name in self._loaded:
+            return self._loaded[name], []
+        task = self._load_tasks.get(name)
+        if task is None:
+            task = asyncio.create_task(self._load(f), name=f"load-{name}")
+            self._load_tasks[name] = task
+            task.add_done_callback(lambda t: (self._load_tasks.pop(name, None), t.cancelled() or t.exception()))
+        return await asyncio.shield(task)
+
+    async def _load(self, f: ModelFile) -> tuple[LoadedModel, list[str]]:
+        name = f.name
+        async with self._load_lock:  # one load at a time: the budget check and the load agree
             if name in self._loaded:
                 return self._loaded[name], []
             settings = self.config.model_settings(name)

@@ -76,9 +76,6 @@ class TurnManager:
 
     # ---- cancelling -------------------------------------------------------------------------
 
-    def turn(self, turn_id: str) -> Turn | None:
-        return self._turns.get(turn_id)
-
     def cancel(self, turn: Turn) -> None:
         if turn.done.is_set() or turn.cancelled:
             return
@@ -145,7 +142,14 @@ class TurnManager:
         history = [{"role": m.role, "content": m.content} for m in agent.history]
         n_ctx = engine.n_ctx_seq
         reserve = min(agent.params.reply_limit, n_ctx // REPLY_RESERVE_FRACTION)
-        prompt = await asyncio.to_thread(build_prompt, engine.model, agent.system, history, turn.message, n_ctx, reserve)
+        tokenizing = asyncio.ensure_future(
+            asyncio.to_thread(build_prompt, engine.model, agent.system, history, turn.message, n_ctx, reserve)
+        )
+        try:
+            prompt = await asyncio.shield(tokenizing)
+        except asyncio.CancelledError:
+            await asyncio.wait([tokenizing])  # the model must outlive the thread that reads it
+            raise
         if prompt.dropped_messages:
             self._publish(turn, Truncated(prompt.dropped_messages, len(prompt.tokens)))
 
