@@ -172,8 +172,12 @@ def write_f16_model(
     embd = weight(shape.n_vocab, shape.n_embd, 1.0)
     embd[:, 0] = 1.0
     output = weight(shape.n_vocab, shape.n_embd)
-    normal = np.array([t == int(gguf.TokenType.NORMAL) for t in _token_types(tokens)])
-    output[:, 0] = np.where(normal, 3.0, 0.0)
+    types = np.array(_token_types(tokens))
+    output[:, 0] = np.where(types == int(gguf.TokenType.NORMAL), 3.0, 0.0)
+    # Control tokens (end of sequence, end of turn) get a constant logit of 0, near the median,
+    # so they never reach top-k: a reply ends on max_tokens, never by chance, and benchmarks
+    # compare runs of equal length.
+    output[(types == int(gguf.TokenType.CONTROL)) | (types == int(gguf.TokenType.UNKNOWN))] = 0.0
     if eos_logit is not None:
         output[2, :] = 0.0
         output[2, 0] = eos_logit
