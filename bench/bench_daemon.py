@@ -7,6 +7,8 @@
 (b) aggregate generated tok/s for 1, 2, 4 and 8 concurrent agents through enclaved vs
     llama-cpp-python's high-level ``Llama`` serving the same requests one after another;
 (c) time to first token over the socket vs in-process (prompt evaluation + first sample);
+(d) agents holding conversations (three turns each, every turn sees the history): enclaved
+    keeps each agent's KV cache in its own sequence, ``Llama`` re-reads the history each turn;
 and, with ``--llama-server BIN`` (from ``../shared/anchors/build-llama-server.sh``), the C++
 llama-server of the same llama.cpp on the same requests, over loopback HTTP.
 
@@ -39,10 +41,11 @@ ROOT = Path(__file__).resolve().parent.parent
 from enclave.v1 import agents_pb2, agents_pb2_grpc, chat_pb2, chat_pb2_grpc  # noqa: E402
 from enclaved.llama import Context, ContextParams, Model, Sampler, SamplingSettings  # noqa: E402
 from enclaved.modelmaker import make_model  # noqa: E402
-from enclaved.prompt import build_prompt  # noqa: E402
+from enclaved.prompt import build_prompt, render  # noqa: E402
 
 SYSTEM = "You are a helpful assistant."
 MESSAGE = "Write a short story about a lighthouse keeper who finds a message in a bottle."
+FOLLOW_UPS = ["Now tell it from the point of view of the bottle.", "Give the story a title and a moral."]
 REPS = 3
 
 
@@ -122,6 +125,19 @@ class SerialLlama:
             total += out["usage"]["completion_tokens"]
         return total / (time.perf_counter() - t0)
 
+    def conversations(self, systems: list[str], n_tokens: int) -> float:
+        """Each agent holds a conversation; the agents take turns: aggregate tok/s."""
+        histories = [[{"role": "system", "content": system}] for system in systems]
+        total, t0 = 0, time.perf_counter()
+        for message in [MESSAGE, *FOLLOW_UPS]:
+            for i, history in enumerate(histories):
+                history.append({"role": "user", "content": message})
+                out = self.llm.create_chat_completion(history, max_tokens=n_tokens, temperature=0.8, top_k=40, top_p=0.95,
+                                                      min_p=0.05, repeat_penalty=1.1, seed=100 + i)
+                history.append({"role": "assistant", "content": out["choices"][0]["message"]["content"]})
+                total += out["usage"]["completion_tokens"]
+        return total / (time.perf_counter() - t0)
+
     def close(self) -> None:
         self.llm.close()
 
@@ -152,9 +168,9 @@ class LlamaServer:
                 raise SystemExit("llama-server did not start")
             time.sleep(0.2)
 
-    def complete(self, prompt: str, n_tokens: int, seed: int) -> dict:
+    def complete(self, prompt: str, n_tokens: int, seed: int, cache: bool = False) -> dict:
         body = json.dumps({"prompt": prompt, "n_predict": n_tokens, "temperature": 0.8, "top_k": 40, "top_p": 0.95,
-                           "min_p": 0.05, "repeat_penalty": 1.1, "seed": seed, "cache_prompt": False}).encode()
+                           "min_p": 0.05, "repeat_penalty": 1.1, "seed": seed, "cache_prompt": cache}).encode()
         req = urllib.request.Request(f"http://127.0.0.1:{self.PORT}/completion", body, {"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=600) as r:
             return json.load(r)
@@ -166,6 +182,20 @@ class LlamaServer:
 
     def concurrent(self, prompts: list[str], n_tokens: int) -> float:
         return tokens_per_second_at_once(lambda i: self.complete(prompts[i], n_tokens, 100 + i)["tokens_predicted"], len(prompts))
+
+    def conversations(self, systems: list[str], n_tokens: int, render: Callable[[list[dict[str, str]]], str]) -> float:
+        """Each agent holds a conversation, all agents at once, with llama-server's prompt cache."""
+
+        def converse(i: int) -> int:
+            history, produced = [{"role": "system", "content": systems[i]}], 0
+            for message in [MESSAGE, *FOLLOW_UPS]:
+                history.append({"role": "user", "content": message})
+                out = self.complete(render(history), n_tokens, 100 + i, cache=True)
+                history.append({"role": "assistant", "content": out["content"]})
+                produced += out["tokens_predicted"]
+            return produced
+
+        return tokens_per_second_at_once(converse, len(systems))
 
     def close(self) -> None:
         self.proc.terminate()
@@ -201,12 +231,12 @@ class DaemonRun:
         self.agents.PutAgent(agents_pb2.PutAgentRequest(agent=spec), timeout=30)
         self.agents.ClearTranscript(agents_pb2.ClearTranscriptRequest(name=name), timeout=30)
 
-    def stream(self, agent: str) -> tuple[float, float, int]:
+    def stream(self, agent: str, message: str = MESSAGE) -> tuple[float, float, int]:
         """(time to first token s, client-side generation tok/s, completion tokens)."""
         t0 = time.perf_counter()
         first = last = 0.0
         tokens = 0
-        for ev in self.chat.Chat(chat_pb2.ChatRequest(agent=agent, message=MESSAGE), timeout=600):
+        for ev in self.chat.Chat(chat_pb2.ChatRequest(agent=agent, message=message), timeout=600):
             if ev.HasField("delta"):
                 now = time.perf_counter()
                 first = first or now
@@ -221,6 +251,14 @@ class DaemonRun:
             self.agent(f"c{i}", n_tokens, 100 + i, system)
         return tokens_per_second_at_once(lambda i: self.stream(f"c{i}")[2], len(systems))
 
+    def conversations(self, systems: list[str], n_tokens: int) -> float:
+        """Each agent holds a conversation (the daemon keeps it), all agents at once."""
+        for i, system in enumerate(systems):
+            self.agent(f"c{i}", n_tokens, 100 + i, system)
+        return tokens_per_second_at_once(
+            lambda i: sum(self.stream(f"c{i}", m)[2] for m in [MESSAGE, *FOLLOW_UPS]), len(systems)
+        )
+
     def close(self) -> None:
         self.channel.close()
         self.proc.terminate()
@@ -234,6 +272,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--agents", default="1,2,4,8")
     ap.add_argument("--reps", type=int, default=REPS)
+    ap.add_argument("--conversation-agents", type=int, default=4, help="agents in the multi-turn scenario (0 = skip)")
     ap.add_argument("--llama-server", type=Path, help="llama-server binary to measure beside enclaved")
     args = ap.parse_args()
     if not args.model.exists():
@@ -254,10 +293,12 @@ def main() -> None:
     server = LlamaServer(args.llama_server, args.model, args.threads, max(counts)) if args.llama_server else None
     single: dict[str, list[tuple[float, float]]] = {"inproc": [], "enclaved": [], "server": []}
     aggregate: dict[str, dict[int, list[float]]] = {k: {c: [] for c in counts} for k in ("enclaved", "Llama", "server")}
+    talks: dict[str, list[float]] = {"enclaved": [], "Llama": [], "server": []}
+    k = args.conversation_agents
     try:
         daemon.agent("single", n, 1)
         daemon.stream("single")  # load the model and warm up
-        for rep in range(args.reps):
+        for rep in range(max(args.reps, 7)):
             system = fresh_systems(1)[0]
             prompt = build_prompt(model, system, [], MESSAGE, 2048, 0).tokens
             single["inproc"].append(inprocess_stream(model, prompt, n, args.threads, seed=rep)[:2])
@@ -272,6 +313,11 @@ def main() -> None:
                 if server:
                     prompts = [model_prompt_text(model, s) for s in fresh_systems(c)]
                     aggregate["server"][c].append(server.concurrent(prompts, n))
+        for rep in range(args.reps if k else 0):
+            talks["enclaved"].append(daemon.conversations(fresh_systems(k), n))
+            talks["Llama"].append(serial.conversations(fresh_systems(k), n))
+            if server:
+                talks["server"].append(server.conversations(fresh_systems(k), n, lambda msgs: render(model, msgs)))
     finally:
         daemon.close()
         serial.close()
@@ -280,31 +326,44 @@ def main() -> None:
         model.close()
 
     med = statistics.median
-    in_ttft, in_tps = med(r[0] for r in single["inproc"]) * 1000, med(r[1] for r in single["inproc"])
-    d_ttft, d_tps = med(r[0] for r in single["enclaved"]) * 1000, med(r[1] for r in single["enclaved"])
+
+    def paired(a: list[float], b: list[float]) -> float:
+        """Median of per-run ratios: each pair was measured back to back, so drift cancels."""
+        return med(x / y for x, y in zip(a, b))
+
+    in_tps, d_tps = [r[1] for r in single["inproc"]], [r[1] for r in single["enclaved"]]
+    in_ttft, d_ttft = [r[0] * 1000 for r in single["inproc"]], [r[0] * 1000 for r in single["enclaved"]]
     print(f"## enclaved vs llama.cpp ({date.today().isoformat()})\n")
     print(f"Machine: {machine()}. Model: `{args.model.name}` ({args.model.stat().st_size / 2**20:.0f} MiB, 1.1B parameters, "
-          f"Q4_K_M, random weights). {args.threads} threads, {n} generated tokens per request, distinct system prompts; "
-          f"medians of {args.reps} interleaved runs.\n")
+          f"Q4_K_M, random weights). {args.threads} threads, {n} generated tokens per request, distinct system prompts. "
+          f"Values are medians; ratios are medians of per-run ratios of runs made back to back "
+          f"({len(in_tps)} runs for one stream, {args.reps} for the rest).\n")
     print("| measure | in-process llama.cpp | through enclaved | ratio |" + (" llama-server |" if server else ""))
     print("|---|---|---|---|" + ("---|" if server else ""))
     s_tps = f" {med(r[1] for r in single['server']):.1f} |" if server else ""
     s_ttft = f" {med(r[0] for r in single['server']) * 1000:.0f} (prompt only) |" if server else ""
-    print(f"| (a) one stream, generation tok/s | {in_tps:.1f} | {d_tps:.1f} | {d_tps / in_tps:.3f} |{s_tps}")
-    print(f"| (c) time to first token, ms | {in_ttft:.0f} | {d_ttft:.0f} | {d_ttft / in_ttft:.2f} |{s_ttft}")
+    print(f"| (a) one stream, generation tok/s | {med(in_tps):.1f} | {med(d_tps):.1f} | {paired(d_tps, in_tps):.3f} |{s_tps}")
+    print(f"| (c) time to first token, ms | {med(in_ttft):.0f} | {med(d_ttft):.0f} | {paired(d_ttft, in_ttft):.2f} |{s_ttft}")
     print()
     head = "| concurrent agents | enclaved aggregate tok/s | `Llama` one after another, tok/s | enclaved / `Llama` |"
     print(head + (" llama-server -np N, tok/s | enclaved / llama-server |" if server else ""))
     print("|---|---|---|---|" + ("---|---|" if server else ""))
+
+    def row(label: object, e: list[float], l: list[float], srv: list[float]) -> str:
+        extra = f" {med(srv):.1f} | {paired(e, srv):.2f} |" if server else ""
+        return f"| {label} | {med(e):.1f} | {med(l):.1f} | {paired(e, l):.2f}x |{extra}"
+
     for c in counts:
-        e, l = med(aggregate["enclaved"][c]), med(aggregate["Llama"][c])
-        extra = f" {med(aggregate['server'][c]):.1f} | {e / med(aggregate['server'][c]):.2f} |" if server else ""
-        print(f"| {c} | {e:.1f} | {l:.1f} | {e / l:.2f}x |{extra}")
+        print(row(c, aggregate["enclaved"][c], aggregate["Llama"][c], aggregate["server"][c]))
+    if k:
+        print()
+        print(f"(d) Conversations: {k} agents at once, {1 + len(FOLLOW_UPS)} turns each; every turn sees the agent's history.\n")
+        print(head + (" llama-server -np N, prompt cache on, tok/s | enclaved / llama-server |" if server else ""))
+        print("|---|---|---|---|" + ("---|---|" if server else ""))
+        print(row(k, talks["enclaved"], talks["Llama"], talks["server"]))
 
 
 def model_prompt_text(model: Model, system: str) -> str:
-    from enclaved.prompt import render
-
     return render(model, [{"role": "system", "content": system}, {"role": "user", "content": MESSAGE}])
 
 

@@ -26,6 +26,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+class _ClientGoneFilter(logging.Filter):
+    """gRPC logs a traceback when a client leaves just as a stream ends (it cannot send the
+    final status). That is a client going away, not a fault: one debug line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "ExecuteBatchError" not in record.getMessage():
+            return True
+        logging.getLogger("enclaved.rpc").debug("a client left before its stream's final status was sent")
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(
@@ -33,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("grpc._cython.cygrpc").addFilter(_ClientGoneFilter())
     config_path = args.config or (Path(os.environ["ENCLAVE_CONFIG"]) if os.environ.get("ENCLAVE_CONFIG") else None)
     try:
         config = load_config(config_path, models_dirs=args.models, data_dir=args.data)

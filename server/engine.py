@@ -310,11 +310,12 @@ class Engine:
         if rc != 0:
             self._decode_failed(rc)
             return
-        if decoding:
-            self._decode_log.append((now, decoding))
-            self._occupancy_log.append(decoding)
-        if prefilled:
-            self._prompt_log.append((now, prefilled))
+        with self._cond:  # stats() reads these logs from other threads
+            if decoding:
+                self._decode_log.append((now, decoding))
+                self._occupancy_log.append(decoding)
+            if prefilled:
+                self._prompt_log.append((now, prefilled))
 
         for seq in list(self._active):
             if seq.logits_index < 0:

@@ -50,7 +50,7 @@ class TurnManager:
 
     # ---- starting ---------------------------------------------------------------------------
 
-    def check_message(self, message: str) -> None:
+    def _check_message(self, message: str) -> None:
         if not message.strip():
             raise InvalidArgument("message is empty; type something to send")
         size = len(message.encode("utf-8"))
@@ -64,7 +64,7 @@ class TurnManager:
         """Validate and create a turn without starting it, so callers can subscribe first."""
         if self._closing:
             raise Unavailable("enclaved is shutting down; try again once it is back")
-        self.check_message(message)
+        self._check_message(message)
         agent = self.agents.get(agent_name)
         return Turn(id=uuid.uuid4().hex[:12], agent=agent, message=message, detach=detach)
 

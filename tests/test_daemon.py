@@ -42,7 +42,8 @@ def put_agent(stubs: Stubs, name: str, model: str = "tiny", system: str = "", **
 
 
 def status(stubs: Stubs) -> status_pb2.StatusSnapshot:
-    return next(iter(stubs.status.Status(status_pb2.StatusRequest(once=True), timeout=10)))
+    (snapshot,) = stubs.status.Status(status_pb2.StatusRequest(once=True), timeout=10)
+    return snapshot
 
 
 def model_status(stubs: Stubs, name: str) -> status_pb2.ModelStatus:

@@ -37,9 +37,7 @@ class ChatService(chat_pb2_grpc.ChatServicer):
         names = list(dict.fromkeys(request.agents)) or [a.name for a in self.agents.all()]
         if not names:
             raise FailedPrecondition("there are no agents to broadcast to; create one first")
-        self.turns.check_message(request.message)
-        for name in names:
-            self.agents.get(name)
+        # prepare() validates without starting anything: one unknown agent and none start
         turns = [self.turns.prepare(name, request.message, request.detach) for name in names]
         async with aclosing(self._follow(turns, request.detach)) as events:
             async for event in events:
