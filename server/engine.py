@@ -157,8 +157,9 @@ class Engine:
         self._cond = threading.Condition()
         self._stopping = False
         self._piece_buf = ctypes.create_string_buffer(256)
-        self._decode_log: collections.deque[tuple[float, int]] = collections.deque()
-        self._prompt_log: collections.deque[tuple[float, int]] = collections.deque()
+        # (step end, tokens, step seconds) of recent steps, for the rates in stats()
+        self._decode_log: collections.deque[tuple[float, int, float]] = collections.deque()
+        self._prompt_log: collections.deque[tuple[float, int, float]] = collections.deque()
         self._occupancy_log: collections.deque[int] = collections.deque(maxlen=64)
         self._generated_total = 0
         self._thread = threading.Thread(target=self._run, name=f"engine-{name}", daemon=True)
@@ -305,6 +306,7 @@ class Engine:
             budget -= len(take)
             prefilled += len(take)
 
+        started = time.monotonic()
         rc = ctx.decode()
         now = time.monotonic()
         if rc != 0:
@@ -312,10 +314,10 @@ class Engine:
             return
         with self._cond:  # stats() reads these logs from other threads
             if decoding:
-                self._decode_log.append((now, decoding))
+                self._decode_log.append((now, decoding, now - started))
                 self._occupancy_log.append(decoding)
             if prefilled:
-                self._prompt_log.append((now, prefilled))
+                self._prompt_log.append((now, prefilled, now - started))
 
         for seq in list(self._active):
             if seq.logits_index < 0:
@@ -404,10 +406,9 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return i
 
 
-def _rate(entries: collections.deque[tuple[float, int]], now: float) -> float:
-    """Tokens per second over the last few seconds (0 when idle)."""
+def _rate(entries: collections.deque[tuple[float, int, float]], now: float) -> float:
+    """Tokens per second of decoding time over the last few seconds (0 when idle)."""
     while entries and now - entries[0][0] > RATE_WINDOW_SECONDS:
         entries.popleft()
-    if len(entries) < 2:
-        return 0.0
-    return sum(n for _, n in itertools.islice(entries, 1, None)) / (now - entries[0][0])
+    busy = sum(seconds for _, _, seconds in entries)
+    return sum(n for _, n, _ in entries) / busy if busy > 0 else 0.0

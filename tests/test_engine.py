@@ -92,6 +92,7 @@ def test_four_sequences_decode_in_one_batch(tiny: Model, make_engine: callable) 
     assert stats.tokens_generated == 256
     assert stats.occupancy > 2, "the four sequences should mostly share each llama_decode"
     assert stats.active == 0 and stats.queued == 0
+    assert stats.decode_tps > 0 and stats.prompt_tps > 0, "recent work shows as rates"
 
 
 def test_more_requests_than_slots_wait_in_fifo_order(tiny: Model, make_engine: callable) -> None:
