@@ -26,7 +26,7 @@ from enclave.v1 import status_pb2, status_pb2_grpc
 
 from .agents import AgentBook, AgentParams
 from .config import Config
-from .errors import ConfigError
+from .errors import ConfigError, Unavailable
 from .hub import EventHub
 from .lock import AlreadyRunning, InstanceLock
 from .models import ModelRegistry
@@ -101,7 +101,8 @@ class Daemon:
         models_pb2_grpc.add_ModelsServicer_to_server(ModelsService(self.models), server)
         agents_pb2_grpc.add_AgentsServicer_to_server(AgentsService(self.agents, self.models, self.turns), server)
         chat_pb2_grpc.add_ChatServicer_to_server(ChatService(self.agents, self.turns, self.hub), server)
-        status_pb2_grpc.add_StatusServicer_to_server(StatusService(self.models, self.agents, self.turns, self.started), server)
+        status = StatusService(self.models, self.agents, self.turns, self.started, self._stop)
+        status_pb2_grpc.add_StatusServicer_to_server(status, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection([*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server)
         return server
@@ -131,6 +132,7 @@ class Daemon:
         log.info("shutting down")
         await self.health.enter_graceful_shutdown()
         await self.turns.shutdown()
+        self.hub.close(Unavailable("enclaved is shutting down; reconnect once it is back"))
         await server.stop(SHUTDOWN_GRACE_SECONDS)
         await self.models.close()
         self.socket_path.unlink(missing_ok=True)

@@ -11,7 +11,7 @@ import enum
 from dataclasses import dataclass
 from typing import AsyncIterator, Iterable
 
-from .errors import ResourceExhausted
+from .errors import EnclaveError, ResourceExhausted
 
 SUBSCRIBER_QUEUE_LIMIT = 10_000  # events; a subscriber this far behind is dropped
 
@@ -105,7 +105,7 @@ class Subscription:
         self.agents = agents
         self.turn_ids = turn_ids
         self.queue: asyncio.Queue[TurnEvent | None] = asyncio.Queue()
-        self.overflowed = False
+        self._error: EnclaveError | None = None
 
     def wants(self, event: TurnEvent) -> bool:
         if self.turn_ids is not None and event.turn_id not in self.turn_ids:
@@ -113,19 +113,25 @@ class Subscription:
         return self.agents is None or event.agent in self.agents
 
     def offer(self, event: TurnEvent) -> None:
-        if self.overflowed:
+        if self._error is not None:
             return
         if self.queue.qsize() >= SUBSCRIBER_QUEUE_LIMIT:
-            self.overflowed = True
-            self.queue.put_nowait(None)
+            self.end(ResourceExhausted("this stream fell too far behind the tokens; reconnect to catch up"))
             return
         self.queue.put_nowait(event)
+
+    def end(self, error: EnclaveError) -> None:
+        """Stop the stream: its reader gets ``error`` after the events already queued."""
+        if self._error is None:
+            self._error = error
+            self.queue.put_nowait(None)
 
     async def events(self) -> AsyncIterator[TurnEvent]:
         while True:
             event = await self.queue.get()
             if event is None:
-                raise ResourceExhausted("this stream fell too far behind the tokens; reconnect to catch up")
+                assert self._error is not None
+                raise self._error
             yield event
 
     def close(self) -> None:
@@ -174,6 +180,7 @@ class EventHub:
             if sub.wants(event):
                 sub.offer(event)
 
-    @property
-    def live_turns(self) -> int:
-        return len(self._live)
+    def close(self, error: EnclaveError) -> None:
+        """End every stream (on shutdown)."""
+        for sub in list(self._subs):
+            sub.end(error)

@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from enclave.v1 import chat_pb2, models_pb2
+from enclave.v1 import chat_pb2, models_pb2, status_pb2
 
 from .conftest import Daemon, short_tmpdir, spawn_daemon
 
@@ -77,12 +77,21 @@ def test_a_stop_signal_ends_turns_cleanly_removes_the_socket_and_exits_0(daemon_
         events.append(ev)
         if ev.HasField("delta"):
             break
+    stubs = d.stubs()
+    watch = stubs.chat.Watch(chat_pb2.WatchRequest(), timeout=60)
+    status = stubs.status.Status(status_pb2.StatusRequest(interval_seconds=5), timeout=60)
+    next(status)
     d.proc.send_signal(sig)
     with pytest.raises(grpc.RpcError) as info:
         for ev in call:
             events.append(ev)
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "shutting down" in info.value.details()
+    for stream in (watch, status):  # streams that never end by themselves end at once, clearly
+        with pytest.raises(grpc.RpcError) as info:
+            list(stream)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "shutting down" in info.value.details()
     assert events[-1].HasField("error") and "shutting down" in events[-1].error.message
     assert d.proc.wait(timeout=30) == 0
     assert not d.socket.exists()

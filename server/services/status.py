@@ -12,6 +12,7 @@ from enclave.v1 import status_pb2, status_pb2_grpc
 
 from .. import __version__
 from ..agents import AgentBook
+from ..errors import Unavailable
 from ..models import ModelRegistry
 from ..turns import TurnManager
 from . import convert
@@ -19,11 +20,12 @@ from .errors import streaming
 
 
 class StatusService(status_pb2_grpc.StatusServicer):
-    def __init__(self, models: ModelRegistry, agents: AgentBook, turns: TurnManager, started: float) -> None:
+    def __init__(self, models: ModelRegistry, agents: AgentBook, turns: TurnManager, started: float, stopping: asyncio.Event) -> None:
         self.models = models
         self.agents = agents
         self.turns = turns
         self.started = started
+        self.stopping = stopping
 
     def snapshot(self) -> status_pb2.StatusSnapshot:
         return status_pb2.StatusSnapshot(
@@ -42,4 +44,8 @@ class StatusService(status_pb2_grpc.StatusServicer):
             yield self.snapshot()
             if request.once:
                 return
-            await asyncio.sleep(interval)
+            try:
+                await asyncio.wait_for(self.stopping.wait(), interval)
+            except asyncio.TimeoutError:
+                continue
+            raise Unavailable("enclaved is shutting down; reconnect once it is back")
