@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from enclave.cli import safe_text
+from enclave.text import safe_text
 
 from .conftest import Daemon, short_tmpdir
 

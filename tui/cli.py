@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any, Iterable, TextIO
@@ -18,16 +17,10 @@ from google.protobuf import json_format
 
 from .client import Client, ClientError
 from .paths import resolve_socket
+from .text import safe_text
 from .v1 import agents_pb2, chat_pb2, models_pb2, status_pb2
 
-# C0/C1 control characters (ESC included) but newline and tab: model output must not be able
-# to drive the terminal.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _ENUM_PREFIXES = ("MODEL_STATE_", "TURN_PHASE_", "FINISH_REASON_", "ROLE_")
-
-
-def safe_text(text: str) -> str:
-    return _CONTROL.sub("\N{REPLACEMENT CHARACTER}", text)
 
 
 def human_bytes(n: float) -> str:
@@ -244,7 +237,7 @@ def cmd_make_model(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="enclave", description="Talk to enclaved: models, agents, chat, status.")
     p.add_argument("--socket", help="daemon socket (default: $ENCLAVE_SOCKET or the daemon's default path)")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", help="without one, the workbench opens")
 
     s = sub.add_parser("models", help="list the models the daemon can see")
     s.add_argument("--json", action="store_true")
@@ -298,6 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "make-model":
             return cmd_make_model(args)
+        if args.command is None:
+            from .app import EnclaveApp
+
+            EnclaveApp(resolve_socket(args.socket)).run()
+            return 0
         if args.command == "demo":
             from .demo import run_demo
 
