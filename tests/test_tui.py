@@ -97,3 +97,23 @@ def test_prompt_commands() -> None:
     for bad, words in [("/all", "needs a message"), ("/to a", "needs agents"), ("/to z hi", "no agent named 'z'"), ("/x", "unknown command")]:
         with pytest.raises(PromptError, match=words):
             parse_prompt(bad, known)
+
+
+async def test_layout_fits_the_terminal_and_a_pane_zooms(shared_daemon: Daemon) -> None:
+    app = EnclaveApp(shared_daemon.socket)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_until(pilot, lambda: app.attached)
+        await pilot.pause()
+        a1, a2, a3 = (app.panes[n].region for n in ("a1", "a2", "a3"))
+        assert a1.y == a2.y and a1.x < a2.x, "2x2 at 160x48: a1 and a2 side by side"
+        assert a3.y > a1.y and a3.x == a1.x
+        await pilot.press("alt+2", "alt+z")
+        await pilot.pause()
+        zoomed = app.panes["a2"].region
+        assert zoomed.width > 150 and zoomed.height > 35
+        assert all(app.panes[n].region.area == 0 for n in ("a1", "a3", "a4"))
+        await pilot.press("alt+z")
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        a1, a2 = app.panes["a1"].region, app.panes["a2"].region
+        assert a1.x == a2.x and a2.y > a1.y, "one column at 80x24"

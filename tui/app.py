@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid
@@ -23,14 +23,18 @@ class EnclaveApp(App[None]):
         Binding("alt+right", "select_offset(1)", "Next pane", id="pane.next"),
         Binding("alt+left", "select_offset(-1)", "Prev pane", id="pane.previous"),
         *[Binding(f"alt+{i}", f"select_pane({i})", f"Pane {i}", show=False, id=f"pane.{i}") for i in range(1, 10)],
+        Binding("alt+z", "zoom", "Zoom", id="pane.zoom"),
         Binding("escape", "cancel_selected", "Cancel turn", id="turn.cancel"),
         Binding("ctrl+x", "cancel_all", "Cancel all", id="turn.cancel_all"),
         Binding("ctrl+q", "quit", "Quit", id="app.quit"),
     ]
 
-    def __init__(self, socket_path: Path) -> None:
+    WIDE = 120  # columns from which panes sit two side by side
+
+    def __init__(self, socket_path: Path, first_message: str | None = None) -> None:
         super().__init__()
         self.client = DaemonClient(socket_path)
+        self.first_message = first_message  # sent to every agent once attached (the demo)
         self.panes: dict[str, AgentPane] = {}
         self.selected = 0
         self.attached = False  # panes and transcripts are shown; live events follow
@@ -62,6 +66,7 @@ class EnclaveApp(App[None]):
                 self.panes[agent.name] = AgentPane(agent, i)
             await grid.mount_all(self.panes.values())
             self._select(0)
+            self._layout()
             events = self.client.watch()
             first = asyncio.ensure_future(anext(events))
             shown: set[str] = set()
@@ -70,6 +75,8 @@ class EnclaveApp(App[None]):
                 shown |= {m.turn_id for m in messages if m.turn_id}
                 await pane.show_transcript(messages)
             self.attached = True
+            if self.first_message:
+                self.send(self.first_message, list(self.panes))
             event = await first
             while True:
                 pane = self.panes.get(event.agent)
@@ -119,6 +126,20 @@ class EnclaveApp(App[None]):
         self.selected = index % len(panes)
         for i, pane in enumerate(panes):
             pane.selected = i == self.selected
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._layout(event.size.width)
+
+    def _layout(self, width: int | None = None) -> None:
+        """Two panes side by side on a wide terminal, one column otherwise or when zoomed."""
+        grid = self.query_one("#panes", Grid)
+        wide = (width or self.size.width) >= self.WIDE and len(self.panes) > 1
+        grid.styles.grid_size_columns = 2 if wide and not grid.has_class("zoomed") else 1
+
+    def action_zoom(self) -> None:
+        """Show only the selected pane, full size; again to show them all."""
+        self.query_one("#panes", Grid).toggle_class("zoomed")
+        self._layout()
 
     def action_select_offset(self, offset: int) -> None:
         self._select(self.selected + offset)

@@ -274,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--interval", type=float, default=1.0)
     s.set_defaults(fn=cmd_status)
 
-    s = sub.add_parser("demo", help="start a private daemon on the demo model and stream three agents")
+    s = sub.add_parser("demo", help="the workbench on a private daemon with the demo model and three agents")
+    s.add_argument("--no-tui", action="store_true", help="print the replies instead of opening the workbench")
     s.set_defaults(fn=None)
 
     s = sub.add_parser("make-model", help="write a random-weight llama GGUF (for demos, tests, benchmarks)")
@@ -299,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from .demo import run_demo
 
-            return run_demo()
+            return run_demo(tui=not args.no_tui)
         with Client(resolve_socket(args.socket)) as client:
             try:
                 return args.fn(client, args)

@@ -1,7 +1,7 @@
 """``enclave demo``: a private daemon on the demo model with three agents, streaming at once.
 
-Until the workbench exists, the demo broadcasts one message and prints every agent's reply as
-it streams, lines prefixed by agent name. The demo model has random weights: the words are
+The workbench opens with the demo message sent to every agent; ``--no-tui`` prints the replies
+instead, lines prefixed by agent name. The demo model has random weights: the words are
 meaningless, the streaming, batching and plumbing are real.
 """
 
@@ -74,7 +74,9 @@ def wait_ready(socket_path: Path, proc: subprocess.Popen[bytes], timeout: float 
     raise ClientError(f"the demo daemon did not come up within {timeout:.0f}s")
 
 
-def run_demo() -> int:
+def run_demo(tui: bool = True) -> int:
+    """The workbench on a private daemon, the demo message already streaming in every pane;
+    ``tui=False`` prints the replies instead (for scripts and terminals without a screen)."""
     from .cli import main as cli_main
 
     ensure_demo_model()
@@ -89,6 +91,11 @@ def run_demo() -> int:
         )
         try:
             wait_ready(socket_path, proc)
+            if tui:
+                from .app import EnclaveApp
+
+                EnclaveApp(socket_path, first_message=DEMO_MESSAGE).run()
+                return 0
             print(f"enclaved is up on {socket_path}; three agents answer at once:\n", file=sys.stderr)
             print(f"> {DEMO_MESSAGE}\n")
             rc = cli_main(["--socket", str(socket_path), "chat", "--all", DEMO_MESSAGE])
