@@ -82,12 +82,12 @@ class AgentPane(Vertical):
     async def handle(self, event: chat_pb2.ChatEvent) -> None:
         kind = event.WhichOneof("kind")
         if kind == "started":
-            await self._finish_stream()
-            self.turn_id = event.turn_id
+            # the pane's state changes before anything awaits: nobody sees the new turn "idle"
+            self.turn_id, self.state = event.turn_id, "queued"
             self._reply, self._tokens, self._started = "", 0, time.monotonic()
+            await self._finish_stream()
             await self._add_message(event.started.user_message, "user")
             self._stream = Markdown.get_stream(await self._add_message("", "reply"))
-            self.state = "queued"
         elif event.turn_id != self.turn_id:
             return
         elif kind == "phase":
