@@ -24,13 +24,16 @@ class ModelFile:
     quantization: str = ""
     context_length: int = 0
     has_chat_template: bool = False
-    n_layer: int = 0
-    kv_bytes_per_token: int = 0
+    kv_bytes_per_token: int = 0  # F16 K and V, every layer
     problem: str = ""  # not empty: the file cannot be used, and why
 
     @property
     def valid(self) -> bool:
         return not self.problem
+
+    def memory_bytes(self, n_ctx_seq: int, n_seq_max: int) -> int:
+        """Weights plus the KV cache of ``n_seq_max`` sequences of ``n_ctx_seq`` tokens."""
+        return self.size_bytes + self.kv_bytes_per_token * n_ctx_seq * n_seq_max
 
 
 def read_header(name: str, path: Path) -> ModelFile:
@@ -65,7 +68,6 @@ def read_header(name: str, path: Path) -> ModelFile:
             quantization=quant,
             context_length=int(get(f"{arch}.context_length", 0) or 0),
             has_chat_template="tokenizer.chat_template" in fields,
-            n_layer=n_layer,
             kv_bytes_per_token=2 * n_layer * n_head_kv * head_dim * 2,
         )
     except Exception as exc:  # any unreadable header makes the file unusable, not the daemon

@@ -65,12 +65,7 @@ class Model:
             raise LoadError(f"llama.cpp could not load {path.name}")
         self.vocab = L.llama_model_get_vocab(self._ptr)
         self.n_vocab = L.llama_vocab_n_tokens(self.vocab)
-        self.n_ctx_train = L.llama_model_n_ctx_train(self._ptr)
         self.n_layer = L.llama_model_n_layer(self._ptr)
-        self.n_embd = L.llama_model_n_embd(self._ptr)
-        self.n_head = L.llama_model_n_head(self._ptr)
-        self.n_head_kv = L.llama_model_n_head_kv(self._ptr)
-        self.size_bytes = int(L.llama_model_size(self._ptr))
         self.add_bos = bool(L.llama_vocab_get_add_bos(self.vocab))
         self.bos_text = self.token_text(L.llama_vocab_bos(self.vocab))
         self.eos_text = self.token_text(L.llama_vocab_eos(self.vocab))
@@ -116,11 +111,6 @@ class Model:
 
     def is_eog(self, token: int) -> bool:
         return bool(L.llama_vocab_is_eog(self.vocab, token))
-
-    def kv_bytes_per_token(self) -> int:
-        """F16 K and V for every layer, per token of context."""
-        head_dim = self.n_embd // max(self.n_head, 1)
-        return 2 * self.n_layer * self.n_head_kv * head_dim * 2
 
     def close(self) -> None:
         if self._ptr:

@@ -146,8 +146,7 @@ class ModelRegistry:
             if name in self._loaded:
                 return self._loaded[name], []
             settings = self.config.model_settings(name)
-            estimate = f.size_bytes + f.kv_bytes_per_token * settings.n_ctx * settings.n_seq_max
-            evicted = await self._make_room(name, estimate)
+            evicted = await self._make_room(name, f.memory_bytes(settings.n_ctx, settings.n_seq_max))
             self._loading.add(name)
             try:
                 loaded = await asyncio.to_thread(self._load_blocking, f)
@@ -182,7 +181,7 @@ class ModelRegistry:
         except BaseException:
             model.close()
             raise
-        memory = model.size_bytes + model.kv_bytes_per_token() * engine.n_ctx_seq * engine.config.n_seq_max
+        memory = f.memory_bytes(engine.n_ctx_seq, engine.config.n_seq_max)
         return LoadedModel(file=f, model=model, engine=engine, memory_bytes=memory, last_used=time.monotonic())
 
     async def _make_room(self, name: str, needed: int) -> list[str]:

@@ -26,7 +26,7 @@ class ChatService(chat_pb2_grpc.ChatServicer):
     @streaming
     async def Chat(self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[chat_pb2.ChatEvent]:
         turn = self.turns.prepare(request.agent, request.message, request.detach)
-        async with aclosing(self._follow([turn], request.detach)) as events:
+        async with aclosing(self._follow([turn])) as events:
             async for event in events:
                 yield event
                 if event.HasField("error"):
@@ -39,11 +39,11 @@ class ChatService(chat_pb2_grpc.ChatServicer):
             raise FailedPrecondition("there are no agents to broadcast to; create one first")
         # prepare() validates without starting anything: one unknown agent and none start
         turns = [self.turns.prepare(name, request.message, request.detach) for name in names]
-        async with aclosing(self._follow(turns, request.detach)) as events:
+        async with aclosing(self._follow(turns)) as events:
             async for event in events:
                 yield event
 
-    async def _follow(self, turns: list[Turn], detach: bool) -> AsyncIterator[chat_pb2.ChatEvent]:
+    async def _follow(self, turns: list[Turn]) -> AsyncIterator[chat_pb2.ChatEvent]:
         """Start the turns and stream their events until each has ended.
 
         If the client goes away first (the generator is closed), its turns are cancelled
@@ -62,10 +62,9 @@ class ChatService(chat_pb2_grpc.ChatServicer):
                         return
         finally:
             sub.close()
-            if not detach:
-                for t in turns:
-                    if not t.ended:
-                        self.turns.cancel(t)
+            for t in turns:
+                if not t.detach and not t.ended:
+                    self.turns.cancel(t)
 
     @streaming
     async def Watch(self, request: chat_pb2.WatchRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[chat_pb2.ChatEvent]:
