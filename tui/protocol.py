@@ -7,8 +7,9 @@ in progress via Watch) and sends turns with ``detach=true``, so quitting leaves 
 from __future__ import annotations
 
 import asyncio
+from contextlib import contextmanager
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Iterator
 
 import grpc
 
@@ -22,8 +23,13 @@ class DaemonError(Exception):
     """A failed call, as one line for the screen."""
 
 
-def _explain(err: grpc.aio.AioRpcError) -> DaemonError:
-    return DaemonError(f"{err.details()} [{err.code().name}]")
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """A failed call becomes a DaemonError with the daemon's one-line message."""
+    try:
+        yield
+    except grpc.aio.AioRpcError as err:
+        raise DaemonError(f"{err.details()} [{err.code().name}]") from None
 
 
 class DaemonClient:
@@ -48,16 +54,12 @@ class DaemonClient:
             await self.channel.close()
 
     async def list_agents(self) -> list[agents_pb2.Agent]:
-        try:
+        with _one_line_errors():
             return list((await self.agents.ListAgents(agents_pb2.ListAgentsRequest(), timeout=CALL_TIMEOUT)).agents)
-        except grpc.aio.AioRpcError as err:
-            raise _explain(err) from None
 
     async def transcript(self, agent: str) -> list[agents_pb2.TranscriptMessage]:
-        try:
+        with _one_line_errors():
             reply = await self.agents.GetTranscript(agents_pb2.GetTranscriptRequest(name=agent), timeout=CALL_TIMEOUT)
-        except grpc.aio.AioRpcError as err:
-            raise _explain(err) from None
         return list(reply.messages)
 
     async def send(self, text: str, agents: list[str]) -> None:
@@ -71,27 +73,23 @@ class DaemonClient:
         else:
             call = self.chat.Broadcast(chat_pb2.BroadcastRequest(message=text, agents=agents, detach=True))
         try:
-            await call.read()
-        except grpc.aio.AioRpcError as err:
-            raise _explain(err) from None
+            with _one_line_errors():
+                await call.read()
         finally:
             call.cancel()
 
     async def cancel(self, agent: str | None = None) -> int:
         request = chat_pb2.CancelRequest(agent=agent) if agent else chat_pb2.CancelRequest(all=True)
-        try:
+        with _one_line_errors():
             return len((await self.chat.Cancel(request, timeout=CALL_TIMEOUT)).cancelled_turn_ids)
-        except grpc.aio.AioRpcError as err:
-            raise _explain(err) from None
 
     async def watch(self) -> AsyncIterator[chat_pb2.ChatEvent]:
         """Every agent's events, starting with the turns in progress."""
         call = self.chat.Watch(chat_pb2.WatchRequest())
         try:
-            async for event in call:
-                yield event
-        except grpc.aio.AioRpcError as err:
-            raise _explain(err) from None
+            with _one_line_errors():
+                async for event in call:
+                    yield event
         finally:
             call.cancel()
 
