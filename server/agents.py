@@ -7,7 +7,8 @@ import random
 import re
 from dataclasses import dataclass, field
 
-from .errors import InvalidArgument, NotFound
+from .errors import FailedPrecondition, InvalidArgument, NotFound
+from .hub import AgentChanged, Change, EventHub, TurnEvent
 from .llama import SamplingSettings
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -89,10 +90,11 @@ def validate(name: str, system: str, params: AgentParams, max_text_bytes: int) -
 
 
 class AgentBook:
-    """All agents, by name."""
+    """All agents, by name. Every change is published on the hub, so watching clients follow."""
 
-    def __init__(self, max_text_bytes: int) -> None:
+    def __init__(self, max_text_bytes: int, hub: EventHub) -> None:
         self.max_text_bytes = max_text_bytes
+        self._hub = hub
         self._agents: dict[str, Agent] = {}
 
     def all(self) -> list[Agent]:
@@ -107,15 +109,28 @@ class AgentBook:
     def put(self, name: str, model: str, system: str, params: AgentParams) -> tuple[Agent, bool]:
         """Create the agent or replace its settings (its transcript stays)."""
         validate(name, system, params, self.max_text_bytes)
-        existing = self._agents.get(name)
-        if existing is not None:
-            existing.model, existing.system, existing.params = model, system, params
-            return existing, False
-        agent = Agent(name=name, model=model, system=system, params=params)
-        self._agents[name] = agent
-        return agent, True
+        agent = self._agents.get(name)
+        created = agent is None
+        if agent is None:
+            agent = self._agents[name] = Agent(name=name, model=model, system=system, params=params)
+        else:
+            agent.model, agent.system, agent.params = model, system, params
+        self._changed(Change.CREATED if created else Change.UPDATED, agent)
+        return agent, created
 
     def delete(self, name: str) -> Agent:
         agent = self.get(name)
         del self._agents[name]
+        self._changed(Change.DELETED, agent)
         return agent
+
+    def clear(self, name: str) -> None:
+        """Empty the agent's transcript (its settings stay)."""
+        agent = self.get(name)
+        if agent.in_flight:
+            raise FailedPrecondition(f"agent {agent.name!r} has a turn in flight; cancel it or wait, then clear")
+        agent.history.clear()
+        self._changed(Change.CLEARED, agent)
+
+    def _changed(self, change: Change, agent: Agent) -> None:
+        self._hub.publish(TurnEvent(agent.name, "", AgentChanged(change, agent)))

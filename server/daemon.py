@@ -78,7 +78,7 @@ class Daemon:
         self.started = time.monotonic()
         self.hub = EventHub()
         self.models = ModelRegistry(config)
-        self.agents = AgentBook(config.max_message_bytes)
+        self.agents = AgentBook(config.max_message_bytes, self.hub)
         self.turns = TurnManager(self.agents, self.models, self.hub, config.max_message_bytes)
         self.health = health_aio.HealthServicer()
         self._stop = asyncio.Event()

@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import enum
 from dataclasses import dataclass
-from typing import AsyncIterator, Iterable
+from typing import TYPE_CHECKING, AsyncIterator, Iterable
 
 from .errors import EnclaveError, ResourceExhausted
+
+if TYPE_CHECKING:
+    from .agents import Agent
 
 SUBSCRIBER_QUEUE_LIMIT = 10_000  # events; a subscriber this far behind is dropped
 
@@ -65,7 +68,22 @@ class TurnFailed:
     message: str
 
 
-Body = Started | PhaseChanged | Delta | Truncated | Finished | TurnFailed
+class Change(enum.Enum):
+    CREATED = "created"
+    UPDATED = "updated"
+    DELETED = "deleted"
+    CLEARED = "cleared"
+
+
+@dataclass(frozen=True)
+class AgentChanged:
+    """Not a turn's event: an agent was created, edited, deleted or cleared (turn_id is "")."""
+
+    change: Change
+    agent: "Agent"
+
+
+Body = Started | PhaseChanged | Delta | Truncated | Finished | TurnFailed | AgentChanged
 
 
 @dataclass(frozen=True)

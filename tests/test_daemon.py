@@ -428,6 +428,20 @@ def test_agent_validation(shared_daemon: Daemon) -> None:
 
 def test_agent_lifecycle(shared_daemon: Daemon) -> None:
     stubs = shared_daemon.stubs()
+    watch = shared_daemon.stubs().chat.Watch(chat_pb2.WatchRequest(), timeout=60)
+    changes: list[tuple[int, str]] = []
+
+    def follow_changes() -> None:
+        for ev in watch:
+            if ev.HasField("agent_changed") and ev.agent == "temp":
+                assert not ev.turn_id
+                changes.append((ev.agent_changed.change, ev.agent_changed.agent.system))
+                if ev.agent_changed.change == chat_pb2.AgentChanged.CHANGE_DELETED:
+                    return
+
+    follower = threading.Thread(target=follow_changes)
+    follower.start()
+    time.sleep(0.3)  # let the watch attach
     r = stubs.agents.PutAgent(agents_pb2.PutAgentRequest(agent=agents_pb2.Agent(name="temp", system="v1")), timeout=10)
     listed = {m.name for m in stubs.models.ListModels(models_pb2.ListModelsRequest(), timeout=10).models}
     assert r.created and r.agent.model in listed  # no model given: the first usable one
@@ -442,6 +456,11 @@ def test_agent_lifecycle(shared_daemon: Daemon) -> None:
     stubs.agents.DeleteAgent(agents_pb2.DeleteAgentRequest(name="temp"), timeout=10)
     err = rpc_error(lambda: stubs.agents.GetTranscript(agents_pb2.GetTranscriptRequest(name="temp"), timeout=10))
     assert err.code() == grpc.StatusCode.NOT_FOUND
+    follower.join(10)
+    watch.cancel()
+    C = chat_pb2.AgentChanged
+    assert changes == [(C.CHANGE_CREATED, "v1"), (C.CHANGE_UPDATED, "v2"), (C.CHANGE_UPDATED, "v3"), (C.CHANGE_CLEARED, "v3"), (C.CHANGE_DELETED, "v3")], \
+        "every watching client hears of each change"
 
 
 def test_busy_model_cannot_be_unloaded_and_busy_agent_cannot_be_cleared(shared_daemon: Daemon) -> None:

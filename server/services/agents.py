@@ -51,8 +51,5 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
 
     @unary
     async def ClearTranscript(self, request: agents_pb2.ClearTranscriptRequest, context: grpc.aio.ServicerContext) -> agents_pb2.ClearTranscriptResponse:
-        agent = self.agents.get(request.name)
-        if agent.in_flight:
-            raise FailedPrecondition(f"agent {agent.name!r} has a turn in flight; cancel it or wait, then clear")
-        agent.history.clear()
+        self.agents.clear(request.name)
         return agents_pb2.ClearTranscriptResponse()

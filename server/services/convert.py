@@ -17,6 +17,12 @@ _MODEL_STATE = {
     State.INVALID: models_pb2.MODEL_STATE_INVALID,
     State.FAILED: models_pb2.MODEL_STATE_FAILED,
 }
+_CHANGE = {
+    hub.Change.CREATED: chat_pb2.AgentChanged.CHANGE_CREATED,
+    hub.Change.UPDATED: chat_pb2.AgentChanged.CHANGE_UPDATED,
+    hub.Change.DELETED: chat_pb2.AgentChanged.CHANGE_DELETED,
+    hub.Change.CLEARED: chat_pb2.AgentChanged.CHANGE_CLEARED,
+}
 _PHASE = {
     hub.Phase.QUEUED: chat_pb2.TURN_PHASE_QUEUED,
     hub.Phase.PREFILL: chat_pb2.TURN_PHASE_PREFILL,
@@ -116,6 +122,8 @@ def chat_event(ev: hub.TurnEvent) -> chat_pb2.ChatEvent:
         out.finished.CopyFrom(finished(b))
     elif isinstance(b, hub.TurnFailed):
         out.error.CopyFrom(chat_pb2.TurnError(code=status_code(b.code).value[0], message=b.message))
+    elif isinstance(b, hub.AgentChanged):
+        out.agent_changed.CopyFrom(chat_pb2.AgentChanged(change=_CHANGE[b.change], agent=agent(b.agent)))
     return out
 
 

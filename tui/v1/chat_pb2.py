@@ -22,47 +22,52 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from enclave.v1 import agents_pb2 as enclave_dot_v1_dot_agents__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x65nclave/v1/chat.proto\x12\nenclave.v1\"=\n\x0b\x43hatRequest\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tach\x18\x03 \x01(\x08\"C\n\x10\x42roadcastRequest\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x0e\n\x06\x61gents\x18\x02 \x03(\t\x12\x0e\n\x06\x64\x65tach\x18\x03 \x01(\x08\"\x1e\n\x0cWatchRequest\x12\x0e\n\x06\x61gents\x18\x01 \x03(\t\"L\n\rCancelRequest\x12\x11\n\x07turn_id\x18\x01 \x01(\tH\x00\x12\x0f\n\x05\x61gent\x18\x02 \x01(\tH\x00\x12\r\n\x03\x61ll\x18\x03 \x01(\x08H\x00\x42\x08\n\x06target\",\n\x0e\x43\x61ncelResponse\x12\x1a\n\x12\x63\x61ncelled_turn_ids\x18\x01 \x03(\t\"2\n\x0bTurnStarted\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x0cuser_message\x18\x02 \x01(\t\"4\n\x0cPhaseChanged\x12$\n\x05phase\x18\x01 \x01(\x0e\x32\x15.enclave.v1.TurnPhase\"*\n\nTokenDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x01(\x05\"C\n\x10HistoryTruncated\x12\x18\n\x10\x64ropped_messages\x18\x01 \x01(\x05\x12\x15\n\rprompt_tokens\x18\x02 \x01(\x05\"W\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12\x1c\n\x14\x63\x61\x63hed_prompt_tokens\x18\x03 \x01(\x05\"\xad\x01\n\x07Timings\x12\x10\n\x08queue_ms\x18\x01 \x01(\x01\x12\x1e\n\x16time_to_first_token_ms\x18\x02 \x01(\x01\x12\x11\n\tprompt_ms\x18\x03 \x01(\x01\x12\x15\n\rgeneration_ms\x18\x04 \x01(\x01\x12 \n\x18prompt_tokens_per_second\x18\x05 \x01(\x01\x12$\n\x1cgeneration_tokens_per_second\x18\x06 \x01(\x01\"\x87\x01\n\x0cTurnFinished\x12/\n\rfinish_reason\x18\x01 \x01(\x0e\x32\x18.enclave.v1.FinishReason\x12 \n\x05usage\x18\x02 \x01(\x0b\x32\x11.enclave.v1.Usage\x12$\n\x07timings\x18\x03 \x01(\x0b\x32\x13.enclave.v1.Timings\"*\n\tTurnError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xbc\x02\n\tChatEvent\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x0f\n\x07turn_id\x18\x02 \x01(\t\x12*\n\x07started\x18\n \x01(\x0b\x32\x17.enclave.v1.TurnStartedH\x00\x12)\n\x05phase\x18\x0b \x01(\x0b\x32\x18.enclave.v1.PhaseChangedH\x00\x12\'\n\x05\x64\x65lta\x18\x0c \x01(\x0b\x32\x16.enclave.v1.TokenDeltaH\x00\x12\x31\n\ttruncated\x18\r \x01(\x0b\x32\x1c.enclave.v1.HistoryTruncatedH\x00\x12,\n\x08\x66inished\x18\x0e \x01(\x0b\x32\x18.enclave.v1.TurnFinishedH\x00\x12&\n\x05\x65rror\x18\x0f \x01(\x0b\x32\x15.enclave.v1.TurnErrorH\x00\x42\x06\n\x04kind*q\n\tTurnPhase\x12\x1a\n\x16TURN_PHASE_UNSPECIFIED\x10\x00\x12\x15\n\x11TURN_PHASE_QUEUED\x10\x01\x12\x16\n\x12TURN_PHASE_PREFILL\x10\x02\x12\x19\n\x15TURN_PHASE_GENERATING\x10\x03*\xc6\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x46INISH_REASON_END_OF_TURN\x10\x01\x12\x1c\n\x18\x46INISH_REASON_MAX_TOKENS\x10\x02\x12\x1d\n\x19\x46INISH_REASON_STOP_STRING\x10\x03\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x04\x12\x1e\n\x1a\x46INISH_REASON_CONTEXT_FULL\x10\x05\x32\x81\x02\n\x04\x43hat\x12\x38\n\x04\x43hat\x12\x17.enclave.v1.ChatRequest\x1a\x15.enclave.v1.ChatEvent0\x01\x12\x42\n\tBroadcast\x12\x1c.enclave.v1.BroadcastRequest\x1a\x15.enclave.v1.ChatEvent0\x01\x12:\n\x05Watch\x12\x18.enclave.v1.WatchRequest\x1a\x15.enclave.v1.ChatEvent0\x01\x12?\n\x06\x43\x61ncel\x12\x19.enclave.v1.CancelRequest\x1a\x1a.enclave.v1.CancelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x65nclave/v1/chat.proto\x12\nenclave.v1\x1a\x17\x65nclave/v1/agents.proto\"=\n\x0b\x43hatRequest\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tach\x18\x03 \x01(\x08\"C\n\x10\x42roadcastRequest\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x0e\n\x06\x61gents\x18\x02 \x03(\t\x12\x0e\n\x06\x64\x65tach\x18\x03 \x01(\x08\"\x1e\n\x0cWatchRequest\x12\x0e\n\x06\x61gents\x18\x01 \x03(\t\"L\n\rCancelRequest\x12\x11\n\x07turn_id\x18\x01 \x01(\tH\x00\x12\x0f\n\x05\x61gent\x18\x02 \x01(\tH\x00\x12\r\n\x03\x61ll\x18\x03 \x01(\x08H\x00\x42\x08\n\x06target\",\n\x0e\x43\x61ncelResponse\x12\x1a\n\x12\x63\x61ncelled_turn_ids\x18\x01 \x03(\t\"2\n\x0bTurnStarted\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x0cuser_message\x18\x02 \x01(\t\"4\n\x0cPhaseChanged\x12$\n\x05phase\x18\x01 \x01(\x0e\x32\x15.enclave.v1.TurnPhase\"*\n\nTokenDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x01(\x05\"C\n\x10HistoryTruncated\x12\x18\n\x10\x64ropped_messages\x18\x01 \x01(\x05\x12\x15\n\rprompt_tokens\x18\x02 \x01(\x05\"W\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12\x1c\n\x14\x63\x61\x63hed_prompt_tokens\x18\x03 \x01(\x05\"\xad\x01\n\x07Timings\x12\x10\n\x08queue_ms\x18\x01 \x01(\x01\x12\x1e\n\x16time_to_first_token_ms\x18\x02 \x01(\x01\x12\x11\n\tprompt_ms\x18\x03 \x01(\x01\x12\x15\n\rgeneration_ms\x18\x04 \x01(\x01\x12 \n\x18prompt_tokens_per_second\x18\x05 \x01(\x01\x12$\n\x1cgeneration_tokens_per_second\x18\x06 \x01(\x01\"\x87\x01\n\x0cTurnFinished\x12/\n\rfinish_reason\x18\x01 \x01(\x0e\x32\x18.enclave.v1.FinishReason\x12 \n\x05usage\x18\x02 \x01(\x0b\x32\x11.enclave.v1.Usage\x12$\n\x07timings\x18\x03 \x01(\x0b\x32\x13.enclave.v1.Timings\"*\n\tTurnError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xd3\x01\n\x0c\x41gentChanged\x12/\n\x06\x63hange\x18\x01 \x01(\x0e\x32\x1f.enclave.v1.AgentChanged.Change\x12 \n\x05\x61gent\x18\x02 \x01(\x0b\x32\x11.enclave.v1.Agent\"p\n\x06\x43hange\x12\x16\n\x12\x43HANGE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x43HANGE_CREATED\x10\x01\x12\x12\n\x0e\x43HANGE_UPDATED\x10\x02\x12\x12\n\x0e\x43HANGE_DELETED\x10\x03\x12\x12\n\x0e\x43HANGE_CLEARED\x10\x04\"\xef\x02\n\tChatEvent\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x0f\n\x07turn_id\x18\x02 \x01(\t\x12*\n\x07started\x18\n \x01(\x0b\x32\x17.enclave.v1.TurnStartedH\x00\x12)\n\x05phase\x18\x0b \x01(\x0b\x32\x18.enclave.v1.PhaseChangedH\x00\x12\'\n\x05\x64\x65lta\x18\x0c \x01(\x0b\x32\x16.enclave.v1.TokenDeltaH\x00\x12\x31\n\ttruncated\x18\r \x01(\x0b\x32\x1c.enclave.v1.HistoryTruncatedH\x00\x12,\n\x08\x66inished\x18\x0e \x01(\x0b\x32\x18.enclave.v1.TurnFinishedH\x00\x12&\n\x05\x65rror\x18\x0f \x01(\x0b\x32\x15.enclave.v1.TurnErrorH\x00\x12\x31\n\ragent_changed\x18\x10 \x01(\x0b\x32\x18.enclave.v1.AgentChangedH\x00\x42\x06\n\x04kind*q\n\tTurnPhase\x12\x1a\n\x16TURN_PHASE_UNSPECIFIED\x10\x00\x12\x15\n\x11TURN_PHASE_QUEUED\x10\x01\x12\x16\n\x12TURN_PHASE_PREFILL\x10\x02\x12\x19\n\x15TURN_PHASE_GENERATING\x10\x03*\xc6\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x46INISH_REASON_END_OF_TURN\x10\x01\x12\x1c\n\x18\x46INISH_REASON_MAX_TOKENS\x10\x02\x12\x1d\n\x19\x46INISH_REASON_STOP_STRING\x10\x03\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x04\x12\x1e\n\x1a\x46INISH_REASON_CONTEXT_FULL\x10\x05\x32\x81\x02\n\x04\x43hat\x12\x38\n\x04\x43hat\x12\x17.enclave.v1.ChatRequest\x1a\x15.enclave.v1.ChatEvent0\x01\x12\x42\n\tBroadcast\x12\x1c.enclave.v1.BroadcastRequest\x1a\x15.enclave.v1.ChatEvent0\x01\x12:\n\x05Watch\x12\x18.enclave.v1.WatchRequest\x1a\x15.enclave.v1.ChatEvent0\x01\x12?\n\x06\x43\x61ncel\x12\x19.enclave.v1.CancelRequest\x1a\x1a.enclave.v1.CancelResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'enclave.v1.chat_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TURNPHASE']._serialized_start=1310
-  _globals['_TURNPHASE']._serialized_end=1423
-  _globals['_FINISHREASON']._serialized_start=1426
-  _globals['_FINISHREASON']._serialized_end=1624
-  _globals['_CHATREQUEST']._serialized_start=37
-  _globals['_CHATREQUEST']._serialized_end=98
-  _globals['_BROADCASTREQUEST']._serialized_start=100
-  _globals['_BROADCASTREQUEST']._serialized_end=167
-  _globals['_WATCHREQUEST']._serialized_start=169
-  _globals['_WATCHREQUEST']._serialized_end=199
-  _globals['_CANCELREQUEST']._serialized_start=201
-  _globals['_CANCELREQUEST']._serialized_end=277
-  _globals['_CANCELRESPONSE']._serialized_start=279
-  _globals['_CANCELRESPONSE']._serialized_end=323
-  _globals['_TURNSTARTED']._serialized_start=325
-  _globals['_TURNSTARTED']._serialized_end=375
-  _globals['_PHASECHANGED']._serialized_start=377
-  _globals['_PHASECHANGED']._serialized_end=429
-  _globals['_TOKENDELTA']._serialized_start=431
-  _globals['_TOKENDELTA']._serialized_end=473
-  _globals['_HISTORYTRUNCATED']._serialized_start=475
-  _globals['_HISTORYTRUNCATED']._serialized_end=542
-  _globals['_USAGE']._serialized_start=544
-  _globals['_USAGE']._serialized_end=631
-  _globals['_TIMINGS']._serialized_start=634
-  _globals['_TIMINGS']._serialized_end=807
-  _globals['_TURNFINISHED']._serialized_start=810
-  _globals['_TURNFINISHED']._serialized_end=945
-  _globals['_TURNERROR']._serialized_start=947
-  _globals['_TURNERROR']._serialized_end=989
-  _globals['_CHATEVENT']._serialized_start=992
-  _globals['_CHATEVENT']._serialized_end=1308
-  _globals['_CHAT']._serialized_start=1627
-  _globals['_CHAT']._serialized_end=1884
+  _globals['_TURNPHASE']._serialized_start=1600
+  _globals['_TURNPHASE']._serialized_end=1713
+  _globals['_FINISHREASON']._serialized_start=1716
+  _globals['_FINISHREASON']._serialized_end=1914
+  _globals['_CHATREQUEST']._serialized_start=62
+  _globals['_CHATREQUEST']._serialized_end=123
+  _globals['_BROADCASTREQUEST']._serialized_start=125
+  _globals['_BROADCASTREQUEST']._serialized_end=192
+  _globals['_WATCHREQUEST']._serialized_start=194
+  _globals['_WATCHREQUEST']._serialized_end=224
+  _globals['_CANCELREQUEST']._serialized_start=226
+  _globals['_CANCELREQUEST']._serialized_end=302
+  _globals['_CANCELRESPONSE']._serialized_start=304
+  _globals['_CANCELRESPONSE']._serialized_end=348
+  _globals['_TURNSTARTED']._serialized_start=350
+  _globals['_TURNSTARTED']._serialized_end=400
+  _globals['_PHASECHANGED']._serialized_start=402
+  _globals['_PHASECHANGED']._serialized_end=454
+  _globals['_TOKENDELTA']._serialized_start=456
+  _globals['_TOKENDELTA']._serialized_end=498
+  _globals['_HISTORYTRUNCATED']._serialized_start=500
+  _globals['_HISTORYTRUNCATED']._serialized_end=567
+  _globals['_USAGE']._serialized_start=569
+  _globals['_USAGE']._serialized_end=656
+  _globals['_TIMINGS']._serialized_start=659
+  _globals['_TIMINGS']._serialized_end=832
+  _globals['_TURNFINISHED']._serialized_start=835
+  _globals['_TURNFINISHED']._serialized_end=970
+  _globals['_TURNERROR']._serialized_start=972
+  _globals['_TURNERROR']._serialized_end=1014
+  _globals['_AGENTCHANGED']._serialized_start=1017
+  _globals['_AGENTCHANGED']._serialized_end=1228
+  _globals['_AGENTCHANGED_CHANGE']._serialized_start=1116
+  _globals['_AGENTCHANGED_CHANGE']._serialized_end=1228
+  _globals['_CHATEVENT']._serialized_start=1231
+  _globals['_CHATEVENT']._serialized_end=1598
+  _globals['_CHAT']._serialized_start=1917
+  _globals['_CHAT']._serialized_end=2174
 # @@protoc_insertion_point(module_scope)

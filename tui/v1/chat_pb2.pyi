@@ -1,3 +1,4 @@
+from enclave.v1 import agents_pb2 as _agents_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -149,8 +150,28 @@ class TurnError(_message.Message):
     message: str
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
+class AgentChanged(_message.Message):
+    __slots__ = ("change", "agent")
+    class Change(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        CHANGE_UNSPECIFIED: _ClassVar[AgentChanged.Change]
+        CHANGE_CREATED: _ClassVar[AgentChanged.Change]
+        CHANGE_UPDATED: _ClassVar[AgentChanged.Change]
+        CHANGE_DELETED: _ClassVar[AgentChanged.Change]
+        CHANGE_CLEARED: _ClassVar[AgentChanged.Change]
+    CHANGE_UNSPECIFIED: AgentChanged.Change
+    CHANGE_CREATED: AgentChanged.Change
+    CHANGE_UPDATED: AgentChanged.Change
+    CHANGE_DELETED: AgentChanged.Change
+    CHANGE_CLEARED: AgentChanged.Change
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    change: AgentChanged.Change
+    agent: _agents_pb2.Agent
+    def __init__(self, change: _Optional[_Union[AgentChanged.Change, str]] = ..., agent: _Optional[_Union[_agents_pb2.Agent, _Mapping]] = ...) -> None: ...
+
 class ChatEvent(_message.Message):
-    __slots__ = ("agent", "turn_id", "started", "phase", "delta", "truncated", "finished", "error")
+    __slots__ = ("agent", "turn_id", "started", "phase", "delta", "truncated", "finished", "error", "agent_changed")
     AGENT_FIELD_NUMBER: _ClassVar[int]
     TURN_ID_FIELD_NUMBER: _ClassVar[int]
     STARTED_FIELD_NUMBER: _ClassVar[int]
@@ -159,6 +180,7 @@ class ChatEvent(_message.Message):
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    AGENT_CHANGED_FIELD_NUMBER: _ClassVar[int]
     agent: str
     turn_id: str
     started: TurnStarted
@@ -167,4 +189,5 @@ class ChatEvent(_message.Message):
     truncated: HistoryTruncated
     finished: TurnFinished
     error: TurnError
-    def __init__(self, agent: _Optional[str] = ..., turn_id: _Optional[str] = ..., started: _Optional[_Union[TurnStarted, _Mapping]] = ..., phase: _Optional[_Union[PhaseChanged, _Mapping]] = ..., delta: _Optional[_Union[TokenDelta, _Mapping]] = ..., truncated: _Optional[_Union[HistoryTruncated, _Mapping]] = ..., finished: _Optional[_Union[TurnFinished, _Mapping]] = ..., error: _Optional[_Union[TurnError, _Mapping]] = ...) -> None: ...
+    agent_changed: AgentChanged
+    def __init__(self, agent: _Optional[str] = ..., turn_id: _Optional[str] = ..., started: _Optional[_Union[TurnStarted, _Mapping]] = ..., phase: _Optional[_Union[PhaseChanged, _Mapping]] = ..., delta: _Optional[_Union[TokenDelta, _Mapping]] = ..., truncated: _Optional[_Union[HistoryTruncated, _Mapping]] = ..., finished: _Optional[_Union[TurnFinished, _Mapping]] = ..., error: _Optional[_Union[TurnError, _Mapping]] = ..., agent_changed: _Optional[_Union[AgentChanged, _Mapping]] = ...) -> None: ...

@@ -76,8 +76,8 @@ class ChatServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Watch(self, request, context):
-        """Every turn's events, whoever started it. A watcher that attaches mid-turn first gets
-        TurnStarted and the text so far, then the live events.
+        """Every turn's events, whoever started it, and AgentChanged events. A watcher that
+        attaches mid-turn first gets TurnStarted and the text so far, then the live events.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
