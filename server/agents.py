@@ -62,6 +62,7 @@ class Agent:
     # Turns of one agent run one after another: the next one sees the previous reply.
     turn_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     in_flight: int = 0
+    context_tokens: int = 0  # prompt + reply of the last turn: how full its context is
 
     @property
     def turns(self) -> int:
@@ -130,6 +131,7 @@ class AgentBook:
         if agent.in_flight:
             raise FailedPrecondition(f"agent {agent.name!r} has a turn in flight; cancel it or wait, then clear")
         agent.history.clear()
+        agent.context_tokens = 0
         self._changed(Change.CLEARED, agent)
 
     def _changed(self, change: Change, agent: Agent) -> None:

@@ -194,6 +194,7 @@ class TurnManager:
             return  # nothing was said: leave the transcript as it was
         turn.agent.history.append(Message("user", turn.message, turn.id))
         turn.agent.history.append(Message("assistant", reply, turn.id, done.finish.value))
+        turn.agent.context_tokens = done.prompt_tokens + done.completion_tokens
 
     def _publish(self, turn: Turn, body: object) -> None:
         if turn.ended:

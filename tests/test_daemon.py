@@ -450,9 +450,11 @@ def test_agent_lifecycle(shared_daemon: Daemon) -> None:
     chat(stubs, "temp", "remember me")
     r = stubs.agents.PutAgent(agents_pb2.PutAgentRequest(agent=agents_pb2.Agent(name="temp", model="tiny", system="v3")), timeout=10)
     assert r.agent.system == "v3" and r.agent.turns == 1, "an update keeps the transcript"
+    assert r.agent.context_tokens > 0, "the agent says how full its context is"
     stubs.agents.ClearTranscript(agents_pb2.ClearTranscriptRequest(name="temp"), timeout=10)
     messages = stubs.agents.GetTranscript(agents_pb2.GetTranscriptRequest(name="temp"), timeout=10).messages
     assert [m.role for m in messages] == [agents_pb2.ROLE_SYSTEM]
+    assert [a.context_tokens for a in stubs.agents.ListAgents(agents_pb2.ListAgentsRequest(), timeout=10).agents if a.name == "temp"] == [0]
     stubs.agents.DeleteAgent(agents_pb2.DeleteAgentRequest(name="temp"), timeout=10)
     err = rpc_error(lambda: stubs.agents.GetTranscript(agents_pb2.GetTranscriptRequest(name="temp"), timeout=10))
     assert err.code() == grpc.StatusCode.NOT_FOUND

@@ -81,7 +81,8 @@ def agent(a: Agent) -> agents_pb2.Agent:
         if value is not None:
             setattr(sampling, name, value)
     return agents_pb2.Agent(
-        name=a.name, model=a.model, system=a.system, sampling=sampling, turns=a.turns, busy=a.in_flight > 0
+        name=a.name, model=a.model, system=a.system, sampling=sampling, turns=a.turns, busy=a.in_flight > 0,
+        context_tokens=a.context_tokens,
     )
 
 

@@ -39,20 +39,22 @@ class SamplingParams(_message.Message):
     def __init__(self, temperature: _Optional[float] = ..., top_k: _Optional[int] = ..., top_p: _Optional[float] = ..., min_p: _Optional[float] = ..., repeat_penalty: _Optional[float] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., max_tokens: _Optional[int] = ...) -> None: ...
 
 class Agent(_message.Message):
-    __slots__ = ("name", "model", "system", "sampling", "turns", "busy")
+    __slots__ = ("name", "model", "system", "sampling", "turns", "busy", "context_tokens")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
     TURNS_FIELD_NUMBER: _ClassVar[int]
     BUSY_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     name: str
     model: str
     system: str
     sampling: SamplingParams
     turns: int
     busy: bool
-    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., system: _Optional[str] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., turns: _Optional[int] = ..., busy: _Optional[bool] = ...) -> None: ...
+    context_tokens: int
+    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., system: _Optional[str] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., turns: _Optional[int] = ..., busy: _Optional[bool] = ..., context_tokens: _Optional[int] = ...) -> None: ...
 
 class TranscriptMessage(_message.Message):
     __slots__ = ("role", "content", "turn_id", "finish_reason")
