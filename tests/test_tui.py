@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Callable
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Static
+from textual.widgets import Input, Static, TextArea
 
 from enclave.app import EnclaveApp
 from enclave.commands import PromptError, Send, parse_prompt
-from enclave.v1 import agents_pb2, chat_pb2
+from enclave.screens.agent_editor import AgentEditor
+from enclave.screens.confirm import ConfirmScreen
+from enclave.settings import Settings, SettingsError, load_settings
+from enclave.v1 import agents_pb2, chat_pb2, models_pb2
+from enclave.widgets.model_panel import ModelPanel
 
 from .conftest import Daemon, short_tmpdir
 
@@ -32,7 +37,7 @@ def last_reply(daemon: Daemon, agent: str) -> str:
 
 
 async def test_one_pane_per_agent_and_sending_to_the_selected_one(shared_daemon: Daemon) -> None:
-    app = EnclaveApp(shared_daemon.socket)
+    app = EnclaveApp(shared_daemon.socket, spawn=False)
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_until(pilot, lambda: app.attached)
         assert list(app.panes) == ["a1", "a2", "a3", "a4"]
@@ -45,7 +50,7 @@ async def test_one_pane_per_agent_and_sending_to_the_selected_one(shared_daemon:
 
 
 async def test_all_sends_to_every_pane(shared_daemon: Daemon) -> None:
-    app = EnclaveApp(shared_daemon.socket)
+    app = EnclaveApp(shared_daemon.socket, spawn=False)
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_until(pilot, lambda: app.attached)
         before = {n: p.turn_id for n, p in app.panes.items()}
@@ -58,7 +63,7 @@ async def test_all_sends_to_every_pane(shared_daemon: Daemon) -> None:
 async def test_transcripts_are_shown_on_start_and_turns_of_other_clients_stream_in(shared_daemon: Daemon) -> None:
     stubs = shared_daemon.stubs()
     list(stubs.chat.Chat(chat_pb2.ChatRequest(agent="a2", message="before the TUI"), timeout=60))
-    app = EnclaveApp(shared_daemon.socket)
+    app = EnclaveApp(shared_daemon.socket, spawn=False)
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_until(pilot, lambda: app.attached)
         pane = app.panes["a2"]
@@ -69,7 +74,7 @@ async def test_transcripts_are_shown_on_start_and_turns_of_other_clients_stream_
 
 
 async def test_pane_selection_keys(shared_daemon: Daemon) -> None:
-    app = EnclaveApp(shared_daemon.socket)
+    app = EnclaveApp(shared_daemon.socket, spawn=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: app.attached)
         await pilot.press("alt+right")
@@ -82,11 +87,11 @@ async def test_pane_selection_keys(shared_daemon: Daemon) -> None:
 
 
 async def test_no_daemon_shows_a_banner_not_a_traceback() -> None:
-    app = EnclaveApp(short_tmpdir() / "none.sock")
+    app = EnclaveApp(short_tmpdir() / "none.sock", spawn=False)
     async with app.run_test(size=(80, 24)) as pilot:
         banner = app.query_one("#banner", Static)
         await wait_until(pilot, lambda: banner.has_class("visible"), timeout=15)
-        assert "no enclaved answers at" in str(banner.render())
+        assert "not connected — retrying: no enclaved answers at" in str(banner.render())
 
 
 def test_prompt_commands() -> None:
@@ -100,7 +105,7 @@ def test_prompt_commands() -> None:
 
 
 async def test_layout_fits_the_terminal_and_a_pane_zooms(shared_daemon: Daemon) -> None:
-    app = EnclaveApp(shared_daemon.socket)
+    app = EnclaveApp(shared_daemon.socket, spawn=False)
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_until(pilot, lambda: app.attached)
         await pilot.pause()
@@ -117,3 +122,153 @@ async def test_layout_fits_the_terminal_and_a_pane_zooms(shared_daemon: Daemon) 
         await pilot.pause()
         a1, a2 = app.panes["a1"].region, app.panes["a2"].region
         assert a1.x == a2.x and a2.y > a1.y, "one column at 80x24"
+
+
+def agents_of(daemon: Daemon) -> dict[str, agents_pb2.Agent]:
+    return {a.name: a for a in daemon.stubs().agents.ListAgents(agents_pb2.ListAgentsRequest(), timeout=10).agents}
+
+
+def model_state(daemon: Daemon, name: str) -> int:
+    models = daemon.stubs().models.ListModels(models_pb2.ListModelsRequest(), timeout=10).models
+    return next(m.state for m in models if m.name == name)
+
+
+async def test_models_panel_shows_live_status_and_loads_and_unloads(shared_daemon: Daemon) -> None:
+    app = EnclaveApp(shared_daemon.socket, spawn=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_until(pilot, lambda: app.attached)
+        await pilot.press("alt+m")
+        panel = app.query_one(ModelPanel)
+        assert panel.display and panel.has_focus
+        await wait_until(pilot, lambda: "small" in panel.rows)
+        assert panel.get_cell("tiny", "ctx") == "4096"
+        await wait_until(pilot, lambda: app.panes["a1"].context_size == 4096)
+        used = agents_of(shared_daemon)["a1"].context_tokens
+        assert f"ctx {used}/4096" in str(app.panes["a1"]._header.render())
+        while panel.highlighted_model != "small":
+            await pilot.press("down")
+        await pilot.press("l")
+        await wait_until(pilot, lambda: panel.get_cell("small", "state") == "loaded")
+        assert model_state(shared_daemon, "small") == models_pb2.MODEL_STATE_LOADED
+        assert panel.get_cell("small", "memory") != "-"
+        await pilot.press("u")
+        await wait_until(pilot, lambda: panel.get_cell("small", "state") == "on disk")
+        assert model_state(shared_daemon, "small") == models_pb2.MODEL_STATE_AVAILABLE
+        await pilot.press("escape")
+        assert not panel.display and app.query_one("#prompt").has_focus
+
+
+async def test_agent_editor_creates_edits_and_deletes(shared_daemon: Daemon) -> None:
+    app = EnclaveApp(shared_daemon.socket, spawn=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_until(pilot, lambda: app.attached)
+        await pilot.press("alt+n")
+        await wait_until(pilot, lambda: isinstance(app.screen, AgentEditor))
+        await pilot.press(*"scribe")
+        editor = app.screen
+        editor.query_one("#system", TextArea).text = "You write things down."
+        editor.query_one("#max_tokens", Input).value = "12"
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: "scribe" in app.panes)
+        assert not isinstance(app.screen, AgentEditor)
+        made = agents_of(shared_daemon)["scribe"]
+        assert made.system == "You write things down." and made.sampling.max_tokens == 12 and made.model == "tiny"
+
+        await pilot.press("alt+5", "alt+e")
+        await wait_until(pilot, lambda: isinstance(app.screen, AgentEditor))
+        editor = app.screen
+        assert editor.query_one("#name", Input).disabled, "an agent's name is its identity"
+        editor.query_one("#temperature", Input).value = "9"
+        await pilot.press("ctrl+s")
+        error = editor.query_one("#editor-error", Static)
+        await wait_until(pilot, lambda: "temperature must be between 0 and 5" in str(error.render()))
+        assert app.screen is editor, "a mistake keeps the editor open with what was typed"
+        editor.query_one("#temperature", Input).value = "0.2"
+        editor.query_one("#system", TextArea).text = "You keep notes."
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: app.panes["scribe"].agent.system == "You keep notes.")
+        assert agents_of(shared_daemon)["scribe"].sampling.temperature == pytest.approx(0.2)
+
+        await pilot.press("alt+e")
+        await wait_until(pilot, lambda: isinstance(app.screen, AgentEditor))
+        await pilot.press("ctrl+d")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: "scribe" not in app.panes)
+        assert "scribe" not in agents_of(shared_daemon)
+        assert app.selected_pane.agent.name in app.panes
+
+
+async def test_broadcast_key_copy_and_clear(shared_daemon: Daemon) -> None:
+    app = EnclaveApp(shared_daemon.socket, spawn=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_until(pilot, lambda: app.attached)
+        before = {n: p.turn_id for n, p in app.panes.items()}
+        await pilot.press(*"to everyone", "alt+a")
+        await wait_until(pilot, lambda: all(p.turn_id != before[n] and p.state == "idle" for n, p in app.panes.items()))
+        assert app.query_one("#prompt", Input).value == ""
+        await pilot.press("alt+2", "alt+c")
+        assert app.clipboard == app.panes["a2"].reply_text == last_reply(shared_daemon, "a2")
+        assert app.panes["a2"].context_tokens > 0
+        await pilot.press("alt+l")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: not app.panes["a2"].body.children)
+        assert agents_of(shared_daemon)["a2"].turns == 0 and app.panes["a2"].context_tokens == 0
+        assert app.panes["a1"].body.children, "only the selected agent is cleared"
+
+
+async def test_cancel_keys_stop_turns(shared_daemon: Daemon) -> None:
+    stubs = shared_daemon.stubs()
+    for name in ("long1", "long2"):
+        stubs.agents.PutAgent(agents_pb2.PutAgentRequest(agent=agents_pb2.Agent(name=name, model="tiny", sampling=agents_pb2.SamplingParams(max_tokens=3000))), timeout=10)
+    app = EnclaveApp(shared_daemon.socket, spawn=False)
+    try:
+        async with app.run_test(size=(160, 48)) as pilot:
+            await wait_until(pilot, lambda: app.attached)
+            await pilot.press("alt+5", *"go on", "enter")
+            await wait_until(pilot, lambda: app.panes["long1"].state == "generating")
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: app.panes["long1"].state == "cancelled")
+            await pilot.press(*"/to long1,long2 again", "enter")
+            await wait_until(pilot, lambda: all(app.panes[n].state == "generating" for n in ("long1", "long2")))
+            await pilot.press("alt+x")
+            await wait_until(pilot, lambda: all(app.panes[n].state == "cancelled" for n in ("long1", "long2")))
+    finally:
+        for name in ("long1", "long2"):
+            stubs.agents.DeleteAgent(agents_pb2.DeleteAgentRequest(name=name), timeout=10)
+
+
+async def test_keys_come_from_the_settings_and_every_action_is_in_the_palette(shared_daemon: Daemon) -> None:
+    app = EnclaveApp(shared_daemon.socket, Settings(keys={"pane.next": "ctrl+n"}), spawn=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_until(pilot, lambda: app.attached)
+        await pilot.press("ctrl+n")
+        assert app.selected_pane.agent.name == "a2"
+        commands = {c.title: c for c in app.get_system_commands(app.screen)}
+        for binding in EnclaveApp.BINDINGS:
+            if binding.id not in {f"pane.{i}" for i in range(5, 10)}:
+                assert binding.description in commands, f"{binding.id} has a palette entry"
+        assert "ctrl+n" in commands["Next pane"].help
+        await pilot.press("ctrl+p")
+        await pilot.press(*"zoom", "enter")
+        await wait_until(pilot, lambda: app.query_one("#panes").has_class("zoomed"))
+
+
+def test_settings_file(tmp_path: Path) -> None:
+    ids = EnclaveApp.binding_ids()
+    path = tmp_path / "client.toml"
+    path.write_text('spawn = false\ndaemon_args = ["--models", "/srv/models"]\n[keys]\n"turn.cancel_all" = "ctrl+k"\n')
+    settings = load_settings(path, ids)
+    assert settings == Settings(spawn=False, daemon_args=("--models", "/srv/models"), keys={"turn.cancel_all": "ctrl+k"})
+    for text, words in [
+        ('[keys]\n"pane.nxt" = "ctrl+n"', "'pane.nxt' is not a binding id"),
+        ("spawn = 1", "spawn must be true or false"),
+        ("colour = 1", "unknown setting 'colour'"),
+        ("[keys", "not valid TOML"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(SettingsError, match=words):
+            load_settings(path, ids)
+    with pytest.raises(SettingsError, match="does not exist"):
+        load_settings(tmp_path / "missing.toml", ids)

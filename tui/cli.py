@@ -17,18 +17,10 @@ from google.protobuf import json_format
 
 from .client import Client, ClientError
 from .paths import resolve_socket
-from .text import safe_text
+from .text import human_bytes, safe_text
 from .v1 import agents_pb2, chat_pb2, models_pb2, status_pb2
 
 _ENUM_PREFIXES = ("MODEL_STATE_", "TURN_PHASE_", "FINISH_REASON_", "ROLE_")
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 def human_count(n: int) -> str:
@@ -234,9 +226,23 @@ def cmd_make_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_workbench(args: argparse.Namespace) -> int:
+    from .app import EnclaveApp
+    from .settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings(args.config, EnclaveApp.binding_ids())
+    except SettingsError as exc:
+        raise ClientError(str(exc)) from None
+    EnclaveApp(resolve_socket(args.socket), settings, spawn=False if args.no_spawn else None).run()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="enclave", description="Talk to enclaved: models, agents, chat, status.")
     p.add_argument("--socket", help="daemon socket (default: $ENCLAVE_SOCKET or the daemon's default path)")
+    p.add_argument("--config", type=Path, help="workbench settings file (default: $ENCLAVE_CLIENT_CONFIG or ~/.config/enclave/client.toml)")
+    p.add_argument("--no-spawn", action="store_true", help="workbench: do not start enclaved when none answers; wait for one")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", help="without one, the workbench opens")
 
     s = sub.add_parser("models", help="list the models the daemon can see")
@@ -293,10 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "make-model":
             return cmd_make_model(args)
         if args.command is None:
-            from .app import EnclaveApp
-
-            EnclaveApp(resolve_socket(args.socket)).run()
-            return 0
+            return run_workbench(args)
         if args.command == "demo":
             from .demo import run_demo
 

@@ -94,7 +94,7 @@ def run_demo(tui: bool = True) -> int:
             if tui:
                 from .app import EnclaveApp
 
-                EnclaveApp(socket_path, first_message=DEMO_MESSAGE).run()
+                EnclaveApp(socket_path, first_message=DEMO_MESSAGE, spawn=False).run()
                 return 0
             print(f"enclaved is up on {socket_path}; three agents answer at once:\n", file=sys.stderr)
             print(f"> {DEMO_MESSAGE}\n")

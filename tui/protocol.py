@@ -13,10 +13,11 @@ from typing import AsyncIterator, Iterator
 
 import grpc
 
-from .v1 import agents_pb2, agents_pb2_grpc, chat_pb2, chat_pb2_grpc
+from .v1 import agents_pb2, agents_pb2_grpc, chat_pb2, chat_pb2_grpc, models_pb2, models_pb2_grpc, status_pb2, status_pb2_grpc
 
 CONNECT_TIMEOUT = 5.0
 CALL_TIMEOUT = 30.0
+LOAD_TIMEOUT = 600.0  # a large model from a slow disk
 
 
 class DaemonError(Exception):
@@ -40,26 +41,57 @@ class DaemonClient:
         self.socket_path = socket_path
         self.channel: grpc.aio.Channel | None = None
 
-    async def connect(self) -> None:
+    async def connect(self, timeout: float = CONNECT_TIMEOUT) -> None:
+        """A fresh channel (closing any old one): after a daemon restart this is a new daemon."""
+        await self.close()
         self.channel = grpc.aio.insecure_channel(f"unix:{self.socket_path}")
-        self.agents = agents_pb2_grpc.AgentsStub(self.channel)
-        self.chat = chat_pb2_grpc.ChatStub(self.channel)
+        self._agents = agents_pb2_grpc.AgentsStub(self.channel)
+        self._chat = chat_pb2_grpc.ChatStub(self.channel)
+        self._models = models_pb2_grpc.ModelsStub(self.channel)
+        self._status = status_pb2_grpc.StatusStub(self.channel)
         try:
-            await asyncio.wait_for(self.channel.channel_ready(), CONNECT_TIMEOUT)
+            await asyncio.wait_for(self.channel.channel_ready(), timeout)
         except TimeoutError:
             raise DaemonError(f"no enclaved answers at {self.socket_path}; start it with `enclaved`") from None
 
     async def close(self) -> None:
         if self.channel is not None:
-            await self.channel.close()
+            channel, self.channel = self.channel, None
+            await channel.close()
 
     async def list_agents(self) -> list[agents_pb2.Agent]:
         with _one_line_errors():
-            return list((await self.agents.ListAgents(agents_pb2.ListAgentsRequest(), timeout=CALL_TIMEOUT)).agents)
+            return list((await self._agents.ListAgents(agents_pb2.ListAgentsRequest(), timeout=CALL_TIMEOUT)).agents)
+
+    async def put_agent(self, agent: agents_pb2.Agent) -> agents_pb2.Agent:
+        """Create the agent, or change its settings (its conversation stays)."""
+        with _one_line_errors():
+            reply = await self._agents.PutAgent(agents_pb2.PutAgentRequest(agent=agent), timeout=CALL_TIMEOUT)
+        return reply.agent
+
+    async def delete_agent(self, name: str) -> None:
+        with _one_line_errors():
+            await self._agents.DeleteAgent(agents_pb2.DeleteAgentRequest(name=name), timeout=CALL_TIMEOUT)
+
+    async def clear(self, name: str) -> None:
+        with _one_line_errors():
+            await self._agents.ClearTranscript(agents_pb2.ClearTranscriptRequest(name=name), timeout=CALL_TIMEOUT)
+
+    async def list_models(self) -> list[models_pb2.Model]:
+        with _one_line_errors():
+            return list((await self._models.ListModels(models_pb2.ListModelsRequest(), timeout=CALL_TIMEOUT)).models)
+
+    async def load_model(self, name: str) -> models_pb2.LoadModelResponse:
+        with _one_line_errors():
+            return await self._models.LoadModel(models_pb2.LoadModelRequest(name=name), timeout=LOAD_TIMEOUT)
+
+    async def unload_model(self, name: str) -> None:
+        with _one_line_errors():
+            await self._models.UnloadModel(models_pb2.UnloadModelRequest(name=name), timeout=CALL_TIMEOUT)
 
     async def transcript(self, agent: str) -> list[agents_pb2.TranscriptMessage]:
         with _one_line_errors():
-            reply = await self.agents.GetTranscript(agents_pb2.GetTranscriptRequest(name=agent), timeout=CALL_TIMEOUT)
+            reply = await self._agents.GetTranscript(agents_pb2.GetTranscriptRequest(name=agent), timeout=CALL_TIMEOUT)
         return list(reply.messages)
 
     async def send(self, text: str, agents: list[str]) -> None:
@@ -69,9 +101,9 @@ class DaemonClient:
         turn runs on without this client.
         """
         if len(agents) == 1:
-            call = self.chat.Chat(chat_pb2.ChatRequest(agent=agents[0], message=text, detach=True))
+            call = self._chat.Chat(chat_pb2.ChatRequest(agent=agents[0], message=text, detach=True))
         else:
-            call = self.chat.Broadcast(chat_pb2.BroadcastRequest(message=text, agents=agents, detach=True))
+            call = self._chat.Broadcast(chat_pb2.BroadcastRequest(message=text, agents=agents, detach=True))
         try:
             with _one_line_errors():
                 await call.read()
@@ -81,11 +113,11 @@ class DaemonClient:
     async def cancel(self, agent: str | None = None) -> int:
         request = chat_pb2.CancelRequest(agent=agent) if agent else chat_pb2.CancelRequest(all=True)
         with _one_line_errors():
-            return len((await self.chat.Cancel(request, timeout=CALL_TIMEOUT)).cancelled_turn_ids)
+            return len((await self._chat.Cancel(request, timeout=CALL_TIMEOUT)).cancelled_turn_ids)
 
     async def watch(self) -> AsyncIterator[chat_pb2.ChatEvent]:
         """Every agent's events, starting with the turns in progress."""
-        call = self.chat.Watch(chat_pb2.WatchRequest())
+        call = self._chat.Watch(chat_pb2.WatchRequest())
         try:
             with _one_line_errors():
                 async for event in call:
@@ -93,3 +125,12 @@ class DaemonClient:
         finally:
             call.cancel()
 
+    async def status(self, interval: float = 1.0) -> AsyncIterator[status_pb2.StatusSnapshot]:
+        """The daemon's status, a snapshot every ``interval`` seconds."""
+        call = self._status.Status(status_pb2.StatusRequest(interval_seconds=interval))
+        try:
+            with _one_line_errors():
+                async for snapshot in call:
+                    yield snapshot
+        finally:
+            call.cancel()

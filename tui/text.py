@@ -1,4 +1,4 @@
-"""Text from the daemon made safe for a terminal."""
+"""Text for the terminal: model output made safe, sizes made readable."""
 
 from __future__ import annotations
 
@@ -11,3 +11,11 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 def safe_text(text: str) -> str:
     return _CONTROL.sub("\N{REPLACEMENT CHARACTER}", text)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"

@@ -1,4 +1,8 @@
-"""One agent: a header (name, model, state, speed) over its conversation, streaming live."""
+"""One agent: a header (name, model, state, speed, context) over its conversation, streaming live.
+
+Deltas are coalesced: text is kept aside and written to the Markdown stream at most
+``FLUSH_HZ`` times a second, so four panes at full speed cost a few appends per frame.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from textual.widgets.markdown import MarkdownStream
 
 from ..text import safe_text
 from ..v1 import agents_pb2, chat_pb2
+
+FLUSH_HZ = 30
 
 _PHASE = {
     chat_pb2.TURN_PHASE_QUEUED: "queued",
@@ -27,15 +33,19 @@ class AgentPane(Vertical):
     selected: reactive[bool] = reactive(False)
 
     def __init__(self, agent: agents_pb2.Agent, index: int) -> None:
-        super().__init__(id=f"pane-{index}", classes="agent-pane")
+        super().__init__(classes="agent-pane")
         self.agent = agent
         self.index = index
         self.turn_id = ""
         self._stream: MarkdownStream | None = None
         self._reply = ""
+        self._pending = ""  # text received but not yet written to the stream
+        self._flush_scheduled = False
         self._tokens = 0
         self._started = 0.0
         self.tokens_per_second = 0.0
+        self.context_tokens = agent.context_tokens
+        self.context_size = 0  # the model's context per sequence, from the status stream
         # held directly: events may still arrive while the app tears the tree down
         self._header = Static(classes="pane-header")
         self.body = VerticalScroll(classes="pane-body")
@@ -50,7 +60,30 @@ class AgentPane(Vertical):
 
     def _title(self) -> str:
         speed = f" · {self.tokens_per_second:.1f} tok/s" if self.tokens_per_second else ""
-        return f"{self.index}  {self.agent.name} · {self.agent.model} · {self.state}{speed}"
+        used = self.context_tokens + self._tokens
+        if self.context_size:
+            context = f" · ctx {used}/{self.context_size} ({100 * used // self.context_size}%)"
+        else:
+            context = f" · ctx {used}" if used else ""
+        return f"{self.index}  {self.agent.name} · {self.agent.model} · {self.state}{speed}{context}"
+
+    def set_agent(self, agent: agents_pb2.Agent, index: int | None = None) -> None:
+        """The agent's settings changed (another client may have edited it), or its number."""
+        self.agent = agent
+        self.index = index or self.index
+        if not self.busy:
+            self.context_tokens = agent.context_tokens
+        self._refresh_header()
+
+    def disconnected(self) -> None:
+        """The daemon went away: what this pane shows may be out of date until it is back."""
+        self.state = "offline"
+        self.tokens_per_second = 0.0
+
+    def set_context_size(self, size: int) -> None:
+        if size != self.context_size:
+            self.context_size = size
+            self._refresh_header()
 
     def watch_state(self) -> None:
         self._refresh_header()
@@ -62,11 +95,20 @@ class AgentPane(Vertical):
         self._header.update(self._title())
 
     @property
+    def busy(self) -> bool:
+        return self.state in _PHASE.values()
+
+    @property
     def reply_text(self) -> str:
         """The last reply shown, as text (for tests and copying)."""
         return self._reply
 
     async def show_transcript(self, messages: list[agents_pb2.TranscriptMessage]) -> None:
+        """Show the conversation as the daemon holds it, replacing whatever the pane showed."""
+        await self._finish_stream()
+        self._reply, self._tokens, self.tokens_per_second = "", 0, 0.0
+        self.state = "idle"
+        await self.body.remove_children()
         for m in messages:
             if m.role == agents_pb2.ROLE_USER:
                 await self._add_message(m.content, "user")
@@ -94,23 +136,46 @@ class AgentPane(Vertical):
             self.state = _PHASE.get(event.phase.phase, "queued")
         elif kind == "delta":
             self._reply += event.delta.text
+            self._pending += event.delta.text
             self._tokens += event.delta.tokens
-            elapsed = time.monotonic() - self._started
-            self.tokens_per_second = self._tokens / elapsed if elapsed > 0 else 0.0
-            if self._stream is not None:
-                await self._stream.write(safe_text(event.delta.text))
-            self._refresh_header()
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                self.set_timer(1 / FLUSH_HZ, self._flush)
         elif kind == "finished":
             await self._finish_stream()
             f = event.finished
+            self.context_tokens = f.usage.prompt_tokens + f.usage.completion_tokens or self.context_tokens
+            self._tokens = 0
             self.tokens_per_second = f.timings.generation_tokens_per_second
             self.state = "idle" if f.finish_reason != chat_pb2.FINISH_REASON_CANCELLED else "cancelled"
         elif kind == "error":
             await self._finish_stream()
             await self._add_message(f"**error:** {event.error.message}", "error")
+            self._tokens = 0
             self.state = "error"
 
+    async def _flush(self) -> None:
+        """Write the text gathered since the last flush, and the new speed, in one go."""
+        self._flush_scheduled = False
+        text, self._pending = self._pending, ""
+        if text and self._stream is not None:
+            await self._stream.write(safe_text(text))
+        elapsed = time.monotonic() - self._started
+        if self.busy and elapsed > 0:
+            self.tokens_per_second = self._tokens / elapsed
+        self._refresh_header()
+
     async def _finish_stream(self) -> None:
-        if self._stream is not None:
-            await self._stream.stop()
-            self._stream = None
+        """End the streaming reply, with any text still waiting, and settle it in full.
+
+        The final ``update`` with the whole text settles any block state the stream left
+        open (a code fence cut off mid-way would otherwise show wrongly).
+        """
+        if self._stream is None:
+            return
+        stream, self._stream = self._stream, None
+        if self._pending:
+            await stream.write(safe_text(self._pending))
+            self._pending = ""
+        await stream.stop()
+        await stream.markdown_widget.update(safe_text(self._reply))
