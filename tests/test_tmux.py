@@ -33,8 +33,9 @@ def screen_until(predicate: callable, timeout: float = 30) -> str:
 def test_tokens_appear_in_a_pane(shared_daemon: Daemon) -> None:
     enclave = Path(sys.executable).with_name("enclave")
     # COLUMNS/LINES from this process (Pilot tests set them) would override the window's size
-    command = f"env -u COLUMNS -u LINES {enclave} --socket {shared_daemon.socket}"
+    command = f"env -u COLUMNS -u LINES {enclave} --socket {shared_daemon.socket} --no-spawn"
     tmux("-f", "/dev/null", "new-session", "-d", "-s", "e2e", "-x", "160", "-y", "48", command)
+    tmux("set-option", "-g", "set-clipboard", "on")  # OSC 52 from the app fills tmux's buffer
     try:
         screen = screen_until(lambda s: "a4" in s and "idle" in s)
         assert "1  a1 · tiny · idle" in screen
@@ -53,6 +54,11 @@ def test_tokens_appear_in_a_pane(shared_daemon: Daemon) -> None:
         screen = screen_until(lambda s: "hello from tmux" in s and first_words in s)
         assert "hello from tmux" in screen
         assert first_words in screen, f"the reply's first word {first_words!r} is on screen"
+        tmux("send-keys", "-t", "e2e", "M-c")  # copy the last answer, through OSC 52
+        deadline = time.monotonic() + 10
+        while subprocess.run(["tmux", "-L", "enclave-test", "show-buffer"], capture_output=True, text=True).stdout != reply:
+            assert time.monotonic() < deadline, "alt+c puts the last answer on the terminal's clipboard"
+            time.sleep(0.1)
         tmux("send-keys", "-t", "e2e", "C-q")
         deadline = time.monotonic() + 10
         while subprocess.run(["tmux", "-L", "enclave-test", "has-session", "-t", "e2e"], capture_output=True).returncode == 0:

@@ -272,3 +272,66 @@ def test_settings_file(tmp_path: Path) -> None:
             load_settings(path, ids)
     with pytest.raises(SettingsError, match="does not exist"):
         load_settings(tmp_path / "missing.toml", ids)
+
+
+SOLO_CONFIG = """
+[[models]]
+name = "tiny"
+n_ctx = 4096
+n_seq_max = 2
+n_threads = 2
+
+[[agents]]
+name = "solo"
+model = "tiny"
+max_tokens = 3000
+"""
+
+
+async def test_daemon_killed_and_restarted_mid_stream(daemon_factory: Callable[..., Daemon]) -> None:
+    home = short_tmpdir()
+    daemon = daemon_factory(SOLO_CONFIG, home=home)
+    app = EnclaveApp(daemon.socket, spawn=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.attached)
+        pane = app.panes["solo"]
+        await pilot.press(*"a long story", "enter")
+        await wait_until(pilot, lambda: pane.state == "generating" and pane.reply_text != "")
+        daemon.proc.kill()
+        daemon.proc.wait()
+        banner = app.query_one("#banner", Static)
+        await wait_until(pilot, lambda: "disconnected — retrying" in str(banner.render()) and banner.has_class("visible"))
+        assert pane.state == "offline" and not app.attached
+        await asyncio.sleep(1)  # the workbench keeps trying while nothing answers
+        assert app.is_running and "retrying" in str(banner.render())
+
+        restarted = await asyncio.to_thread(daemon_factory, SOLO_CONFIG, home=home)
+        assert restarted.socket == daemon.socket
+        await wait_until(pilot, lambda: app.attached and not banner.has_class("visible"))
+        pane = app.panes["solo"]
+        assert pane.state == "idle"
+        restarted.stubs().agents.PutAgent(
+            agents_pb2.PutAgentRequest(agent=agents_pb2.Agent(name="solo", model="tiny", sampling=agents_pb2.SamplingParams(max_tokens=16))), timeout=10
+        )
+        await pilot.press(*"after the restart", "enter")
+        await wait_until(pilot, lambda: pane.state == "idle" and pane.reply_text != "")
+        assert pane.reply_text == last_reply(restarted, "solo")
+
+
+async def test_without_a_daemon_the_workbench_starts_one(model_dir: Path) -> None:
+    home = short_tmpdir()
+    (home / "enclave.toml").write_text(SOLO_CONFIG)
+    socket = home / "run" / "enclaved.sock"
+    settings = Settings(daemon_args=("--models", str(model_dir), "--data", str(home / "data"), "--config", str(home / "enclave.toml")))
+    app = EnclaveApp(socket, settings)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_until(pilot, lambda: app.attached, timeout=60)
+            assert app.spawned is not None and list(app.panes) == ["solo"]
+            assert any("started enclaved in the background" in n.message for n in app._notifications)
+        assert app.spawned.process.poll() is None, "quitting the workbench leaves the daemon running"
+        assert (socket.parent / "enclaved.log").stat().st_mode & 0o777 == 0o600
+    finally:
+        if app.spawned is not None:
+            app.spawned.process.terminate()
+            app.spawned.process.wait(20)

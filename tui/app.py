@@ -24,6 +24,7 @@ from .spawn import Spawned, spawn_daemon
 from .v1 import agents_pb2, chat_pb2, models_pb2, status_pb2
 from .widgets.agent_pane import AgentPane
 from .widgets.model_panel import ModelPanel
+from .widgets.prompt import PromptInput
 
 RETRY_FIRST, RETRY_MAX = 0.5, 5.0  # seconds between attempts to reach the daemon
 SPAWN_TIMEOUT = 60.0
@@ -84,7 +85,7 @@ class EnclaveApp(App[None]):
         yield Static(id="banner")
         yield Grid(id="panes")
         yield ModelPanel()
-        yield Input(placeholder="message to the selected agent · /all TEXT · /to a,b TEXT", id="prompt")
+        yield PromptInput(placeholder="message to the selected agent · /all TEXT · /to a,b TEXT · alt+a: to all", id="prompt")
         yield Footer()
 
     def on_mount(self) -> None:
