@@ -9,7 +9,7 @@ file means the defaults. Example::
 
     [keys]                           # binding id = keys, comma-separated
     "pane.next" = "alt+right,ctrl+right"
-    "turn.cancel_all" = "ctrl+k"
+    "turn.cancel_all" = "alt+x,f8"
 """
 
 from __future__ import annotations
