@@ -122,6 +122,10 @@ async def test_layout_fits_the_terminal_and_a_pane_zooms(shared_daemon: Daemon) 
         await pilot.pause()
         a1, a2 = app.panes["a1"].region, app.panes["a2"].region
         assert a1.x == a2.x and a2.y > a1.y, "one column at 80x24"
+        assert a1.height == 3 and a2.height > 10, "too small for four: the others fold to their header"
+        await pilot.press("alt+1")
+        await pilot.pause()
+        assert app.panes["a1"].region.height > 10 and app.panes["a2"].region.height == 3
 
 
 def agents_of(daemon: Daemon) -> dict[str, agents_pb2.Agent]:

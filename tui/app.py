@@ -12,6 +12,7 @@ from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Grid
+from textual.geometry import Size
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
@@ -54,6 +55,8 @@ class EnclaveApp(App[None]):
     ]
 
     WIDE = 120  # columns from which panes sit two side by side
+    WIDER = 150  # columns from which three panes sit side by side
+    COMPACT_ROWS = 8  # a pane smaller than this in one column folds the others
 
     def __init__(
         self,
@@ -295,15 +298,36 @@ class EnclaveApp(App[None]):
         self.selected = index % len(panes)
         for i, pane in enumerate(panes):
             pane.selected = i == self.selected
+        self._layout()
 
     def on_resize(self, event: events.Resize) -> None:
-        self._layout(event.size.width)
+        self._layout(event.size)
 
-    def _layout(self, width: int | None = None) -> None:
-        """Two panes side by side on a wide terminal, one column otherwise or when zoomed."""
+    def _layout(self, size: Size | None = None) -> None:
+        """Fit the panes to the terminal.
+
+        Wide: two columns (three panes side by side from 150 columns), an odd last pane
+        spanning the row. Narrow: one column; if that leaves a pane fewer than
+        ``COMPACT_ROWS`` rows, the other panes fold to their header line, so the selected
+        conversation keeps the room and every agent's state stays in sight. Zoomed: the
+        selected pane alone.
+        """
+        size = size or self.size
         grid = self.query_one("#panes", Grid)
-        wide = (width or self.size.width) >= self.WIDE and len(self.panes) > 1
-        grid.styles.grid_size_columns = 2 if wide and not grid.has_class("zoomed") else 1
+        panes = list(self.panes.values())
+        zoomed = grid.has_class("zoomed")
+        n = len(panes)
+        if zoomed or n <= 1 or size.width < self.WIDE:
+            columns = 1
+        else:
+            columns = 3 if n == 3 and size.width >= self.WIDER else 2
+        compact = columns == 1 and not zoomed and n > 1 and (size.height - 5) // n < self.COMPACT_ROWS
+        grid.styles.grid_size_columns = columns
+        grid.set_class(compact, "compact")
+        for i, pane in enumerate(panes):
+            pane.styles.column_span = 2 if columns == 2 and n % 2 and i == n - 1 else 1
+        rows = " ".join("1fr" if p.selected else "3" for p in panes) if compact else "1fr"
+        grid.set_styles(f"grid-rows: {rows};")
 
     def action_zoom(self) -> None:
         """Show only the selected pane, full size; again to show them all."""

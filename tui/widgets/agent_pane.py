@@ -59,12 +59,9 @@ class AgentPane(Vertical):
         self.body.anchor()  # follow new text unless the person scrolls up
 
     def _title(self) -> str:
-        speed = f" · {self.tokens_per_second:.1f} tok/s" if self.tokens_per_second else ""
+        speed = f" · {self.tokens_per_second:.0f} tok/s" if self.tokens_per_second else ""
         used = self.context_tokens + self._tokens
-        if self.context_size:
-            context = f" · ctx {used}/{self.context_size} ({100 * used // self.context_size}%)"
-        else:
-            context = f" · ctx {used}" if used else ""
+        context = f" · ctx {used}/{self.context_size}" if self.context_size else (f" · ctx {used}" if used else "")
         return f"{self.index}  {self.agent.name} · {self.agent.model} · {self.state}{speed}{context}"
 
     def set_agent(self, agent: agents_pb2.Agent, index: int | None = None) -> None:
