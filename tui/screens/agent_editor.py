@@ -64,6 +64,8 @@ class AgentEditor(ModalScreen[EditorResult]):
                 yield Button("Cancel [esc]", id="cancel")
 
     def on_mount(self) -> None:
+        for field in self.query("Input, TextArea"):
+            field.cursor_blink = False  # no redraws twice a second over SSH
         self.query_one("#system" if self.agent else "#name").focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
