@@ -217,9 +217,10 @@ async def test_broadcast_key_copy_and_clear(shared_daemon: Daemon) -> None:
         await pilot.press("alt+l")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
-        await wait_until(pilot, lambda: not app.panes["a2"].body.children)
+        await wait_until(pilot, lambda: not app.panes["a2"].body.query("Markdown.message"))
         assert agents_of(shared_daemon)["a2"].turns == 0 and app.panes["a2"].context_tokens == 0
-        assert app.panes["a1"].body.children, "only the selected agent is cleared"
+        assert app.panes["a1"].body.query("Markdown.message"), "only the selected agent is cleared"
+        assert app.panes["a2"].query_one(".system").display, "the system prompt stays"
 
 
 async def test_cancel_keys_stop_turns(shared_daemon: Daemon) -> None:

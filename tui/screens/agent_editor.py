@@ -42,26 +42,32 @@ class AgentEditor(ModalScreen[EditorResult]):
     def compose(self) -> ComposeResult:
         a = self.agent
         sampling = a.sampling if a else agents_pb2.SamplingParams()
+        options = [(m, m) for m in self.models]
+        current = self.default_model if self.default_model in self.models else (self.models[0] if self.models else Select.BLANK)
+        temperature = f"{sampling.temperature:g}" if sampling.HasField("temperature") else ""
+        max_tokens = str(sampling.max_tokens) if sampling.HasField("max_tokens") else ""
         with VerticalScroll(classes="dialog editor"):
             yield Static(f"edit agent {a.name}" if a else "new agent", classes="question")
-            yield Label("name")
-            yield Input(a.name if a else "", id="name", disabled=a is not None, placeholder="letters, digits, . _ -")
-            yield Label("model")
-            options = [(m, m) for m in self.models]
-            current = self.default_model if self.default_model in self.models else (self.models[0] if self.models else Select.BLANK)
-            yield Select(options, value=current, id="model", allow_blank=not self.models)
+            with Horizontal(classes="field"):
+                yield Label("name")
+                yield Input(a.name if a else "", id="name", disabled=a is not None, placeholder="letters, digits, . _ -", compact=True)
+            with Horizontal(classes="field"):
+                yield Label("model")
+                yield Select(options, value=current, id="model", allow_blank=not self.models, compact=True)
+            with Horizontal(classes="field"):
+                yield Label("temperature")
+                yield Input(temperature, id="temperature", type="number", placeholder="default 0.8", compact=True)
+            with Horizontal(classes="field"):
+                yield Label("max tokens")
+                yield Input(max_tokens, id="max_tokens", type="integer", placeholder="per reply, default 256", compact=True)
             yield Label("system prompt")
-            yield TextArea(a.system if a else "", id="system", soft_wrap=True, show_line_numbers=False)
-            yield Label("temperature (empty: the daemon's default, 0.8)")
-            yield Input(f"{sampling.temperature:g}" if sampling.HasField("temperature") else "", id="temperature", type="number")
-            yield Label("max tokens per reply (empty: 256)")
-            yield Input(str(sampling.max_tokens) if sampling.HasField("max_tokens") else "", id="max_tokens", type="integer")
+            yield TextArea(a.system if a else "", id="system", soft_wrap=True, show_line_numbers=False, compact=True)
             yield Static(id="editor-error", classes="error-line")
             with Horizontal(classes="buttons"):
-                yield Button("Save [ctrl+s]", id="save", variant="primary")
+                yield Button("Save ^s", id="save", variant="primary", compact=True)
                 if a is not None:
-                    yield Button("Delete [ctrl+d]", id="delete", variant="error")
-                yield Button("Cancel [esc]", id="cancel")
+                    yield Button("Delete ^d", id="delete", variant="error", compact=True)
+                yield Button("Cancel esc", id="cancel", compact=True)
 
     def on_mount(self) -> None:
         for field in self.query("Input, TextArea"):

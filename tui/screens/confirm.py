@@ -24,8 +24,8 @@ class ConfirmScreen(ModalScreen[bool]):
         with Vertical(classes="dialog"):
             yield Static(self.question, classes="question")
             with Horizontal(classes="buttons"):
-                yield Button(f"{self.yes} [y]", id="yes", variant="error")
-                yield Button("No [n]", id="no")
+                yield Button(f"{self.yes} y", id="yes", variant="error", compact=True)
+                yield Button("No n", id="no", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()

@@ -48,7 +48,8 @@ class AgentPane(Vertical):
         self.context_size = 0  # the model's context per sequence, from the status stream
         # held directly: events may still arrive while the app tears the tree down
         self._header = Static(classes="pane-header")
-        self.body = VerticalScroll(classes="pane-body")
+        self._system = Static(classes="message system", markup=False)  # the agent's system prompt, first
+        self.body = VerticalScroll(self._system, classes="pane-body")
 
     def compose(self) -> ComposeResult:
         yield self._header
@@ -56,6 +57,7 @@ class AgentPane(Vertical):
 
     def on_mount(self) -> None:
         self._refresh_header()
+        self._show_system()
         self.body.anchor()  # follow new text unless the person scrolls up
 
     def _title(self) -> str:
@@ -71,6 +73,11 @@ class AgentPane(Vertical):
         if not self.busy:
             self.context_tokens = agent.context_tokens
         self._refresh_header()
+        self._show_system()
+
+    def _show_system(self) -> None:
+        self._system.update(f"system: {safe_text(self.agent.system)}")
+        self._system.display = bool(self.agent.system)
 
     def disconnected(self) -> None:
         """The daemon went away: what this pane shows may be out of date until it is back."""
@@ -105,8 +112,8 @@ class AgentPane(Vertical):
         await self._finish_stream()
         self._reply, self._tokens, self.tokens_per_second = "", 0, 0.0
         self.state = "idle"
-        await self.body.remove_children()
-        for m in messages:
+        await self.body.remove_children([c for c in self.body.children if c is not self._system])
+        for m in messages:  # the system prompt comes from the agent, kept up to date
             if m.role == agents_pb2.ROLE_USER:
                 await self._add_message(m.content, "user")
             elif m.role == agents_pb2.ROLE_ASSISTANT:
@@ -123,7 +130,7 @@ class AgentPane(Vertical):
         if kind == "started":
             # the pane's state changes before anything awaits: nobody sees the new turn "idle"
             self.turn_id, self.state = event.turn_id, "queued"
-            self._reply, self._tokens, self._started = "", 0, time.monotonic()
+            self._reply, self._tokens, self._started, self.tokens_per_second = "", 0, time.monotonic(), 0.0
             await self._finish_stream()
             await self._add_message(event.started.user_message, "user")
             self._stream = Markdown.get_stream(await self._add_message("", "reply"))
