@@ -124,6 +124,8 @@ class EnclaveApp(App[None]):
                 problem = "enclaved ended the event stream"
             except DaemonError as exc:
                 problem = str(exc)
+            except Exception as exc:  # noqa: BLE001 - a banner, never a traceback over the panes
+                problem = f"unexpected {type(exc).__name__}: {exc}"
             was_attached, self.attached = self.attached, False
             self.workers.cancel_group(self, "status")
             for pane in self.panes.values():
