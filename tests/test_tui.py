@@ -176,6 +176,7 @@ async def test_agent_editor_creates_edits_and_deletes(shared_daemon: Daemon) -> 
         await wait_until(pilot, lambda: "scribe" in app.panes)
         assert not isinstance(app.screen, AgentEditor)
         made = agents_of(shared_daemon)["scribe"]
+        assert app.panes["a1"].context_tokens == agents_of(shared_daemon)["a1"].context_tokens > 0, "other panes keep their state"
         assert made.system == "You write things down." and made.sampling.max_tokens == 12 and made.model == "tiny"
 
         await pilot.press("alt+5", "alt+e")

@@ -202,9 +202,9 @@ class EnclaveApp(App[None]):
         agent = changed.agent
         pane = self.panes.get(agent.name)
         if changed.change == _CHANGE.CHANGE_CREATED and pane is None:
-            await self._show_agents([*(p.agent for p in self.panes.values()), agent])
+            await self._show_agents([*(p.agent for p in self.panes.values()), agent], fresh=False)
         elif changed.change == _CHANGE.CHANGE_DELETED and pane is not None:
-            await self._show_agents([p.agent for p in self.panes.values() if p is not pane])
+            await self._show_agents([p.agent for p in self.panes.values() if p is not pane], fresh=False)
         elif changed.change == _CHANGE.CHANGE_UPDATED and pane is not None:
             pane.set_agent(agent)
             pane.set_context_size(self.context_sizes.get(agent.model, 0))
@@ -212,9 +212,11 @@ class EnclaveApp(App[None]):
             pane.set_agent(agent)
             await pane.show_transcript([])
 
-    async def _show_agents(self, agents: list[agents_pb2.Agent]) -> None:
+    async def _show_agents(self, agents: list[agents_pb2.Agent], fresh: bool = True) -> None:
         """One pane per agent, numbered 1…N in the daemon's order. Panes that stay keep what
-        they show; if the order changed (a different daemon), the panes are built anew."""
+        they show; if the order changed (a different daemon), the panes are built anew.
+        ``fresh``: the agents were just listed by the daemon, so kept panes take their
+        settings; otherwise (one agent added or removed) kept panes are only renumbered."""
         names = [a.name for a in agents]
         selected = self.selected_pane.agent.name if self.panes else None
         grid = self.query_one("#panes", Grid)
@@ -230,8 +232,10 @@ class EnclaveApp(App[None]):
             if pane is None:
                 pane = AgentPane(agent, index)
                 new.append(pane)
-            else:
+            elif fresh:
                 pane.set_agent(agent, index)
+            else:
+                pane.renumber(index)
             pane.set_context_size(self.context_sizes.get(agent.model, 0))
             panes[agent.name] = pane
         self.panes = panes

@@ -67,7 +67,7 @@ class AgentPane(Vertical):
         return f"{self.index}  {self.agent.name} · {self.agent.model} · {self.state}{speed}{context}"
 
     def set_agent(self, agent: agents_pb2.Agent, index: int | None = None) -> None:
-        """The agent's settings changed (another client may have edited it), or its number."""
+        """The agent as the daemon holds it now (another client may have edited it)."""
         self.agent = agent
         self.index = index or self.index
         if not self.busy:
@@ -78,6 +78,10 @@ class AgentPane(Vertical):
     def _show_system(self) -> None:
         self._system.update(f"system: {safe_text(self.agent.system)}")
         self._system.display = bool(self.agent.system)
+
+    def renumber(self, index: int) -> None:
+        self.index = index
+        self._refresh_header()
 
     def disconnected(self) -> None:
         """The daemon went away: what this pane shows may be out of date until it is back."""

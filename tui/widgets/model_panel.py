@@ -67,7 +67,7 @@ class ModelPanel(DataTable[str]):
             if m.name in self.rows:
                 for column, value in zip(COLUMNS, cells):
                     if self.get_cell(m.name, column) != value:
-                        self.update_cell(m.name, column, value)
+                        self.update_cell(m.name, column, value, update_width=True)
             else:
                 self.add_row(*cells, key=m.name)
         budget = f" · budget {human_bytes(snapshot.memory_budget_bytes)}" if snapshot.memory_budget_bytes else ""
