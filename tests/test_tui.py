@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from textual.app import App, ComposeResult
 from textual.pilot import Pilot
-from textual.widgets import Input, Static, TextArea
+from textual.widgets import Input, Markdown, Static, TextArea
 
 from enclave.app import EnclaveApp
 from enclave.commands import PromptError, Send, parse_prompt
@@ -16,11 +17,13 @@ from enclave.screens.agent_editor import AgentEditor
 from enclave.screens.confirm import ConfirmScreen
 from enclave.settings import Settings, SettingsError, load_settings
 from enclave.v1 import agents_pb2, chat_pb2, models_pb2
+from enclave.widgets.agent_pane import SHOWN_MESSAGES, AgentPane
 from enclave.widgets.model_panel import ModelPanel
 
 from .conftest import Daemon, short_tmpdir
 
 pytestmark = pytest.mark.timeout(120)
+USER, ASSISTANT = agents_pb2.ROLE_USER, agents_pb2.ROLE_ASSISTANT
 
 
 async def wait_until(pilot: Pilot, predicate: Callable[[], bool], timeout: float = 20) -> None:
@@ -341,3 +344,44 @@ async def test_without_a_daemon_the_workbench_starts_one(model_dir: Path) -> Non
         if app.spawned is not None:
             app.spawned.process.terminate()
             app.spawned.process.wait(20)
+
+
+async def test_a_streamed_reply_ends_as_the_same_markdown_as_a_whole_one() -> None:
+    """Tables and fences built up by appends in awkward pieces settle into the same blocks."""
+    text = "Intro\n\n```python\ndef f(x):\n    return x * 2\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\nEnd **bold**."
+    pane = AgentPane(agents_pb2.Agent(name="m", model="tiny"), 1)
+
+    class Host(App[None]):
+        def compose(self) -> ComposeResult:
+            yield pane
+            yield Markdown(text, id="whole")
+
+    app = Host()
+    async with app.run_test(size=(80, 60)) as pilot:
+        await pane.handle(chat_pb2.ChatEvent(agent="m", turn_id="t", started=chat_pb2.TurnStarted(user_message="q")))
+        for i in range(0, len(text), 3):
+            await pane.handle(chat_pb2.ChatEvent(agent="m", turn_id="t", delta=chat_pb2.TokenDelta(text=text[i : i + 3], tokens=1)))
+            await pane.flush()
+            await pilot.pause(0)
+        await pane.handle(chat_pb2.ChatEvent(agent="m", turn_id="t", finished=chat_pb2.TurnFinished()))
+        await pilot.pause(0.2)
+        reply = pane.body.query("Markdown.reply").last()
+        assert [type(w).__name__ for w in reply.query("*")] == [type(w).__name__ for w in app.query_one("#whole").query("*")]
+        assert pane.reply_text == text
+
+
+async def test_a_long_conversation_keeps_the_last_messages_on_screen() -> None:
+    pane = AgentPane(agents_pb2.Agent(name="m", model="tiny"), 1)
+
+    class Host(App[None]):
+        def compose(self) -> ComposeResult:
+            yield pane
+
+    async with Host().run_test(size=(80, 30)) as pilot:
+        messages = [agents_pb2.TranscriptMessage(role=USER if i % 2 == 0 else ASSISTANT, content=f"message {i}") for i in range(SHOWN_MESSAGES + 6)]
+        await pane.show_transcript(messages)
+        await pilot.pause()
+        shown = pane.body.query("Markdown.message")
+        assert len(shown) == SHOWN_MESSAGES and shown.first().source == "message 6"
+        assert "6 earlier messages" in str(pane.query_one(".older").render())
+        assert pane.reply_text == f"message {SHOWN_MESSAGES + 5}"

@@ -57,6 +57,7 @@ class EnclaveApp(App[None]):
     WIDE = 120  # columns from which panes sit two side by side
     WIDER = 150  # columns from which three panes sit side by side
     COMPACT_ROWS = 8  # a pane smaller than this in one column folds the others
+    FLUSH_HZ = 5  # screen updates a second for streamed text (bench/bench_tui.py)
 
     def __init__(
         self,
@@ -94,7 +95,14 @@ class EnclaveApp(App[None]):
     def on_mount(self) -> None:
         self.query_one(ModelPanel).display = False
         self.query_one("#prompt", Input).focus()
+        self.set_interval(1 / self.FLUSH_HZ, self._flush_panes)
         self.attach()
+
+    async def _flush_panes(self) -> None:
+        """Streamed text reaches the screen in ticks, every pane in the same frame."""
+        with self.batch_update():
+            for pane in list(self.panes.values()):
+                await pane.flush()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

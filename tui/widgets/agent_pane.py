@@ -1,7 +1,9 @@
 """One agent: a header (name, model, state, speed, context) over its conversation, streaming live.
 
-Deltas are coalesced: text is kept aside and written to the Markdown stream at most
-``FLUSH_HZ`` times a second, so four panes at full speed cost a few appends per frame.
+Deltas are coalesced: text is kept aside until the app's flush tick (``flush``) writes it to the
+Markdown stream, for every pane at once, so four panes at full speed cost one frame per tick.
+Only the last ``SHOWN_MESSAGES`` messages stay on screen: every mounted widget costs layout
+time in every frame, and the daemon keeps the whole conversation.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from textual.widgets.markdown import MarkdownStream
 from ..text import safe_text
 from ..v1 import agents_pb2, chat_pb2
 
-FLUSH_HZ = 30
+SHOWN_MESSAGES = 24
+_SETTLE = ("|", "```", "~~~")  # what streaming can leave half-formed: tables and fences
 
 _PHASE = {
     chat_pb2.TURN_PHASE_QUEUED: "queued",
@@ -40,7 +43,6 @@ class AgentPane(Vertical):
         self._stream: MarkdownStream | None = None
         self._reply = ""
         self._pending = ""  # text received but not yet written to the stream
-        self._flush_scheduled = False
         self._tokens = 0
         self._started = 0.0
         self.tokens_per_second = 0.0
@@ -49,7 +51,9 @@ class AgentPane(Vertical):
         # held directly: events may still arrive while the app tears the tree down
         self._header = Static(classes="pane-header")
         self._system = Static(classes="message system", markup=False)  # the agent's system prompt, first
-        self.body = VerticalScroll(self._system, classes="pane-body")
+        self._hidden = 0  # older messages taken off the screen
+        self._older = Static(classes="message older", markup=False)
+        self.body = VerticalScroll(self._system, self._older, classes="pane-body")
 
     def compose(self) -> ComposeResult:
         yield self._header
@@ -100,7 +104,7 @@ class AgentPane(Vertical):
         self.set_class(selected, "selected")
 
     def _refresh_header(self) -> None:
-        self._header.update(self._title())
+        self._header.update(self._title(), layout=False)  # one line, always: repaint only
 
     @property
     def busy(self) -> bool:
@@ -116,7 +120,9 @@ class AgentPane(Vertical):
         await self._finish_stream()
         self._reply, self._tokens, self.tokens_per_second = "", 0, 0.0
         self.state = "idle"
-        await self.body.remove_children([c for c in self.body.children if c is not self._system])
+        await self.body.remove_children(self.body.query("Markdown.message"))
+        self._hidden = 0
+        self._older.display = False
         for m in messages:  # the system prompt comes from the agent, kept up to date
             if m.role == agents_pb2.ROLE_USER:
                 await self._add_message(m.content, "user")
@@ -127,6 +133,13 @@ class AgentPane(Vertical):
     async def _add_message(self, text: str, kind: str) -> Markdown:
         md = Markdown(safe_text(text), classes=f"message {kind}")
         await self.body.mount(md)
+        shown = self.body.query("Markdown.message")
+        if len(shown) > SHOWN_MESSAGES:
+            old = list(shown)[: len(shown) - SHOWN_MESSAGES]
+            self._hidden += len(old)
+            await self.body.remove_children(old)
+            self._older.update(f"… {self._hidden} earlier messages (the daemon keeps them all)", layout=False)
+            self._older.display = True
         return md
 
     async def handle(self, event: chat_pb2.ChatEvent) -> None:
@@ -146,9 +159,6 @@ class AgentPane(Vertical):
             self._reply += event.delta.text
             self._pending += event.delta.text
             self._tokens += event.delta.tokens
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                self.set_timer(1 / FLUSH_HZ, self._flush)
         elif kind == "finished":
             await self._finish_stream()
             f = event.finished
@@ -162,11 +172,12 @@ class AgentPane(Vertical):
             self._tokens = 0
             self.state = "error"
 
-    async def _flush(self) -> None:
+    async def flush(self) -> None:
         """Write the text gathered since the last flush, and the new speed, in one go."""
-        self._flush_scheduled = False
+        if not self._pending:
+            return
         text, self._pending = self._pending, ""
-        if text and self._stream is not None:
+        if self._stream is not None:
             await self._stream.write(safe_text(text))
         elapsed = time.monotonic() - self._started
         if self.busy and elapsed > 0:
@@ -174,10 +185,11 @@ class AgentPane(Vertical):
         self._refresh_header()
 
     async def _finish_stream(self) -> None:
-        """End the streaming reply, with any text still waiting, and settle it in full.
+        """End the streaming reply, with any text still waiting.
 
-        The final ``update`` with the whole text settles any block state the stream left
-        open (a code fence cut off mid-way would otherwise show wrongly).
+        A table or fence built up by appends can be left half-formed (cells that stay plain
+        text), so a reply with one is parsed once more in full; other replies are left as
+        streamed, since a full parse of a long reply costs a frame.
         """
         if self._stream is None:
             return
@@ -186,4 +198,5 @@ class AgentPane(Vertical):
             await stream.write(safe_text(self._pending))
             self._pending = ""
         await stream.stop()
-        await stream.markdown_widget.update(safe_text(self._reply))
+        if any(mark in self._reply for mark in _SETTLE):
+            await stream.markdown_widget.update(safe_text(self._reply))
