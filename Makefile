@@ -26,6 +26,7 @@ proto: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_daemon.py
+	$(BIN)/python bench/bench_tui.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -233,13 +233,10 @@ def wait_until(predicate, timeout: float, what: str) -> None:  # type: ignore[no
 
 
 def tui_argv(socket: Path, config: Path) -> list[str]:
-    """``enclave --socket S``, with ``--no-spawn`` and an empty settings file where it has them."""
-    argv = [str(ENCLAVE), "--socket", str(socket)]
-    help_text = subprocess.run([str(ENCLAVE), "--help"], capture_output=True, text=True).stdout
-    if "--config" in help_text:
-        config.write_text("")  # the defaults, whatever ~/.config holds
-        argv += ["--config", str(config)]
-    return argv + (["--no-spawn"] if "--no-spawn" in help_text else [])
+    """``enclave --socket S --no-spawn`` with an empty settings file (the defaults, whatever
+    ~/.config holds)."""
+    config.write_text("")
+    return [str(ENCLAVE), "--socket", str(socket), "--config", str(config), "--no-spawn"]
 
 
 def run_rate(rate: float, presses: int, spacing: float, warmup: float) -> Result:
