@@ -267,12 +267,13 @@ async def test_keys_come_from_the_settings_and_every_action_is_in_the_palette(sh
 def test_settings_file(tmp_path: Path) -> None:
     ids = EnclaveApp.binding_ids()
     path = tmp_path / "client.toml"
-    path.write_text('spawn = false\ndaemon_args = ["--models", "/srv/models"]\n[keys]\n"turn.cancel_all" = "ctrl+k"\n')
+    path.write_text('spawn = false\nstream_hz = 12\ndaemon_args = ["--models", "/srv/models"]\n[keys]\n"turn.cancel_all" = "f8"\n')
     settings = load_settings(path, ids)
-    assert settings == Settings(spawn=False, daemon_args=("--models", "/srv/models"), keys={"turn.cancel_all": "ctrl+k"})
+    assert settings == Settings(spawn=False, stream_hz=12, daemon_args=("--models", "/srv/models"), keys={"turn.cancel_all": "f8"})
     for text, words in [
         ('[keys]\n"pane.nxt" = "ctrl+n"', "'pane.nxt' is not a binding id"),
         ("spawn = 1", "spawn must be true or false"),
+        ("stream_hz = 0", "stream_hz must be a whole number from 1 to 30"),
         ("colour = 1", "unknown setting 'colour'"),
         ("[keys", "not valid TOML"),
     ]:

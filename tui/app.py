@@ -57,7 +57,6 @@ class EnclaveApp(App[None]):
     WIDE = 120  # columns from which panes sit two side by side
     WIDER = 150  # columns from which three panes sit side by side
     COMPACT_ROWS = 8  # a pane smaller than this in one column folds the others
-    FLUSH_HZ = 5  # screen updates a second for streamed text (bench/bench_tui.py)
 
     def __init__(
         self,
@@ -95,7 +94,7 @@ class EnclaveApp(App[None]):
     def on_mount(self) -> None:
         self.query_one(ModelPanel).display = False
         self.query_one("#prompt", Input).focus()
-        self.set_interval(1 / self.FLUSH_HZ, self._flush_panes)
+        self.set_interval(1 / self.settings.stream_hz, self._flush_panes)
         self.attach()
 
     async def _flush_panes(self) -> None:

@@ -5,6 +5,7 @@ The file is ``--config``, else ``$ENCLAVE_CLIENT_CONFIG``, else
 file means the defaults. Example::
 
     spawn = true                     # start enclaved in the background when none answers
+    stream_hz = 5                    # screen updates a second for streamed text (1-30)
     daemon_args = ["--models", "/srv/models"]   # arguments for that enclaved
 
     [keys]                           # binding id = keys, comma-separated
@@ -28,6 +29,7 @@ class SettingsError(Exception):
 @dataclass(frozen=True)
 class Settings:
     spawn: bool = True
+    stream_hz: int = 5  # more is smoother and costs CPU: bench/bench_tui.py
     daemon_args: tuple[str, ...] = ()
     keys: dict[str, str] = field(default_factory=dict)
 
@@ -53,13 +55,16 @@ def load_settings(path: Path | None, binding_ids: set[str]) -> Settings:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SettingsError(f"settings file {path} is not valid TOML ({exc}); fix it") from None
 
-    known = {"spawn", "daemon_args", "keys"}
+    known = {"spawn", "stream_hz", "daemon_args", "keys"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise SettingsError(f"{path}: unknown setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
     spawn = raw.get("spawn", True)
     if not isinstance(spawn, bool):
         raise SettingsError(f"{path}: spawn must be true or false")
+    stream_hz = raw.get("stream_hz", 5)
+    if not isinstance(stream_hz, int) or isinstance(stream_hz, bool) or not 1 <= stream_hz <= 30:
+        raise SettingsError(f"{path}: stream_hz must be a whole number from 1 to 30")
     args = raw.get("daemon_args", [])
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         raise SettingsError(f'{path}: daemon_args must be a list of strings, like ["--models", "/srv/models"]')
@@ -71,4 +76,4 @@ def load_settings(path: Path | None, binding_ids: set[str]) -> Settings:
             raise SettingsError(f"{path}: [keys] {binding_id!r} is not a binding id; known: {', '.join(sorted(binding_ids))}")
         if not isinstance(value, str) or not value.strip():
             raise SettingsError(f'{path}: [keys] {binding_id!r} needs keys as a string, like "alt+right,ctrl+n"')
-    return Settings(spawn=spawn, daemon_args=tuple(args), keys=dict(keys))
+    return Settings(spawn=spawn, stream_hz=stream_hz, daemon_args=tuple(args), keys=dict(keys))
