@@ -94,11 +94,11 @@ class EnclaveApp(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        # A full collection pass scans every live object and took 40-80 ms mid-frame (a key
-        # press waits for it). Objects alive now (modules, the app, gRPC) live as long as the
-        # app, so they leave the collector's view; and full passes come 10x less often.
+        # A full collection pass scans every live object, mid-frame (a key press waits for
+        # it). Objects alive now (modules, the app, gRPC) live as long as the app: they leave
+        # the collector's view. (Rarer full passes were tried: each then took long enough to
+        # stall keys for a second at 2,000 tok/s.)
         gc.freeze()
-        gc.set_threshold(700, 10, 100)
         self.query_one(ModelPanel).display = False
         self.query_one("#prompt", Input).focus()
         self.set_interval(1 / self.settings.stream_hz, self._flush_panes)

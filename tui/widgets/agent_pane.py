@@ -19,7 +19,7 @@ from textual.widgets.markdown import MarkdownStream
 from ..text import safe_text
 from ..v1 import agents_pb2, chat_pb2
 
-SHOWN_MESSAGES = 24
+SHOWN_MESSAGES = 16
 _SETTLE = ("|", "```", "~~~")  # what streaming can leave half-formed: tables and fences
 
 _PHASE = {
