@@ -24,6 +24,6 @@ def test_checked_in_stubs_are_fresh(tmp_path: Path) -> None:
 
 def test_every_proto_is_generated() -> None:
     protos = {p.stem for p in (ROOT / "proto" / "enclave" / "v1").glob("*.proto")}
-    assert protos == {"agents", "chat", "models", "status"}
+    assert protos == {"agents", "audit", "chat", "models", "status"}
     for stem in protos:
         assert (ROOT / "tui" / "v1" / f"{stem}_pb2.py").exists()
