@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from .errors import FailedPrecondition, InvalidArgument, NotFound
 from .hub import AgentChanged, Change, EventHub, TurnEvent
+from .recorder import Recorder
 from .llama import SamplingSettings
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -91,11 +92,18 @@ def validate(name: str, system: str, params: AgentParams, max_text_bytes: int) -
 
 
 class AgentBook:
-    """All agents, by name. Every change is published on the hub, so watching clients follow."""
+    """All agents, by name.
 
-    def __init__(self, max_text_bytes: int, hub: EventHub) -> None:
+    A change made for a client is recorded in the audit log and kept in the store before it
+    takes effect, then published on the hub so watching clients follow. Agents from the config
+    file are ``define``d at every start with the file's settings; agents created or edited at
+    run time keep theirs in the store; every transcript comes back from the store.
+    """
+
+    def __init__(self, max_text_bytes: int, hub: EventHub, recorder: Recorder) -> None:
         self.max_text_bytes = max_text_bytes
         self._hub = hub
+        self._recorder = recorder
         self._agents: dict[str, Agent] = {}
 
     def all(self) -> list[Agent]:
@@ -107,11 +115,31 @@ class AgentBook:
             raise NotFound(f"no agent named {name!r}; see `enclave agents`, or create it")
         return agent
 
-    def put(self, name: str, model: str, system: str, params: AgentParams) -> tuple[Agent, bool]:
+    def define(self, name: str, model: str, system: str, params: AgentParams) -> Agent:
+        """An agent at start-up (from the config file or the store): nothing to record."""
+        validate(name, system, params, self.max_text_bytes)
+        agent = self._agents[name] = Agent(name=name, model=model, system=system, params=params)
+        return agent
+
+    async def restore(self, configured: set[str]) -> None:
+        """Agents created at run time, and every agent's transcript, from the store."""
+        store = self._recorder.conversations
+        for name, settings in (await store.load_agents()).items():
+            if name not in configured:
+                params = AgentParams(**{**settings["params"], "stop": tuple(settings["params"].get("stop", ()))})
+                self.define(name, settings["model"], settings["system"], params)
+        for name, messages in (await store.load_transcripts()).items():
+            if name in self._agents:
+                self._agents[name].history = [Message(m.role, m.content, m.turn_id, m.finish_reason) for m in messages]
+
+    async def put(self, name: str, model: str, system: str, params: AgentParams) -> tuple[Agent, bool]:
         """Create the agent or replace its settings (its transcript stays)."""
         validate(name, system, params, self.max_text_bytes)
+        created = name not in self._agents
+        await self._recorder.record("agent.create" if created else "agent.update", agent=name, model=model,
+                                    payload={"params": _params_dict(params)}, text={"system": system})
+        await self._recorder.conversations.save_agent(name, {"model": model, "system": system, "params": _params_dict(params)})
         agent = self._agents.get(name)
-        created = agent is None
         if agent is None:
             agent = self._agents[name] = Agent(name=name, model=model, system=system, params=params)
         else:
@@ -119,20 +147,28 @@ class AgentBook:
         self._changed(Change.CREATED if created else Change.UPDATED, agent)
         return agent, created
 
-    def delete(self, name: str) -> Agent:
+    async def delete(self, name: str) -> Agent:
         agent = self.get(name)
+        await self._recorder.record("agent.delete", agent=name, model=agent.model, payload={"turns": agent.turns})
+        await self._recorder.conversations.delete_agent(name)
         del self._agents[name]
         self._changed(Change.DELETED, agent)
         return agent
 
-    def clear(self, name: str) -> None:
+    async def clear(self, name: str) -> None:
         """Empty the agent's transcript (its settings stay)."""
         agent = self.get(name)
         if agent.in_flight:
             raise FailedPrecondition(f"agent {agent.name!r} has a turn in flight; cancel it or wait, then clear")
+        await self._recorder.record("agent.update", agent=name, model=agent.model, payload={"cleared_turns": agent.turns})
+        await self._recorder.conversations.clear(name)
         agent.history.clear()
         agent.context_tokens = 0
         self._changed(Change.CLEARED, agent)
 
     def _changed(self, change: Change, agent: Agent) -> None:
         self._hub.publish(TurnEvent(agent.name, "", AgentChanged(change, agent)))
+
+
+def _params_dict(params: AgentParams) -> dict[str, object]:
+    return {**asdict(params), "stop": list(params.stop)}

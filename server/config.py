@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from .agents import AgentParams
-from .errors import ConfigError
+from .audit import AuditConfig
+from .errors import ConfigError, EnclaveError
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Config:
     max_message_bytes: int = 64 * 1024
     models: list[ModelSettings] = field(default_factory=list)
     agents: list[AgentSettings] = field(default_factory=list)
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
     def model_settings(self, name: str) -> ModelSettings:
         for m in self.models:
@@ -102,7 +104,7 @@ def load_config(path: Path | None, *, models_dirs: list[Path] | None = None, dat
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     base = path.parent if path is not None else Path.cwd()
-    allowed = {"models_dirs", "data_dir", "memory_budget", "max_message_bytes", "models", "agents"}
+    allowed = {"models_dirs", "data_dir", "memory_budget", "max_message_bytes", "models", "agents", "audit"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(f"config: unknown setting {unknown[0]!r}; known: {', '.join(sorted(allowed))}")
@@ -120,6 +122,8 @@ def load_config(path: Path | None, *, models_dirs: list[Path] | None = None, dat
         if m.n_ctx < 64 or m.n_seq_max < 1 or m.n_batch < 1 or m.prefill_chunk < 1:
             raise ConfigError(f"[[models]] {m.name!r}: n_ctx must be >= 64 and n_seq_max, n_batch, prefill_chunk >= 1")
 
+    audit = _audit(raw.get("audit", {}), base)
+
     dirs = models_dirs or [(base / d) for d in raw.get("models_dirs", [])] or [Path("models")]
     return Config(
         models_dirs=[d.expanduser().resolve() for d in dirs],
@@ -128,4 +132,22 @@ def load_config(path: Path | None, *, models_dirs: list[Path] | None = None, dat
         max_message_bytes=int(raw.get("max_message_bytes", 64 * 1024)),
         models=models,
         agents=agents,
+        audit=audit,
     )
+
+
+def _audit(table: dict[str, Any], base: Path) -> AuditConfig:
+    """``[audit]``: content_policy ("full", "digest", "none"), retention_days, checkpoint_copies."""
+    known = {"content_policy", "retention_days", "checkpoint_copies"}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(f"[audit]: unknown setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    copies = tuple((base / p).expanduser() for p in table.get("checkpoint_copies", []))
+    try:
+        return AuditConfig(
+            content_policy=table.get("content_policy", "full"),
+            retention_days=int(table.get("retention_days", AuditConfig.retention_days)),
+            checkpoint_copies=copies,
+        )
+    except (EnclaveError, TypeError, ValueError) as exc:
+        raise ConfigError(f"[audit]: {getattr(exc, 'message', exc)}") from None

@@ -21,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-from enclave.v1 import agents_pb2, agents_pb2_grpc, chat_pb2, chat_pb2_grpc, models_pb2, models_pb2_grpc
+from enclave.v1 import agents_pb2, agents_pb2_grpc, audit_pb2, audit_pb2_grpc, chat_pb2, chat_pb2_grpc, models_pb2, models_pb2_grpc
 from enclave.v1 import status_pb2, status_pb2_grpc
 
 from .agents import AgentBook, AgentParams
@@ -29,7 +29,11 @@ from .config import Config
 from .errors import ConfigError, Unavailable
 from .hub import EventHub
 from .lock import AlreadyRunning, InstanceLock
+from . import __version__
 from .models import ModelRegistry
+from .recorder import DAEMON, Recorder
+from .services.audit import AuditService
+from .services.base import Peers
 from .services.agents import AgentsService
 from .services.chat import ChatService
 from .services.models import ModelsService
@@ -43,6 +47,7 @@ SERVICE_NAMES = [
     agents_pb2.DESCRIPTOR.services_by_name["Agents"].full_name,
     chat_pb2.DESCRIPTOR.services_by_name["Chat"].full_name,
     status_pb2.DESCRIPTOR.services_by_name["Status"].full_name,
+    audit_pb2.DESCRIPTOR.services_by_name["Audit"].full_name,
 ]
 SHUTDOWN_GRACE_SECONDS = 3.0
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, with the terminating NUL
@@ -77,32 +82,39 @@ class Daemon:
         self.socket_path = socket_path
         self.started = time.monotonic()
         self.hub = EventHub()
-        self.models = ModelRegistry(config)
-        self.agents = AgentBook(config.max_message_bytes, self.hub)
-        self.turns = TurnManager(self.agents, self.models, self.hub, config.max_message_bytes)
+        self.recorder = Recorder()
+        self.peers: Peers | None = None
+        self.models = ModelRegistry(config, self.recorder)
+        self.agents = AgentBook(config.max_message_bytes, self.hub, self.recorder)
+        self.turns = TurnManager(self.agents, self.models, self.hub, config.max_message_bytes, self.recorder)
         self.health = health_aio.HealthServicer()
         self._stop = asyncio.Event()
 
-    def _define_agents(self) -> None:
+    async def _define_agents(self) -> None:
+        """The config file's agents, then those created at run time and every transcript from
+        the store; with none at all, one ``assistant`` on the first model found."""
         for a in self.config.agents:
             model = a.model or self.models.first_valid() or ""
-            self.agents.put(a.name, model, a.system, a.params)
+            self.agents.define(a.name, model, a.system, a.params)
             if not model or model not in self.models.catalog.scan():
                 log.warning("agent %s uses model %r, which is not in the models folders yet", a.name, model)
-        if not self.config.agents:
+        await self.agents.restore(configured={a.name for a in self.config.agents})
+        if not self.agents.all():
             first = self.models.first_valid()
             if first:
-                self.agents.put("assistant", first, "You are a helpful assistant.", AgentParams())
+                self.agents.define("assistant", first, "You are a helpful assistant.", AgentParams())
             else:
                 log.warning("no agents configured and no model found: add a .gguf file to %s", self.config.models_dirs[0])
 
     def _server(self) -> grpc.aio.Server:
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        models_pb2_grpc.add_ModelsServicer_to_server(ModelsService(self.models), server)
-        agents_pb2_grpc.add_AgentsServicer_to_server(AgentsService(self.agents, self.models, self.turns), server)
-        chat_pb2_grpc.add_ChatServicer_to_server(ChatService(self.agents, self.turns, self.hub), server)
-        status = StatusService(self.models, self.agents, self.turns, self.started, self._stop)
+        who = (self.recorder, self.peers)
+        models_pb2_grpc.add_ModelsServicer_to_server(ModelsService(self.models, *who), server)
+        agents_pb2_grpc.add_AgentsServicer_to_server(AgentsService(self.agents, self.models, self.turns, *who), server)
+        chat_pb2_grpc.add_ChatServicer_to_server(ChatService(self.agents, self.turns, self.hub, *who), server)
+        status = StatusService(self.models, self.agents, self.turns, self.started, self._stop, *who)
         status_pb2_grpc.add_StatusServicer_to_server(status, server)
+        audit_pb2_grpc.add_AuditServicer_to_server(AuditService(*who), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection([*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server)
         return server
@@ -113,7 +125,16 @@ class Daemon:
     async def serve(self) -> None:
         """Run until SIGTERM or SIGINT, then shut down gracefully."""
         self.config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._define_agents()
+        await self.recorder.open(self.config.data_dir, self.config.audit)
+        try:
+            await self._serve()
+        finally:
+            await self.recorder.close()
+
+    async def _serve(self) -> None:
+        await self.recorder.record("daemon.start", payload={"version": __version__, "socket": str(self.socket_path)})
+        await self.recorder.log.prune(DAEMON)
+        await self._define_agents()
         server = self._server()
         # gRPC creates the socket with the process umask: 0600 from the first instant.
         with _umask(0o177):
@@ -136,6 +157,7 @@ class Daemon:
         await server.stop(SHUTDOWN_GRACE_SECONDS)
         await self.models.close()
         self.socket_path.unlink(missing_ok=True)
+        await self.recorder.record("daemon.stop")
         log.info("stopped")
 
 

@@ -17,6 +17,7 @@ from .config import Config
 from .engine import Engine, EngineConfig, EngineStats
 from .errors import FailedPrecondition, NotFound, ResourceExhausted
 from .llama import LoadError, Model, ModelParams
+from .recorder import Recorder
 
 log = logging.getLogger("enclaved.models")
 
@@ -57,8 +58,9 @@ class ModelView:
 
 
 class ModelRegistry:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, recorder: Recorder | None = None) -> None:
         self.config = config
+        self.recorder = recorder  # every load, unload and eviction is audited when given
         self.catalog = Catalog(config.models_dirs)
         self._loaded: dict[str, LoadedModel] = {}
         self._failed: dict[str, str] = {}
@@ -148,20 +150,28 @@ class ModelRegistry:
             settings = self.config.model_settings(name)
             evicted = await self._make_room(name, f.memory_bytes(settings.n_ctx, settings.n_seq_max))
             self._loading.add(name)
+            started = time.monotonic()
             try:
                 loaded = await asyncio.to_thread(self._load_blocking, f)
             except LoadError as exc:
                 self._failed[name] = f"{exc}; check the file (is it complete?) and the daemon log"
+                await self._audit("model.load", name, "error", {"problem": self._failed[name]})
                 raise FailedPrecondition(f"model {name!r} failed to load: {self._failed[name]}") from None
             except ValueError as exc:  # bad per-model settings reach llama.cpp
                 self._failed[name] = str(exc)
+                await self._audit("model.load", name, "error", {"problem": str(exc)})
                 raise FailedPrecondition(f"model {name!r} failed to load: {exc}") from None
             finally:
                 self._loading.discard(name)
             self._failed.pop(name, None)
             self._loaded[name] = loaded
             log.info("model %s loaded (%.0f MiB)", name, loaded.memory_bytes / 2**20)
+            await self._audit("model.load", name, "ok", {"seconds": round(time.monotonic() - started, 3), "memory_bytes": loaded.memory_bytes, "evicted": evicted})
             return loaded, evicted
+
+    async def _audit(self, action: str, model: str, outcome: str, payload: dict[str, object]) -> None:
+        if self.recorder is not None:
+            await self.recorder.record(action, model=model, outcome=outcome, payload=payload)
 
     def _load_blocking(self, f: ModelFile) -> LoadedModel:
         s = self.config.model_settings(f.name)
@@ -204,6 +214,7 @@ class ModelRegistry:
             victim = min(idle, key=lambda m: m.last_used)
             await self._unload(victim.file.name)
             log.info("model %s evicted to make room for %s", victim.file.name, name)
+            await self._audit("model.evict", victim.file.name, "ok", {"for": name, "memory_budget": budget})
             evicted.append(victim.file.name)
         return evicted
 
@@ -217,6 +228,7 @@ class ModelRegistry:
                 f"model {name!r} has turns in flight; cancel them (`enclave cancel --all`) or wait, then unload"
             )
         await self._unload(name)
+        await self._audit("model.unload", name, "ok", {})
 
     async def _unload(self, name: str) -> None:
         loaded = self._loaded.pop(name)

@@ -19,6 +19,7 @@ from .errors import EnclaveError, FailedPrecondition, InvalidArgument, Unavailab
 from .hub import Delta, EventHub, Finished, Phase, PhaseChanged, Started, Truncated, TurnEvent, TurnFailed
 from .models import ModelRegistry
 from .prompt import build_prompt
+from .recorder import Recorder
 
 log = logging.getLogger("enclaved.turns")
 
@@ -40,10 +41,11 @@ class Turn:
 
 
 class TurnManager:
-    def __init__(self, agents: AgentBook, models: ModelRegistry, hub: EventHub, max_message_bytes: int) -> None:
+    def __init__(self, agents: AgentBook, models: ModelRegistry, hub: EventHub, max_message_bytes: int, recorder: Recorder) -> None:
         self.agents = agents
         self.models = models
         self.hub = hub
+        self.recorder = recorder
         self.max_message_bytes = max_message_bytes
         self._turns: dict[str, Turn] = {}
         self._closing = False
@@ -68,7 +70,10 @@ class TurnManager:
         agent = self.agents.get(agent_name)
         return Turn(id=uuid.uuid4().hex[:12], agent=agent, message=message, detach=detach)
 
-    def launch(self, turn: Turn) -> None:
+    async def launch(self, turn: Turn) -> None:
+        """Record the request, then start the turn: nothing runs that the audit log lacks."""
+        agent = turn.agent
+        await self.recorder.record("chat.request", agent=agent.name, model=agent.model, turn=turn.id, text={"prompt": turn.message})
         self._turns[turn.id] = turn
         turn.agent.in_flight += 1
         self.hub.publish(TurnEvent(turn.agent.name, turn.id, Started(turn.agent.model, turn.message)))
@@ -107,7 +112,7 @@ class TurnManager:
         self._closing = True
         turns = list(self._turns.values())
         for t in turns:
-            self._fail(t, Unavailable("enclaved is shutting down; the turn was stopped, send it again after restart"))
+            await self._fail(t, Unavailable("enclaved is shutting down; the turn was stopped, send it again after restart"))
             self.cancel(t)
         if turns:
             await asyncio.wait([asyncio.create_task(t.done.wait()) for t in turns], timeout=10)
@@ -122,12 +127,12 @@ class TurnManager:
                     raise asyncio.CancelledError
                 await self._generate(turn)
         except asyncio.CancelledError:
-            self._publish(turn, Finished(eng.Finish.CANCELLED.value, 0, 0, 0, 0.0, 0.0, 0.0, 0.0))
+            await self._end(turn, "", Finished(eng.Finish.CANCELLED.value, 0, 0, 0, 0.0, 0.0, 0.0, 0.0))
         except EnclaveError as exc:
-            self._fail(turn, exc)
+            await self._fail(turn, exc)
         except Exception:
             log.exception("turn %s failed", turn.id)
-            self._fail(turn, EnclaveError(f"internal error in turn {turn.id}; see the daemon log"))
+            await self._fail(turn, EnclaveError(f"internal error in turn {turn.id}; see the daemon log"))
         finally:
             agent.in_flight -= 1
             self._turns.pop(turn.id, None)
@@ -185,16 +190,32 @@ class TurnManager:
             elif isinstance(ev, eng.Failed):
                 raise FailedPrecondition(ev.message)
             elif isinstance(ev, eng.Done):
-                self._record(turn, "".join(reply), ev)
-                self._publish(turn, _finished(ev))
+                await self._end(turn, "".join(reply), _finished(ev))
                 return
 
-    def _record(self, turn: Turn, reply: str, done: eng.Done) -> None:
-        if done.finish is eng.Finish.CANCELLED and not reply and not done.completion_tokens:
-            return  # nothing was said: leave the transcript as it was
-        turn.agent.history.append(Message("user", turn.message, turn.id))
-        turn.agent.history.append(Message("assistant", reply, turn.id, done.finish.value))
-        turn.agent.context_tokens = done.prompt_tokens + done.completion_tokens
+    async def _end(self, turn: Turn, reply: str, finished: Finished) -> None:
+        """Audit the outcome and keep the exchange, then tell the clients; in that order, so
+        a client never sees a reply the audit log and the store do not hold."""
+        if turn.ended:
+            return
+        agent = turn.agent
+        cancelled = finished.finish_reason == eng.Finish.CANCELLED.value
+        await self.recorder.record(
+            "chat.cancel" if cancelled else "chat.completion",
+            agent=agent.name, model=agent.model, turn=turn.id, outcome="cancelled" if cancelled else "ok",
+            payload={"finish_reason": finished.finish_reason, "usage": {"prompt_tokens": finished.prompt_tokens,
+                     "completion_tokens": finished.completion_tokens, "cached_prompt_tokens": finished.cached_prompt_tokens},
+                     "timings_ms": {"queue": finished.queue_ms, "first_token": finished.time_to_first_token_ms,
+                                    "prompt": finished.prompt_ms, "generation": finished.generation_ms}},
+            text={"completion": reply},
+        )
+        if reply or finished.completion_tokens:  # a turn cancelled before any token leaves no trace
+            exchange = [Message("user", turn.message, turn.id), Message("assistant", reply, turn.id, finished.finish_reason)]
+            for m in exchange:
+                await self.recorder.conversations.save_message(agent.name, m.role, m.content, m.turn_id, m.finish_reason)
+            agent.history.extend(exchange)
+            agent.context_tokens = finished.prompt_tokens + finished.completion_tokens
+        self._publish(turn, finished)
 
     def _publish(self, turn: Turn, body: object) -> None:
         if turn.ended:
@@ -203,8 +224,15 @@ class TurnManager:
         turn.ended = event.terminal
         self.hub.publish(event)
 
-    def _fail(self, turn: Turn, exc: EnclaveError) -> None:
+    async def _fail(self, turn: Turn, exc: EnclaveError) -> None:
+        if turn.ended:
+            return
         log.info("turn %s of agent %s failed: %s", turn.id, turn.agent.name, exc.code)
+        try:
+            await self.recorder.record("chat.error", agent=turn.agent.name, model=turn.agent.model, turn=turn.id,
+                                       outcome="error", payload={"code": exc.code, "message": exc.message})
+        except EnclaveError as audit_exc:  # the turn fails either way; say why it is not recorded
+            exc = audit_exc
         self._publish(turn, TurnFailed(exc.code, exc.message))
 
 

@@ -10,12 +10,15 @@ from ..agents import AgentBook
 from ..errors import FailedPrecondition, InvalidArgument
 from ..models import ModelRegistry
 from ..turns import TurnManager
+from ..recorder import Recorder
 from . import convert
+from .base import Peers, Servicer
 from .errors import unary
 
 
-class AgentsService(agents_pb2_grpc.AgentsServicer):
-    def __init__(self, agents: AgentBook, models: ModelRegistry, turns: TurnManager) -> None:
+class AgentsService(Servicer, agents_pb2_grpc.AgentsServicer):
+    def __init__(self, agents: AgentBook, models: ModelRegistry, turns: TurnManager, recorder: Recorder, peers: Peers | None) -> None:
+        super().__init__(recorder, peers)
         self.agents = agents
         self.models = models
         self.turns = turns
@@ -33,13 +36,13 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
         if not model:
             raise FailedPrecondition("no usable model in the models folders; add a .gguf file or name a model")
         self.models.file(model)  # NOT_FOUND / INVALID_ARGUMENT for a bad model name
-        agent, created = self.agents.put(spec.name, model, spec.system, convert.agent_params(spec.sampling))
+        agent, created = await self.agents.put(spec.name, model, spec.system, convert.agent_params(spec.sampling))
         return agents_pb2.PutAgentResponse(agent=convert.agent(agent), created=created)
 
     @unary
     async def DeleteAgent(self, request: agents_pb2.DeleteAgentRequest, context: grpc.aio.ServicerContext) -> agents_pb2.DeleteAgentResponse:
         self.turns.cancel_where(agent=request.name)
-        self.agents.delete(request.name)
+        await self.agents.delete(request.name)
         return agents_pb2.DeleteAgentResponse()
 
     @unary
@@ -51,5 +54,5 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
 
     @unary
     async def ClearTranscript(self, request: agents_pb2.ClearTranscriptRequest, context: grpc.aio.ServicerContext) -> agents_pb2.ClearTranscriptResponse:
-        self.agents.clear(request.name)
+        await self.agents.clear(request.name)
         return agents_pb2.ClearTranscriptResponse()

@@ -13,12 +13,15 @@ from ..agents import AgentBook
 from ..errors import FailedPrecondition, InvalidArgument, NotFound
 from ..hub import EventHub
 from ..turns import Turn, TurnManager
+from ..recorder import Recorder
 from . import convert
+from .base import Peers, Servicer
 from .errors import streaming, unary
 
 
-class ChatService(chat_pb2_grpc.ChatServicer):
-    def __init__(self, agents: AgentBook, turns: TurnManager, hub: EventHub) -> None:
+class ChatService(Servicer, chat_pb2_grpc.ChatServicer):
+    def __init__(self, agents: AgentBook, turns: TurnManager, hub: EventHub, recorder: Recorder, peers: Peers | None) -> None:
+        super().__init__(recorder, peers)
         self.agents = agents
         self.turns = turns
         self.hub = hub
@@ -51,7 +54,7 @@ class ChatService(chat_pb2_grpc.ChatServicer):
         """
         sub = self.hub.subscribe(turn_ids=[t.id for t in turns])
         for t in turns:
-            self.turns.launch(t)
+            await self.turns.launch(t)
         open_turns = {t.id for t in turns}
         try:
             async for ev in sub.events():

@@ -1,4 +1,5 @@
-"""Turning domain errors into gRPC statuses: one line, the right code, never a traceback."""
+"""Around every handler: who is calling (``Servicer.identify``), and domain errors turned into
+gRPC statuses: one line, the right code, never a traceback."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ def unary(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     @functools.wraps(fn)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
+            await self.identify(context, fn.__name__)
             return await fn(self, request, context)
         except Exception as exc:
             if isinstance(exc, grpc.aio.AbortError):
@@ -44,6 +46,7 @@ def streaming(fn: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncItera
     @functools.wraps(fn)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
+            await self.identify(context, fn.__name__)
             async with aclosing(fn(self, request, context)) as items:
                 async for item in items:
                     yield item

@@ -10,11 +10,14 @@ from enclave.v1 import models_pb2, models_pb2_grpc
 
 from ..models import ModelRegistry
 from . import convert
+from .base import Peers, Servicer
 from .errors import unary
+from ..recorder import Recorder
 
 
-class ModelsService(models_pb2_grpc.ModelsServicer):
-    def __init__(self, models: ModelRegistry) -> None:
+class ModelsService(Servicer, models_pb2_grpc.ModelsServicer):
+    def __init__(self, models: ModelRegistry, recorder: Recorder, peers: Peers | None) -> None:
+        super().__init__(recorder, peers)
         self.models = models
 
     @unary

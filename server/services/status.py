@@ -15,12 +15,16 @@ from ..agents import AgentBook
 from ..errors import Unavailable
 from ..models import ModelRegistry
 from ..turns import TurnManager
+from ..recorder import Recorder
 from . import convert
+from .base import Peers, Servicer
 from .errors import streaming
 
 
-class StatusService(status_pb2_grpc.StatusServicer):
-    def __init__(self, models: ModelRegistry, agents: AgentBook, turns: TurnManager, started: float, stopping: asyncio.Event) -> None:
+class StatusService(Servicer, status_pb2_grpc.StatusServicer):
+    def __init__(self, models: ModelRegistry, agents: AgentBook, turns: TurnManager, started: float, stopping: asyncio.Event,
+                 recorder: Recorder, peers: Peers | None) -> None:
+        super().__init__(recorder, peers)
         self.models = models
         self.agents = agents
         self.turns = turns
