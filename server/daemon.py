@@ -33,6 +33,7 @@ from . import __version__
 from .models import ModelRegistry
 from .recorder import DAEMON, Recorder
 from .services.audit import AuditService
+from .peers import PeerRegistry
 from .services.base import Peers
 from .services.agents import AgentsService
 from .services.chat import ChatService
@@ -83,7 +84,7 @@ class Daemon:
         self.started = time.monotonic()
         self.hub = EventHub()
         self.recorder = Recorder()
-        self.peers: Peers | None = None
+        self.peers: Peers | None = None  # the handshake registry, once serving
         self.models = ModelRegistry(config, self.recorder)
         self.agents = AgentBook(config.max_message_bytes, self.hub, self.recorder)
         self.turns = TurnManager(self.agents, self.models, self.hub, config.max_message_bytes, self.recorder)
@@ -135,6 +136,20 @@ class Daemon:
         await self.recorder.record("daemon.start", payload={"version": __version__, "socket": str(self.socket_path)})
         await self.recorder.log.prune(DAEMON)
         await self._define_agents()
+        # before the gRPC socket: a client that sees it can also say who it is
+        self.peers = PeerRegistry(
+            on_connect=lambda actor: self.recorder.record("client.connect", actor=actor),
+            on_denied=lambda actor, why: self.recorder.record(
+                "access.denied", outcome="denied", actor=actor, payload={"via": "peer handshake", "reason": why}
+            ),
+        )
+        await self.peers.start(self.socket_path)
+        try:
+            await self._serve_grpc()
+        finally:
+            await self.peers.close()
+
+    async def _serve_grpc(self) -> None:
         server = self._server()
         # gRPC creates the socket with the process umask: 0600 from the first instant.
         with _umask(0o177):

@@ -15,6 +15,8 @@ from typing import Any, Iterable, TextIO
 import grpc
 from google.protobuf import json_format
 
+from .audit_cli import OFFLINE_ONLY, offline_argv
+from .audit_cli import add_parser as add_audit_parser
 from .client import Client, ClientError
 from .paths import resolve_socket
 from .text import human_bytes, safe_text
@@ -284,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-tui", action="store_true", help="print the replies instead of opening the workbench")
     s.set_defaults(fn=None)
 
+    add_audit_parser(sub)
+
     s = sub.add_parser("make-model", help="write a random-weight llama GGUF (for demos, tests, benchmarks)")
     s.add_argument("out", metavar="OUT.gguf")
     s.add_argument("--size", choices=["tiny", "1b"], default="tiny")
@@ -294,8 +298,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, extra = build_parser().parse_known_args(argv)
+    if extra and not (args.command == "audit" and args.audit_command in OFFLINE_ONLY):
+        build_parser().parse_args(argv)  # the usual error for unknown arguments
     try:
+        if args.command == "audit" and (offline := offline_argv(args, extra)) is not None:
+            from enclaved.audit.cli import main as audit_main  # the files, no daemon: only here
+
+            return audit_main(offline, prog="enclave audit")
         if args.command == "make-model":
             return cmd_make_model(args)
         if args.command is None:

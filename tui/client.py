@@ -6,7 +6,8 @@ from pathlib import Path
 
 import grpc
 
-from .v1 import agents_pb2_grpc, chat_pb2_grpc, models_pb2_grpc, status_pb2_grpc
+from .peer import PeerHandshakeError, handshake
+from .v1 import agents_pb2_grpc, audit_pb2_grpc, chat_pb2_grpc, models_pb2_grpc, status_pb2_grpc
 
 UNARY_TIMEOUT = 60.0  # seconds; loading a large model is the slowest unary call
 
@@ -18,14 +19,22 @@ class ClientError(Exception):
 class Client:
     def __init__(self, socket_path: Path) -> None:
         self.socket_path = socket_path
-        self.channel = grpc.insecure_channel(f"unix:{socket_path}")
+        try:
+            self.peer = handshake(socket_path)  # so the daemon's audit log knows who this is
+        except PeerHandshakeError as exc:
+            raise ClientError(str(exc)) from None
+        channel = grpc.insecure_channel(f"unix:{socket_path}")
+        self.channel = grpc.intercept_channel(channel, *self.peer.interceptors()) if self.peer else channel
         self.models = models_pb2_grpc.ModelsStub(self.channel)
         self.agents = agents_pb2_grpc.AgentsStub(self.channel)
         self.chat = chat_pb2_grpc.ChatStub(self.channel)
         self.status = status_pb2_grpc.StatusStub(self.channel)
+        self.audit = audit_pb2_grpc.AuditStub(self.channel)
 
     def close(self) -> None:
         self.channel.close()
+        if self.peer is not None:
+            self.peer.close()
 
     def __enter__(self) -> "Client":
         return self

@@ -28,5 +28,6 @@ class Servicer:
         try:
             ACTOR.set(self.peers.actor(context.invocation_metadata()))
         except EnclaveError as exc:
-            await self.recorder.record("access.denied", outcome="denied", payload={"method": method, "reason": exc.message})
+            await self.recorder.record("access.denied", outcome="denied", actor=getattr(exc, "actor", None),
+                                       payload={"method": method, "reason": exc.message})
             raise

@@ -1,0 +1,163 @@
+"""The audit log as the running daemon keeps it: what is recorded, by whom, that it survives a
+restart and a kill -9, and that no prompt text lies in the clear. Real daemon, real llama.cpp."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import grpc
+import pytest
+
+from enclave.v1 import agents_pb2, chat_pb2
+
+from .conftest import MARKER, Daemon, short_tmpdir
+from .test_cli import enclave
+
+pytestmark = pytest.mark.timeout(180)
+
+CONFIG = """
+[[models]]
+name = "tiny"
+n_ctx = 1024
+n_seq_max = 4
+n_threads = 2
+
+[[agents]]
+name = "scribe"
+model = "tiny"
+max_tokens = 12
+seed = 3
+"""
+
+
+def chat(daemon: Daemon, agent: str, message: str) -> list[chat_pb2.ChatEvent]:
+    return list(daemon.stubs().chat.Chat(chat_pb2.ChatRequest(agent=agent, message=message), timeout=60))
+
+
+def audit_lines(daemon: Daemon, *args: str) -> list[dict]:
+    r = enclave(daemon, "audit", *args)
+    assert r.returncode == 0, r.stderr
+    return [json.loads(line) for line in r.stdout.splitlines()]
+
+
+def test_turns_and_agent_changes_are_recorded_with_who_did_them(daemon_factory: Callable[..., Daemon]) -> None:
+    d = daemon_factory(CONFIG)
+    events = chat(d, "scribe", f"note this: {MARKER}")
+    turn = events[0].turn_id
+    d.stubs().agents.PutAgent(agents_pb2.PutAgentRequest(agent=agents_pb2.Agent(name="clerk", model="tiny", system="File things.")), timeout=10)
+    d.stubs().agents.DeleteAgent(agents_pb2.DeleteAgentRequest(name="clerk"), timeout=10)
+
+    records = audit_lines(d, "tail", "-n", "50")
+    actions = [r["action"] for r in records]
+    assert actions[0] == "daemon.start"
+    assert actions[1:] == ["chat.request", "model.load", "chat.completion", "agent.create", "agent.delete", "client.connect"]
+    request, load, completion = records[1], records[2], records[3]
+    assert load["model"] == "tiny" and load["payload"]["seconds"] > 0
+    assert request["turn"] == completion["turn"] == turn and request["agent"] == "scribe" and request["model"] == "tiny"
+    assert request["payload"]["text"]["prompt"] == f"note this: {MARKER}"
+    reply = "".join(e.delta.text for e in events if e.HasField("delta"))
+    assert completion["payload"]["text"]["completion"] == reply
+    assert completion["payload"]["usage"]["completion_tokens"] == events[-1].finished.usage.completion_tokens
+    for r in records[1:-1]:  # these tests' own stubs skip the handshake
+        assert r["actor"] == {"user": r["actor"]["user"], "uid": os.getuid(), "pid": None, "auth": "socket-owner"}
+    cli = records[-1]["actor"]  # `enclave audit tail` said who it is, through SO_PEERCRED
+    assert cli["auth"] == "peercred" and cli["uid"] == os.getuid() and cli["pid"] not in (None, os.getpid())
+    assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+
+    only = audit_lines(d, "tail", "--action", "chat.*", "--agent", "scribe")
+    assert [r["action"] for r in only] == ["chat.request", "chat.completion"]
+    r = enclave(d, "chat", "scribe", "from the command line")
+    assert r.returncode == 0, r.stderr
+    mine = audit_lines(d, "tail", "-n", "1", "--action", "chat.request")[0]
+    assert mine["actor"]["auth"] == "peercred" and mine["actor"]["pid"] not in (None, os.getpid()), "a chat is recorded with its client's pid"
+
+
+def test_verify_and_export_through_the_daemon_are_themselves_recorded(daemon_factory: Callable[..., Daemon]) -> None:
+    d = daemon_factory(CONFIG)
+    chat(d, "scribe", "hello")
+    r = enclave(d, "audit", "verify")
+    assert r.returncode == 0, r.stderr
+    assert "records" in r.stdout and len(r.stdout.strip().splitlines()) == 1
+    exported = audit_lines(d, "export", "--format", "jsonl")
+    assert [x["action"] for x in exported][-4:] == ["client.connect", "audit.verify", "client.connect", "audit.export"], \
+        "the export is recorded before it is read"
+    assert exported[-1]["actor"]["pid"] == exported[-2]["actor"]["pid"], "by the client that connected"
+    assert enclave(d, "audit", "rotate-key").returncode == 0
+    chat(d, "scribe", "after rotation")
+    assert enclave(d, "audit", "verify").returncode == 0
+
+
+def test_a_restart_keeps_every_conversation_and_the_log_verifies_offline(daemon_factory: Callable[..., Daemon]) -> None:
+    home = short_tmpdir()
+    d = daemon_factory(CONFIG, home=home)
+    events = chat(d, "scribe", f"remember {MARKER}")
+    d.stubs().agents.PutAgent(agents_pb2.PutAgentRequest(agent=agents_pb2.Agent(name="clerk", model="tiny", system="File things.")), timeout=10)
+    chat(d, "clerk", "file it")
+    assert d.stop() == 0
+
+    again = daemon_factory(CONFIG, home=home)
+    stubs = again.stubs()
+    names = [a.name for a in stubs.agents.ListAgents(agents_pb2.ListAgentsRequest(), timeout=10).agents]
+    assert names == ["scribe", "clerk"], "an agent created at run time comes back"
+    messages = stubs.agents.GetTranscript(agents_pb2.GetTranscriptRequest(name="scribe"), timeout=10).messages
+    assert [m.content for m in messages] == [f"remember {MARKER}", "".join(e.delta.text for e in events if e.HasField("delta"))]
+    assert [m.turn_id for m in messages] == [events[0].turn_id] * 2
+    assert again.stop() == 0
+
+    data = home / "data"
+    r = enclave(None, "audit", "verify", "--data", str(data))
+    assert r.returncode == 0, r.stderr + r.stdout
+    actions = [json.loads(line)["action"] for line in enclave(None, "audit", "export", "--data", str(data)).stdout.splitlines()]
+    assert actions.count("daemon.start") == 2 and actions.count("daemon.stop") == 2
+
+    for path in data.iterdir():
+        assert MARKER.encode() not in path.read_bytes(), f"{path.name} holds prompt text in the clear"
+        assert path.stat().st_mode & 0o077 == 0, f"{path.name} is readable by others"
+    for log in home.glob("enclaved-*.log"):
+        assert MARKER not in log.read_text(errors="replace")
+
+
+def test_kill_9_under_load_loses_no_acknowledged_event(daemon_factory: Callable[..., Daemon]) -> None:
+    home = short_tmpdir()
+    acknowledged: set[str] = set()
+    for round_ in range(3):
+        d = daemon_factory(CONFIG, home=home)
+        stop = threading.Event()
+
+        def talk(i: int) -> None:
+            stubs = d.stubs()
+            while not stop.is_set():
+                try:
+                    events = list(stubs.chat.Chat(chat_pb2.ChatRequest(agent="scribe", message=f"{MARKER} {round_} {i}"), timeout=30))
+                except grpc.RpcError:
+                    return
+                if events and events[-1].HasField("finished"):
+                    acknowledged.add(events[-1].turn_id)
+
+        threads = [threading.Thread(target=talk, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0 + random.random() * 2)
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait()
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert len(acknowledged) >= 3, "the daemon answered some turns before each kill"
+
+    data = home / "data"
+    r = enclave(None, "audit", "verify", "--data", str(data))
+    assert r.returncode == 0, r.stderr + r.stdout
+    records = [json.loads(line) for line in enclave(None, "audit", "export", "--data", str(data)).stdout.splitlines()]
+    completed = {x["turn"] for x in records if x["action"] == "chat.completion"}
+    requested = {x["turn"] for x in records if x["action"] == "chat.request"}
+    assert acknowledged <= completed <= requested, "every reply a client saw is in the log, after its request"
+    for path in data.iterdir():
+        assert MARKER.encode() not in path.read_bytes(), f"{path.name} holds prompt text in the clear"
