@@ -12,7 +12,7 @@ from enclave.paths import resolve_socket
 
 from . import __version__
 from .config import load_config
-from .errors import ConfigError
+from .errors import ConfigError, EnclaveError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         return run(config, resolve_socket(args.socket))
     except ConfigError as exc:
         print(f"enclaved: {exc}", file=sys.stderr)
+        return 2
+    except EnclaveError as exc:  # e.g. the audit log's key or files: refuse to serve, in one line
+        print(f"enclaved: {exc.message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

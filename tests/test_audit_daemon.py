@@ -161,3 +161,24 @@ def test_kill_9_under_load_loses_no_acknowledged_event(daemon_factory: Callable[
     assert acknowledged <= completed <= requested, "every reply a client saw is in the log, after its request"
     for path in data.iterdir():
         assert MARKER.encode() not in path.read_bytes(), f"{path.name} holds prompt text in the clear"
+
+
+def test_a_passphrase_protected_log_needs_the_passphrase_to_serve(daemon_factory: Callable[..., Daemon], monkeypatch: pytest.MonkeyPatch) -> None:
+    home = short_tmpdir()
+    monkeypatch.setenv("ENCLAVE_AUDIT_PASSPHRASE", "correct horse battery staple")
+    d = daemon_factory(CONFIG, home=home)
+    chat(d, "scribe", f"kept under a passphrase {MARKER}")
+    assert d.stop() == 0
+    for passphrase, words in [(None, "is protected by a passphrase; set ENCLAVE_AUDIT_PASSPHRASE"), ("wrong", "wrong passphrase")]:
+        if passphrase is None:
+            monkeypatch.delenv("ENCLAVE_AUDIT_PASSPHRASE")
+        else:
+            monkeypatch.setenv("ENCLAVE_AUDIT_PASSPHRASE", passphrase)
+        refused = daemon_factory(CONFIG, home=home, wait=False)
+        assert refused.proc.wait(30) == 2
+        err = refused.log.strip()
+        assert words in err and len(err.splitlines()) == 1 and "Traceback" not in err and MARKER not in err
+    monkeypatch.setenv("ENCLAVE_AUDIT_PASSPHRASE", "correct horse battery staple")
+    again = daemon_factory(CONFIG, home=home)
+    messages = again.stubs().agents.GetTranscript(agents_pb2.GetTranscriptRequest(name="scribe"), timeout=10).messages
+    assert messages[0].content == f"kept under a passphrase {MARKER}"
