@@ -200,7 +200,11 @@ class TurnManager:
             return
         agent = turn.agent
         cancelled = finished.finish_reason == eng.Finish.CANCELLED.value
-        await self.recorder.record(
+        said = bool(reply or finished.completion_tokens)  # a turn cancelled before any token leaves no trace
+        exchange = [Message("user", turn.message, turn.id), Message("assistant", reply, turn.id, finished.finish_reason)] if said else []
+        # submitted together, the record and the two messages share one commit (one fsync)
+        await asyncio.gather(*(self.recorder.conversations.save_message(agent.name, m.role, m.content, m.turn_id, m.finish_reason)
+                               for m in exchange), self.recorder.record(
             "chat.cancel" if cancelled else "chat.completion",
             agent=agent.name, model=agent.model, turn=turn.id, outcome="cancelled" if cancelled else "ok",
             payload={"finish_reason": finished.finish_reason, "usage": {"prompt_tokens": finished.prompt_tokens,
@@ -208,11 +212,8 @@ class TurnManager:
                      "timings_ms": {"queue": finished.queue_ms, "first_token": finished.time_to_first_token_ms,
                                     "prompt": finished.prompt_ms, "generation": finished.generation_ms}},
             text={"completion": reply},
-        )
-        if reply or finished.completion_tokens:  # a turn cancelled before any token leaves no trace
-            exchange = [Message("user", turn.message, turn.id), Message("assistant", reply, turn.id, finished.finish_reason)]
-            for m in exchange:
-                await self.recorder.conversations.save_message(agent.name, m.role, m.content, m.turn_id, m.finish_reason)
+        ))
+        if said:
             agent.history.extend(exchange)
             agent.context_tokens = finished.prompt_tokens + finished.completion_tokens
         self._publish(turn, finished)
