@@ -5,6 +5,11 @@ This is a scripted token source, allowed in exactly two places: pixel-exact TUI 
 needs a token rate no model on this machine reaches). Every other test runs the real
 ``enclaved`` on the real llama.cpp (see ``conftest.py``).
 
+``Audit`` is served from ``audit_records`` (filters applied simply: exact actor user, agent
+and outcome, action exact or a prefix ending in ``*``); ``append_audit`` writes one more and
+hands it to every ``Follow`` that wants it; ``audit_rows_served`` counts the rows ``Rows``
+returned, so a test can tell how much of the log a client read.
+
 Two ways to feed ``Chat.Watch``:
 
 - **scripted**: ``events=[...]`` are sent at once, in order, then the stream stays open (and
@@ -54,6 +59,8 @@ import grpc
 from enclave.v1 import (
     agents_pb2,
     agents_pb2_grpc,
+    audit_pb2,
+    audit_pb2_grpc,
     chat_pb2,
     chat_pb2_grpc,
     models_pb2,
@@ -74,11 +81,12 @@ WORDS = (
 
 
 class ScriptedDaemon:
-    """Serves ``Agents``, ``Models``, ``Status`` and ``Chat.Watch`` from fixed data.
+    """Serves ``Agents``, ``Models``, ``Status``, ``Chat.Watch`` and ``Audit`` from fixed data.
 
     Give ``events`` (scripted mode) or ``rate`` (synthetic mode), not both; with neither,
     Watch stays open and quiet. ``agents`` may be the agents to list, or a count ``N`` for
-    agents ``a1``..``aN`` on the model "synthetic".
+    agents ``a1``..``aN`` on the model "synthetic". ``audit_verify`` is what ``Audit.Verify``
+    answers; without it Verify is UNIMPLEMENTED, as on a daemon without an audit log.
     """
 
     def __init__(
@@ -94,6 +102,8 @@ class ScriptedDaemon:
         turn_tokens: int = 400,
         mark_every: float | None = None,
         seed: int = 0,
+        audit_records: Sequence[audit_pb2.AuditRecord] = (),
+        audit_verify: audit_pb2.AuditVerifyResponse | None = None,
     ) -> None:
         if events is not None and rate is not None:
             raise ValueError("give scripted events or a synthetic rate, not both")
@@ -113,6 +123,12 @@ class ScriptedDaemon:
         self._next_marker = 0
         self.tokens_delivered = 0  # synthetic tokens gRPC has taken, over every Watch stream
         self.first_watch: float | None = None  # time.monotonic() when the first Watch began
+        self.audit_records = list(audit_records)
+        self.audit_verify = audit_verify
+        self.audit_rows_served = 0  # records Audit.Rows has returned, over every call
+        self.audit_pages: list[tuple[int, int]] = []  # (offset, limit) of every Audit.Rows call
+        self.audit_verifies = 0  # Audit.Verify calls
+        self._audit_followers: list[tuple[audit_pb2.AuditQuery, asyncio.Queue[audit_pb2.AuditRecord | None]]] = []
         self._server: grpc.aio.Server | None = None
         self._stopping = asyncio.Event()
 
@@ -125,6 +141,7 @@ class ScriptedDaemon:
         models_pb2_grpc.add_ModelsServicer_to_server(_Models(self), server)
         status_pb2_grpc.add_StatusServicer_to_server(_Status(self), server)
         chat_pb2_grpc.add_ChatServicer_to_server(_Chat(self), server)
+        audit_pb2_grpc.add_AuditServicer_to_server(_Audit(self), server)
         if server.add_insecure_port(f"unix:{self.socket}") == 0:
             raise OSError(f"cannot listen on {self.socket}")
         await server.start()
@@ -132,6 +149,8 @@ class ScriptedDaemon:
 
     async def stop(self, grace: float = 0.5) -> None:
         self._stopping.set()
+        for _, queue in self._audit_followers:
+            queue.put_nowait(None)  # Follow ends, as Watch does
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
@@ -151,6 +170,18 @@ class ScriptedDaemon:
         if marks:
             stats["marks"] = self.marks
         return stats
+
+    @property
+    def audit_follows(self) -> int:
+        """Audit.Follow streams open now."""
+        return len(self._audit_followers)
+
+    def append_audit(self, record: audit_pb2.AuditRecord) -> None:
+        """One more record, as if the daemon just wrote it: counted, paged and followed."""
+        self.audit_records.append(record)
+        for query, queue in self._audit_followers:
+            if audit_matches(query, record):
+                queue.put_nowait(record)
 
     async def _until_stopped(self, timeout: float | None = None) -> bool:
         """Wait until stop() (True) or the timeout (False)."""
@@ -291,6 +322,54 @@ class _Chat(chat_pb2_grpc.ChatServicer):
             await self.d.synthetic([n for n in known if n in wanted], context)
             return
         await self.d._until_stopped()
+
+
+def audit_matches(query: audit_pb2.AuditQuery, record: audit_pb2.AuditRecord) -> bool:
+    """The scripted filter: exact actor user, agent and outcome; action exact, or a prefix
+    when it ends in ``*`` (``chat.*``). ``since`` and ``until`` are not scripted."""
+    if query.action.endswith("*"):
+        action_ok = record.action.startswith(query.action[:-1])
+    else:
+        action_ok = query.action in ("", record.action)
+    return (action_ok and query.actor in ("", record.actor.user) and query.agent in ("", record.agent)
+            and query.outcome in ("", record.outcome))
+
+
+class _Audit(audit_pb2_grpc.AuditServicer):
+    def __init__(self, d: ScriptedDaemon) -> None:
+        self.d = d
+
+    def _matching(self, query: audit_pb2.AuditQuery) -> list[audit_pb2.AuditRecord]:
+        return [r for r in self.d.audit_records if audit_matches(query, r)]
+
+    async def Count(self, request: audit_pb2.AuditCountRequest, context: grpc.aio.ServicerContext) -> audit_pb2.AuditCountResponse:
+        return audit_pb2.AuditCountResponse(count=len(self._matching(request.query)))
+
+    async def Rows(self, request: audit_pb2.AuditRowsRequest, context: grpc.aio.ServicerContext) -> audit_pb2.AuditRowsResponse:
+        if not 0 < request.limit <= 1000 or request.offset < 0:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "offset must be >= 0 and limit 1 to 1000")
+        rows = self._matching(request.query)[request.offset : request.offset + request.limit]
+        self.d.audit_pages.append((request.offset, request.limit))
+        self.d.audit_rows_served += len(rows)
+        return audit_pb2.AuditRowsResponse(records=rows)
+
+    async def Follow(self, request: audit_pb2.AuditFollowRequest, context: grpc.aio.ServicerContext) -> None:
+        queue: asyncio.Queue[audit_pb2.AuditRecord | None] = asyncio.Queue()
+        follower = (request.query, queue)
+        self.d._audit_followers.append(follower)
+        try:
+            for record in self._matching(request.query)[-request.last :] if request.last > 0 else []:
+                await context.write(record)
+            while (record := await queue.get()) is not None:
+                await context.write(record)
+        finally:
+            self.d._audit_followers.remove(follower)
+
+    async def Verify(self, request: audit_pb2.AuditVerifyRequest, context: grpc.aio.ServicerContext) -> audit_pb2.AuditVerifyResponse:
+        self.d.audit_verifies += 1
+        if self.d.audit_verify is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this daemon keeps no audit log")
+        return self.d.audit_verify
 
 
 # ---- the benchmark's process ---------------------------------------------------------------

@@ -182,3 +182,26 @@ def test_a_passphrase_protected_log_needs_the_passphrase_to_serve(daemon_factory
     again = daemon_factory(CONFIG, home=home)
     messages = again.stubs().agents.GetTranscript(agents_pb2.GetTranscriptRequest(name="scribe"), timeout=10).messages
     assert messages[0].content == f"kept under a passphrase {MARKER}"
+
+
+async def test_the_workbench_is_recorded_as_itself_and_shows_the_verified_log(daemon_factory: Callable[..., Daemon]) -> None:
+    from enclave.app import EnclaveApp
+    from enclave.widgets.audit_badge import VerifyBadge
+    from enclave.widgets.audit_list import AuditList
+
+    from .test_tui import wait_until
+
+    d = daemon_factory(CONFIG)
+    app = EnclaveApp(d.socket, spawn=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_until(pilot, lambda: app.attached)
+        await pilot.press(*"from the workbench", "enter")
+        await wait_until(pilot, lambda: app.panes["scribe"].state == "idle" and app.panes["scribe"].reply_text != "")
+        await pilot.press("alt+u")
+        await wait_until(pilot, lambda: app.screen.query(VerifyBadge) and app.screen.query_one(VerifyBadge).has_class("-ok"))
+        records = app.screen.query_one(AuditList)
+        await wait_until(pilot, lambda: records.count > 0 and records.record(records.count - 1) is not None)
+        actions = [records.record(i).action for i in range(records.count)]
+        assert "audit.verify" in actions and actions.count("chat.request") == 1
+        request = records.record(actions.index("chat.request"))
+        assert request.actor.auth == "peercred" and request.actor.pid == os.getpid(), "the workbench said who it is"

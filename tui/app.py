@@ -20,6 +20,7 @@ from textual.widgets import Footer, Input, Static
 from .commands import PromptError, parse_prompt
 from .protocol import DaemonClient, DaemonError
 from .screens.agent_editor import AgentEditor, EditorResult
+from .screens.audit import AuditScreen
 from .screens.confirm import ConfirmScreen
 from .settings import Settings
 from .spawn import Spawned, spawn_daemon
@@ -50,6 +51,7 @@ class EnclaveApp(App[None]):
         Binding("alt+n", "new_agent", "New agent", show=False, id="agent.new"),
         Binding("alt+e", "edit_agent", "Edit agent", show=False, id="agent.edit"),
         Binding("alt+m", "toggle_models", "Models", id="models.toggle"),
+        Binding("alt+u", "audit", "Audit log", show=False, id="audit.open"),
         Binding("alt+c", "copy_answer", "Copy answer", id="copy.answer"),
         Binding("alt+k", "copy_code", "Copy code block", show=False, id="copy.code"),
         Binding("ctrl+q", "quit", "Quit", id="app.quit"),
@@ -82,9 +84,9 @@ class EnclaveApp(App[None]):
 
     @classmethod
     def binding_ids(cls) -> set[str]:
-        """Every id a settings file may bind keys to: the workbench's, the models panel's and
-        the agent editor's."""
-        return {b.id for c in (cls, ModelPanel, AgentEditor) for b in c.BINDINGS if isinstance(b, Binding) and b.id}
+        """Every id a settings file may bind keys to: the workbench's, the models panel's, the
+        agent editor's and the audit screen's."""
+        return {b.id for c in (cls, ModelPanel, AgentEditor, AuditScreen) for b in c.BINDINGS if isinstance(b, Binding) and b.id}
 
     def compose(self) -> ComposeResult:
         yield Static(id="banner")
@@ -441,6 +443,13 @@ class EnclaveApp(App[None]):
             self.notify(f"loaded {request.model} in {reply.load_seconds:.1f} s{evicted}")
         elif await self._call(self.client.unload_model(request.model)):
             self.notify(f"unloaded {request.model}")
+
+    # ---- audit -----------------------------------------------------------------------------
+
+    def action_audit(self) -> None:
+        """The audit log, in place of the panes; Esc comes back to them."""
+        if not any(isinstance(screen, AuditScreen) for screen in self.screen_stack):
+            self.push_screen(AuditScreen(self.client))
 
     # ---- copy ------------------------------------------------------------------------------
 

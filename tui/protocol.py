@@ -13,7 +13,8 @@ from typing import AsyncIterator, Iterator
 
 import grpc
 
-from .v1 import agents_pb2, agents_pb2_grpc, chat_pb2, chat_pb2_grpc, models_pb2, models_pb2_grpc, status_pb2, status_pb2_grpc
+from .peer import PeerHandshakeError, PeerSession, handshake
+from .v1 import agents_pb2, agents_pb2_grpc, audit_pb2, audit_pb2_grpc, chat_pb2, chat_pb2_grpc, models_pb2, models_pb2_grpc, status_pb2, status_pb2_grpc
 
 CONNECT_TIMEOUT = 5.0
 CALL_TIMEOUT = 30.0
@@ -40,15 +41,25 @@ class DaemonClient:
     def __init__(self, socket_path: Path) -> None:
         self.socket_path = socket_path
         self.channel: grpc.aio.Channel | None = None
+        self.peer: PeerSession | None = None
 
     async def connect(self, timeout: float = CONNECT_TIMEOUT) -> None:
-        """A fresh channel (closing any old one): after a daemon restart this is a new daemon."""
+        """A fresh channel (closing any old one): after a daemon restart this is a new daemon.
+
+        First the peer handshake, so the daemon's audit log records this client's user and pid
+        (none if the daemon offers no handshake socket)."""
         await self.close()
-        self.channel = grpc.aio.insecure_channel(f"unix:{self.socket_path}")
+        try:
+            self.peer = await asyncio.to_thread(handshake, self.socket_path, min(timeout, CONNECT_TIMEOUT))
+        except PeerHandshakeError as exc:
+            raise DaemonError(str(exc)) from None
+        interceptors = self.peer.aio_interceptors() if self.peer else None
+        self.channel = grpc.aio.insecure_channel(f"unix:{self.socket_path}", interceptors=interceptors)
         self._agents = agents_pb2_grpc.AgentsStub(self.channel)
         self._chat = chat_pb2_grpc.ChatStub(self.channel)
         self._models = models_pb2_grpc.ModelsStub(self.channel)
         self._status = status_pb2_grpc.StatusStub(self.channel)
+        self._audit = audit_pb2_grpc.AuditStub(self.channel)
         try:
             await asyncio.wait_for(self.channel.channel_ready(), timeout)
         except TimeoutError:
@@ -58,6 +69,9 @@ class DaemonClient:
         if self.channel is not None:
             channel, self.channel = self.channel, None
             await channel.close()
+        if self.peer is not None:
+            peer, self.peer = self.peer, None
+            peer.close()
 
     async def list_agents(self) -> list[agents_pb2.Agent]:
         with _one_line_errors():
@@ -134,3 +148,30 @@ class DaemonClient:
                     yield snapshot
         finally:
             call.cancel()
+
+    async def audit_count(self, query: audit_pb2.AuditQuery) -> int:
+        """How many audit records match; counted on the clear headers, nothing is decrypted."""
+        with _one_line_errors():
+            return (await self._audit.Count(audit_pb2.AuditCountRequest(query=query), timeout=CALL_TIMEOUT)).count
+
+    async def audit_rows(self, query: audit_pb2.AuditQuery, offset: int, limit: int) -> list[audit_pb2.AuditRecord]:
+        """One page of matching records in seq order: the daemon decrypts only these."""
+        request = audit_pb2.AuditRowsRequest(query=query, offset=offset, limit=limit)
+        with _one_line_errors():
+            return list((await self._audit.Rows(request, timeout=CALL_TIMEOUT)).records)
+
+    async def audit_follow(self, query: audit_pb2.AuditQuery, last: int = 0) -> AsyncIterator[audit_pb2.AuditRecord]:
+        """The last ``last`` matching records, then every new one as the daemon writes it."""
+        call = self._audit.Follow(audit_pb2.AuditFollowRequest(query=query, last=last))
+        try:
+            with _one_line_errors():
+                async for record in call:
+                    yield record
+        finally:
+            call.cancel()
+
+    async def audit_verify(self, timeout: float = LOAD_TIMEOUT) -> audit_pb2.AuditVerifyResponse:
+        """Verify the whole log (the daemon records that it did). It reads every record, about
+        80,000 a second, so it gets the long timeout."""
+        with _one_line_errors():
+            return await self._audit.Verify(audit_pb2.AuditVerifyRequest(), timeout=timeout)
