@@ -1,6 +1,6 @@
 """Who is acting, and what the daemon writes to the audit log about it.
 
-Every RPC handler sets ``ACTOR`` (services/errors.py) from the caller's peer credentials; tasks
+Every RPC handler sets ``ACTOR`` (``services/base.py``) from the caller's peer credentials; tasks
 started for the call (a turn, a model load) inherit it, because asyncio copies the context
 into new tasks. ``record`` appends with that actor and returns only once the record is on
 disk: a failed write raises (``AuditError``, DATA_LOSS), so the request fails with it instead
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .audit import Actor, AuditConfig, AuditLog, Conversations, passphrase_from_env
 from .errors import Unavailable
@@ -60,7 +60,3 @@ class Recorder:
         return await self.log.append(
             action, actor or ACTOR.get(), agent=agent, model=model, turn=turn, outcome=outcome, payload=payload, text=text
         )
-
-    async def record_all(self, action: str, models: Sequence[str], **kw: Any) -> None:
-        for model in models:
-            await self.record(action, model=model, **kw)

@@ -60,7 +60,7 @@ class AuditScreen(Screen[None]):
         both counted and followed is recognised by its seq (``AuditList.add_live``).
         """
         records = self.records
-        stream = self.client.audit_follow(query, last=1)  # the newest again: nothing falls between count and follow
+        stream = self.client.audit_follow(query, last=0)
         first = asyncio.ensure_future(anext(stream))
         try:
             await asyncio.sleep(0)  # the Follow call starts before the Count call
