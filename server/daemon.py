@@ -26,7 +26,7 @@ from enclave.v1 import status_pb2, status_pb2_grpc
 
 from .agents import AgentBook, AgentParams
 from .config import Config
-from .errors import ConfigError, Unavailable
+from .errors import ConfigError, EnclaveError, Unavailable
 from .hub import EventHub
 from .lock import AlreadyRunning, InstanceLock
 from . import __version__
@@ -51,6 +51,7 @@ SERVICE_NAMES = [
     audit_pb2.DESCRIPTOR.services_by_name["Audit"].full_name,
 ]
 SHUTDOWN_GRACE_SECONDS = 3.0
+PRUNE_INTERVAL_SECONDS = 24 * 3600
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, with the terminating NUL
 
 
@@ -134,7 +135,6 @@ class Daemon:
 
     async def _serve(self) -> None:
         await self.recorder.record("daemon.start", payload={"version": __version__, "socket": str(self.socket_path)})
-        await self.recorder.log.prune(DAEMON)
         await self._define_agents()
         # before the gRPC socket: a client that sees it can also say who it is
         self.peers = PeerRegistry(
@@ -144,10 +144,22 @@ class Daemon:
             ),
         )
         await self.peers.start(self.socket_path)
+        pruning = asyncio.create_task(self._prune_daily(), name="audit-retention")
         try:
             await self._serve_grpc()
         finally:
+            pruning.cancel()
             await self.peers.close()
+
+    async def _prune_daily(self) -> None:
+        """Records past the retention period go at start and then once a day, each prune
+        leaving a sealed marker of what went and why."""
+        while True:
+            try:
+                await self.recorder.log.prune(DAEMON)
+            except EnclaveError as exc:
+                log.error("audit retention: %s", exc.message)
+            await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
 
     async def _serve_grpc(self) -> None:
         server = self._server()

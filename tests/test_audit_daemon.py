@@ -205,3 +205,23 @@ async def test_the_workbench_is_recorded_as_itself_and_shows_the_verified_log(da
         assert "audit.verify" in actions and actions.count("chat.request") == 1
         request = records.record(actions.index("chat.request"))
         assert request.actor.auth == "peercred" and request.actor.pid == os.getpid(), "the workbench said who it is"
+
+
+def test_cancels_and_refused_calls_are_recorded(daemon_factory: Callable[..., Daemon]) -> None:
+    d = daemon_factory(CONFIG)
+    stubs = d.stubs()
+    stubs.agents.PutAgent(agents_pb2.PutAgentRequest(agent=agents_pb2.Agent(name="long", model="tiny", sampling=agents_pb2.SamplingParams(max_tokens=900))), timeout=10)
+    call = stubs.chat.Chat(chat_pb2.ChatRequest(agent="long", message="go on and on"), timeout=60)
+    first = next(call)
+    stubs.chat.Cancel(chat_pb2.CancelRequest(turn_id=first.turn_id), timeout=10)
+    assert list(call)[-1].finished.finish_reason == chat_pb2.FINISH_REASON_CANCELLED
+    with pytest.raises(grpc.RpcError) as refused:
+        stubs.agents.ListAgents(agents_pb2.ListAgentsRequest(), timeout=10, metadata=[("x-enclave-peer", "not-a-token")])
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED and "not-a-token" not in refused.value.details()
+
+    records = audit_lines(d, "tail", "-n", "50")
+    cancel = next(r for r in records if r["action"] == "chat.cancel")
+    assert cancel["turn"] == first.turn_id and cancel["outcome"] == "cancelled"
+    denied = next(r for r in records if r["action"] == "access.denied")
+    assert denied["outcome"] == "denied" and denied["payload"]["method"] == "ListAgents"
+    assert "not-a-token" not in json.dumps(records), "tokens are never written down"
