@@ -225,3 +225,20 @@ def test_cancels_and_refused_calls_are_recorded(daemon_factory: Callable[..., Da
     denied = next(r for r in records if r["action"] == "access.denied")
     assert denied["outcome"] == "denied" and denied["payload"]["method"] == "ListAgents"
     assert "not-a-token" not in json.dumps(records), "tokens are never written down"
+
+
+def test_enclave_audit_verify_names_the_first_bad_record_of_a_tampered_copy(daemon_factory: Callable[..., Daemon]) -> None:
+    import sqlite3
+
+    home = short_tmpdir()
+    d = daemon_factory(CONFIG, home=home)
+    chat(d, "scribe", "one")
+    chat(d, "scribe", "two")
+    assert d.stop() == 0
+    data = home / "data"
+    with sqlite3.connect(data / "audit.db") as db:
+        seq, agent = db.execute("SELECT seq, agent FROM records WHERE action = 'chat.request' ORDER BY seq DESC LIMIT 1").fetchone()
+        db.execute("UPDATE records SET agent = ? WHERE seq = ?", (agent + "x", seq))
+    r = enclave(None, "audit", "verify", "--data", str(data))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"FAILED at seq {seq}: " in r.stdout and "altered" in r.stdout and len(r.stdout.strip().splitlines()) == 1 and "Traceback" not in r.stdout + r.stderr
