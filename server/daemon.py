@@ -12,9 +12,7 @@ import os
 import signal
 import stat
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -24,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from enclave.v1 import agents_pb2, agents_pb2_grpc, audit_pb2, audit_pb2_grpc, chat_pb2, chat_pb2_grpc, models_pb2, models_pb2_grpc
 from enclave.v1 import status_pb2, status_pb2_grpc
 
+from .unixsocket import MAX_SOCKET_PATH, umask
 from .agents import AgentBook, AgentParams
 from .config import Config
 from .errors import ConfigError, EnclaveError, Unavailable
@@ -52,16 +51,6 @@ SERVICE_NAMES = [
 ]
 SHUTDOWN_GRACE_SECONDS = 3.0
 PRUNE_INTERVAL_SECONDS = 24 * 3600
-MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, with the terminating NUL
-
-
-@contextmanager
-def _umask(mask: int) -> Iterator[None]:
-    old = os.umask(mask)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 def prepare_socket_dir(socket_path: Path) -> None:
@@ -70,7 +59,7 @@ def prepare_socket_dir(socket_path: Path) -> None:
         raise ConfigError(f"socket path {socket_path} is longer than {MAX_SOCKET_PATH} bytes; choose a shorter --socket")
     folder = socket_path.parent
     if not folder.exists():
-        with _umask(0o077):
+        with umask(0o077):
             folder.mkdir(parents=True, mode=0o700)
     elif folder.stat().st_uid == os.getuid() and folder.stat().st_mode & 0o077 and not folder.stat().st_mode & stat.S_ISVTX:
         log.warning("socket folder %s is open to other users; the socket itself is 0600", folder)
@@ -164,7 +153,7 @@ class Daemon:
     async def _serve_grpc(self) -> None:
         server = self._server()
         # gRPC creates the socket with the process umask: 0600 from the first instant.
-        with _umask(0o177):
+        with umask(0o177):
             server.add_insecure_port(f"unix:{self.socket_path}")
         os.chmod(self.socket_path, 0o600)
         await server.start()

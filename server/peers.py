@@ -28,11 +28,12 @@ import secrets
 import socket
 import stat
 import struct
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, Iterator
+from typing import Any, Awaitable, Callable, Iterable
 
+from .unixsocket import MAX_SOCKET_PATH, umask
 from .audit.records import Actor
 from .errors import ConfigError, EnclaveError
 
@@ -43,7 +44,6 @@ GREETING = "enclave-peer-v1"
 PEER_SUFFIX = ".peer"
 TOKEN_BYTES = 32  # 256 bits
 MAX_PEERS = 1024  # open handshake connections at once; more are refused
-MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, with the terminating NUL
 CLOSE_GRACE_SECONDS = 2.0
 _UCRED = struct.Struct("3i")  # struct ucred: pid_t pid, uid_t uid, gid_t gid
 
@@ -75,15 +75,6 @@ def user_name(uid: int) -> str:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return str(uid)
-
-
-@contextmanager
-def _umask(mask: int) -> Iterator[None]:
-    old = os.umask(mask)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 @dataclass(frozen=True)
@@ -143,7 +134,7 @@ class PeerRegistry:
             path.unlink()  # left by a daemon that died; the caller holds the instance lock
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            with _umask(0o177):  # bind() creates the file with the umask: 0600 at once
+            with umask(0o177):  # bind() creates the file with the umask: 0600 at once
                 sock.bind(str(path))
             os.chmod(path, 0o600)
             st = path.lstat()
