@@ -23,6 +23,7 @@ from pathlib import Path
 
 import grpc
 
+from enclave.demo import wait_ready
 from enclave.v1 import chat_pb2, chat_pb2_grpc
 from enclaved.audit import Actor, AuditConfig, AuditLog
 
@@ -38,11 +39,7 @@ def turn_times(model: Path, turns: int, max_tokens: int) -> tuple[list[float], i
         proc = subprocess.Popen([sys.executable, "-m", "enclaved.cli", "--config", str(config), "--socket", str(sock),
                                  "--models", str(model.parent.resolve()), "--data", str(Path(tmp) / "data"), "--log-level", "warning"])
         try:
-            deadline = time.monotonic() + 60
-            while not sock.exists():
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise SystemExit("enclaved did not start")
-                time.sleep(0.05)
+            wait_ready(sock, proc, timeout=60)
             with grpc.insecure_channel(f"unix:{sock}") as channel:
                 chat = chat_pb2_grpc.ChatStub(channel)
                 list(chat.Chat(chat_pb2.ChatRequest(agent="a", message="warm up"), timeout=600))  # loads the model

@@ -33,7 +33,6 @@ from .models import ModelRegistry
 from .recorder import DAEMON, Recorder
 from .services.audit import AuditService
 from .peers import PeerRegistry
-from .services.base import Peers
 from .services.agents import AgentsService
 from .services.chat import ChatService
 from .services.models import ModelsService
@@ -74,7 +73,7 @@ class Daemon:
         self.started = time.monotonic()
         self.hub = EventHub()
         self.recorder = Recorder()
-        self.peers: Peers | None = None  # the handshake registry, once serving
+        self.peers: PeerRegistry | None = None  # the handshake registry, once serving
         self.models = ModelRegistry(config, self.recorder)
         self.agents = AgentBook(config.max_message_bytes, self.hub, self.recorder)
         self.turns = TurnManager(self.agents, self.models, self.hub, config.max_message_bytes, self.recorder)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import pwd
 import secrets
 import socket
 import stat
@@ -35,6 +34,7 @@ from typing import Any, Awaitable, Callable, Iterable
 
 from .unixsocket import MAX_SOCKET_PATH, umask
 from .audit.records import Actor
+from .audit.records import user_name as account_name
 from .errors import ConfigError, EnclaveError
 
 log = logging.getLogger("enclaved.peers")
@@ -71,10 +71,7 @@ def peer_socket_path(socket_path: Path) -> Path:
 
 def user_name(uid: int) -> str:
     """The account name for ``uid``, or the uid as text when the passwd database has none."""
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
+    return account_name(uid) or str(uid)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from enclave.v1 import agents_pb2, chat_pb2
 
 from .conftest import MARKER, Daemon, short_tmpdir
 from .test_cli import enclave
+from .test_daemon import chat
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -37,10 +38,6 @@ seed = 3
 """
 
 
-def chat(daemon: Daemon, agent: str, message: str) -> list[chat_pb2.ChatEvent]:
-    return list(daemon.stubs().chat.Chat(chat_pb2.ChatRequest(agent=agent, message=message), timeout=60))
-
-
 def audit_lines(daemon: Daemon, *args: str) -> list[dict]:
     r = enclave(daemon, "audit", *args)
     assert r.returncode == 0, r.stderr
@@ -49,7 +46,7 @@ def audit_lines(daemon: Daemon, *args: str) -> list[dict]:
 
 def test_turns_and_agent_changes_are_recorded_with_who_did_them(daemon_factory: Callable[..., Daemon]) -> None:
     d = daemon_factory(CONFIG)
-    events = chat(d, "scribe", f"note this: {MARKER}")
+    events = chat(d.stubs(), "scribe", f"note this: {MARKER}")
     turn = events[0].turn_id
     d.stubs().agents.PutAgent(agents_pb2.PutAgentRequest(agent=agents_pb2.Agent(name="clerk", model="tiny", system="File things.")), timeout=10)
     d.stubs().agents.DeleteAgent(agents_pb2.DeleteAgentRequest(name="clerk"), timeout=10)
@@ -81,7 +78,7 @@ def test_turns_and_agent_changes_are_recorded_with_who_did_them(daemon_factory: 
 
 def test_verify_and_export_through_the_daemon_are_themselves_recorded(daemon_factory: Callable[..., Daemon]) -> None:
     d = daemon_factory(CONFIG)
-    chat(d, "scribe", "hello")
+    chat(d.stubs(), "scribe", "hello")
     r = enclave(d, "audit", "verify")
     assert r.returncode == 0, r.stderr
     assert "records" in r.stdout and len(r.stdout.strip().splitlines()) == 1
@@ -90,16 +87,16 @@ def test_verify_and_export_through_the_daemon_are_themselves_recorded(daemon_fac
         "the export is recorded before it is read"
     assert exported[-1]["actor"]["pid"] == exported[-2]["actor"]["pid"], "by the client that connected"
     assert enclave(d, "audit", "rotate-key").returncode == 0
-    chat(d, "scribe", "after rotation")
+    chat(d.stubs(), "scribe", "after rotation")
     assert enclave(d, "audit", "verify").returncode == 0
 
 
 def test_a_restart_keeps_every_conversation_and_the_log_verifies_offline(daemon_factory: Callable[..., Daemon]) -> None:
     home = short_tmpdir()
     d = daemon_factory(CONFIG, home=home)
-    events = chat(d, "scribe", f"remember {MARKER}")
+    events = chat(d.stubs(), "scribe", f"remember {MARKER}")
     d.stubs().agents.PutAgent(agents_pb2.PutAgentRequest(agent=agents_pb2.Agent(name="clerk", model="tiny", system="File things.")), timeout=10)
-    chat(d, "clerk", "file it")
+    chat(d.stubs(), "clerk", "file it")
     assert d.stop() == 0
 
     again = daemon_factory(CONFIG, home=home)
@@ -167,7 +164,7 @@ def test_a_passphrase_protected_log_needs_the_passphrase_to_serve(daemon_factory
     home = short_tmpdir()
     monkeypatch.setenv("ENCLAVE_AUDIT_PASSPHRASE", "correct horse battery staple")
     d = daemon_factory(CONFIG, home=home)
-    chat(d, "scribe", f"kept under a passphrase {MARKER}")
+    chat(d.stubs(), "scribe", f"kept under a passphrase {MARKER}")
     assert d.stop() == 0
     for passphrase, words in [(None, "is protected by a passphrase; set ENCLAVE_AUDIT_PASSPHRASE"), ("wrong", "wrong passphrase")]:
         if passphrase is None:
@@ -232,8 +229,8 @@ def test_enclave_audit_verify_names_the_first_bad_record_of_a_tampered_copy(daem
 
     home = short_tmpdir()
     d = daemon_factory(CONFIG, home=home)
-    chat(d, "scribe", "one")
-    chat(d, "scribe", "two")
+    chat(d.stubs(), "scribe", "one")
+    chat(d.stubs(), "scribe", "two")
     assert d.stop() == 0
     data = home / "data"
     with sqlite3.connect(data / "audit.db") as db:

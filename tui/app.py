@@ -7,7 +7,7 @@ import gc
 import re
 from functools import partial
 from pathlib import Path
-from typing import Iterable
+from typing import Awaitable, Iterable, TypeVar
 
 from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
@@ -33,6 +33,7 @@ RETRY_FIRST, RETRY_MAX = 0.5, 5.0  # seconds between attempts to reach the daemo
 SPAWN_TIMEOUT = 60.0
 _CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _CHANGE = chat_pb2.AgentChanged
+T = TypeVar("T")
 
 
 class EnclaveApp(App[None]):
@@ -248,10 +249,10 @@ class EnclaveApp(App[None]):
             if pane is None:
                 pane = AgentPane(agent, index)
                 new.append(pane)
-            elif fresh:
-                pane.set_agent(agent, index)
             else:
                 pane.renumber(index)
+                if fresh:
+                    pane.set_agent(agent)
             pane.set_context_size(self.context_sizes.get(agent.model, 0))
             panes[agent.name] = pane
         self.panes = panes
@@ -304,10 +305,7 @@ class EnclaveApp(App[None]):
 
     @work(group="send")
     async def send(self, text: str, agents: list[str]) -> None:
-        try:
-            await self.client.send(text, agents)
-        except DaemonError as exc:
-            self.notify(str(exc), severity="error")
+        await self._call(self.client.send(text, agents))
 
     # ---- panes -----------------------------------------------------------------------------
 
@@ -374,14 +372,13 @@ class EnclaveApp(App[None]):
     async def action_cancel_all(self) -> None:
         await self._call(self.client.cancel(None))
 
-    async def _call(self, call: object) -> bool:
-        """Await a daemon call; a failure becomes a notification. True if it worked."""
+    async def _call(self, call: Awaitable[T]) -> T | None:
+        """Await a daemon call; a failure becomes a notification and None."""
         try:
-            await call  # type: ignore[misc]
+            return await call
         except DaemonError as exc:
             self.notify(str(exc), severity="error")
-            return False
-        return True
+            return None
 
     # ---- agents ----------------------------------------------------------------------------
 
@@ -402,10 +399,8 @@ class EnclaveApp(App[None]):
 
     @work(group="agents")
     async def _edit(self, agent: agents_pb2.Agent | None) -> None:
-        try:
-            models = await self.client.list_models()
-        except DaemonError as exc:
-            self.notify(str(exc), severity="error")
+        models = await self._call(self.client.list_models())
+        if models is None:
             return
         usable = [m.name for m in models if m.state not in (models_pb2.MODEL_STATE_INVALID, models_pb2.MODEL_STATE_FAILED)]
         default = self.selected_pane.agent.model if self.panes else ""
@@ -434,10 +429,8 @@ class EnclaveApp(App[None]):
     async def load_or_unload(self, request: ModelPanel.LoadRequested) -> None:
         if request.load:
             self.notify(f"loading {request.model} …")
-            try:
-                reply = await self.client.load_model(request.model)
-            except DaemonError as exc:
-                self.notify(str(exc), severity="error")
+            reply = await self._call(self.client.load_model(request.model))
+            if reply is None:
                 return
             evicted = f"; unloaded {', '.join(reply.evicted)} to make room" if reply.evicted else ""
             self.notify(f"loaded {request.model} in {reply.load_seconds:.1f} s{evicted}")

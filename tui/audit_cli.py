@@ -32,9 +32,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     commands.add_parser("rotate-key", help="a new data key for new records; old records keep theirs")
     for name in OFFLINE_ONLY:
         commands.add_parser(name, help=f"offline: see `python -m enclaved.audit {name} --help`", add_help=False)
-    for p in (v, e, t):
-        for name in FILTERS if p is not v else ():
+    for p in (e, t):
+        for name in FILTERS:
             p.add_argument(f"--{name}", default="", help="ISO 8601 time, UTC if no zone" if name in ("since", "until") else None)
+    for p in (v, e, t):
         p.add_argument("--data", help="work on this data folder's files instead of through the daemon")
     a.set_defaults(fn=run)
 

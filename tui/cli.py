@@ -298,9 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, extra = build_parser().parse_known_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
     if extra and not (args.command == "audit" and args.audit_command in OFFLINE_ONLY):
-        build_parser().parse_args(argv)  # the usual error for unknown arguments
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "audit" and (offline := offline_argv(args, extra)) is not None:
             from enclaved.audit.cli import main as audit_main  # the files, no daemon: only here

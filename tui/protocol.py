@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from contextlib import contextmanager
 from pathlib import Path
-from typing import AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Iterator
 
 import grpc
 
@@ -32,6 +32,16 @@ def _one_line_errors() -> Iterator[None]:
         yield
     except grpc.aio.AioRpcError as err:
         raise DaemonError(f"{err.details()} [{err.code().name}]") from None
+
+
+async def _stream(call: Any) -> AsyncIterator[Any]:
+    """A server stream's messages, failures as DaemonError; the call ends when the reader stops."""
+    try:
+        with _one_line_errors():
+            async for message in call:
+                yield message
+    finally:
+        call.cancel()
 
 
 class DaemonClient:
@@ -83,13 +93,13 @@ class DaemonClient:
             reply = await self._agents.PutAgent(agents_pb2.PutAgentRequest(agent=agent), timeout=CALL_TIMEOUT)
         return reply.agent
 
-    async def delete_agent(self, name: str) -> None:
+    async def delete_agent(self, name: str) -> agents_pb2.DeleteAgentResponse:
         with _one_line_errors():
-            await self._agents.DeleteAgent(agents_pb2.DeleteAgentRequest(name=name), timeout=CALL_TIMEOUT)
+            return await self._agents.DeleteAgent(agents_pb2.DeleteAgentRequest(name=name), timeout=CALL_TIMEOUT)
 
-    async def clear(self, name: str) -> None:
+    async def clear(self, name: str) -> agents_pb2.ClearTranscriptResponse:
         with _one_line_errors():
-            await self._agents.ClearTranscript(agents_pb2.ClearTranscriptRequest(name=name), timeout=CALL_TIMEOUT)
+            return await self._agents.ClearTranscript(agents_pb2.ClearTranscriptRequest(name=name), timeout=CALL_TIMEOUT)
 
     async def list_models(self) -> list[models_pb2.Model]:
         with _one_line_errors():
@@ -99,9 +109,9 @@ class DaemonClient:
         with _one_line_errors():
             return await self._models.LoadModel(models_pb2.LoadModelRequest(name=name), timeout=LOAD_TIMEOUT)
 
-    async def unload_model(self, name: str) -> None:
+    async def unload_model(self, name: str) -> models_pb2.UnloadModelResponse:
         with _one_line_errors():
-            await self._models.UnloadModel(models_pb2.UnloadModelRequest(name=name), timeout=CALL_TIMEOUT)
+            return await self._models.UnloadModel(models_pb2.UnloadModelRequest(name=name), timeout=CALL_TIMEOUT)
 
     async def transcript(self, agent: str) -> list[agents_pb2.TranscriptMessage]:
         with _one_line_errors():
@@ -129,25 +139,13 @@ class DaemonClient:
         with _one_line_errors():
             return len((await self._chat.Cancel(request, timeout=CALL_TIMEOUT)).cancelled_turn_ids)
 
-    async def watch(self) -> AsyncIterator[chat_pb2.ChatEvent]:
+    def watch(self) -> AsyncIterator[chat_pb2.ChatEvent]:
         """Every agent's events, starting with the turns in progress."""
-        call = self._chat.Watch(chat_pb2.WatchRequest())
-        try:
-            with _one_line_errors():
-                async for event in call:
-                    yield event
-        finally:
-            call.cancel()
+        return _stream(self._chat.Watch(chat_pb2.WatchRequest()))
 
-    async def status(self, interval: float = 1.0) -> AsyncIterator[status_pb2.StatusSnapshot]:
+    def status(self, interval: float = 1.0) -> AsyncIterator[status_pb2.StatusSnapshot]:
         """The daemon's status, a snapshot every ``interval`` seconds."""
-        call = self._status.Status(status_pb2.StatusRequest(interval_seconds=interval))
-        try:
-            with _one_line_errors():
-                async for snapshot in call:
-                    yield snapshot
-        finally:
-            call.cancel()
+        return _stream(self._status.Status(status_pb2.StatusRequest(interval_seconds=interval)))
 
     async def audit_count(self, query: audit_pb2.AuditQuery) -> int:
         """How many audit records match; counted on the clear headers, nothing is decrypted."""
@@ -160,15 +158,9 @@ class DaemonClient:
         with _one_line_errors():
             return list((await self._audit.Rows(request, timeout=CALL_TIMEOUT)).records)
 
-    async def audit_follow(self, query: audit_pb2.AuditQuery, last: int = 0) -> AsyncIterator[audit_pb2.AuditRecord]:
+    def audit_follow(self, query: audit_pb2.AuditQuery, last: int = 0) -> AsyncIterator[audit_pb2.AuditRecord]:
         """The last ``last`` matching records, then every new one as the daemon writes it."""
-        call = self._audit.Follow(audit_pb2.AuditFollowRequest(query=query, last=last))
-        try:
-            with _one_line_errors():
-                async for record in call:
-                    yield record
-        finally:
-            call.cancel()
+        return _stream(self._audit.Follow(audit_pb2.AuditFollowRequest(query=query, last=last)))
 
     async def audit_verify(self, timeout: float = LOAD_TIMEOUT) -> audit_pb2.AuditVerifyResponse:
         """Verify the whole log (the daemon records that it did). It reads every record, about

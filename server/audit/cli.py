@@ -19,22 +19,16 @@ import getpass
 import json
 import os
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import EnclaveError
 from .export import copy_log, export
 from .files import AuditPaths, DirLock, read_private
 from .keys import DEFAULT_SCRYPT_N, change_passphrase, passphrase_from_env
-from .records import Filters
+from .records import Filters, parse_time
 from .verify import verify
 
 NEW_PASSPHRASE_ENV = "ENCLAVE_AUDIT_NEW_PASSPHRASE"
-
-
-def _time(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def parse_args(argv: list[str] | None, prog: str) -> argparse.Namespace:
@@ -44,8 +38,8 @@ def parse_args(argv: list[str] | None, prog: str) -> argparse.Namespace:
     v.add_argument("--verify-key", type=Path, help="the verification key kept off the machine (default: DIR/audit.verify)")
     v.add_argument("--checkpoint", type=Path, action="append", default=[], help="another checkpoint to hold the log against; repeat")
     e = sub.add_parser("export", help="decrypted records as JSON lines, oldest first")
-    e.add_argument("--since", type=_time, help="from this time (ISO 8601; UTC if no zone)")
-    e.add_argument("--until", type=_time, help="before this time")
+    e.add_argument("--since", type=parse_time, help="from this time (ISO 8601; UTC if no zone)")
+    e.add_argument("--until", type=parse_time, help="before this time")
     for name in ("actor", "agent", "action", "outcome"):
         e.add_argument(f"--{name}", help="only this " + name + (" (e.g. chat.* for a prefix)" if name == "action" else ""))
     sub.add_parser("verify-key", help="print the verification key, to keep off this machine")

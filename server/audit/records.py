@@ -59,6 +59,13 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime(TIME_FORMAT)
 
 
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time (``2026-11-22``, ``2026-11-22T10:00:00Z``), UTC where it names no zone;
+    ValueError if it is not one."""
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -76,11 +83,15 @@ class Actor:
     @classmethod
     def this_process(cls) -> Actor:
         uid = os.getuid()
-        try:
-            user: str | None = pwd.getpwuid(uid).pw_name
-        except KeyError:
-            user = None
-        return cls("local-process", user, uid, os.getpid())
+        return cls("local-process", user_name(uid), uid, os.getpid())
+
+
+def user_name(uid: int) -> str | None:
+    """The account name for ``uid``; None when the passwd database has none."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return None
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,16 @@ from enclave.v1 import agents_pb2, agents_pb2_grpc
 from ..agents import AgentBook
 from ..errors import FailedPrecondition, InvalidArgument
 from ..models import ModelRegistry
-from ..turns import TurnManager
+from ..peers import PeerRegistry
 from ..recorder import Recorder
+from ..turns import TurnManager
 from . import convert
-from .base import Peers, Servicer
+from .base import Servicer
 from .errors import unary
 
 
 class AgentsService(Servicer, agents_pb2_grpc.AgentsServicer):
-    def __init__(self, agents: AgentBook, models: ModelRegistry, turns: TurnManager, recorder: Recorder, peers: Peers | None) -> None:
+    def __init__(self, agents: AgentBook, models: ModelRegistry, turns: TurnManager, recorder: Recorder, peers: PeerRegistry | None) -> None:
         super().__init__(recorder, peers)
         self.agents = agents
         self.models = models

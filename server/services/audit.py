@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, AsyncIterator
 
 import grpc
@@ -11,6 +11,7 @@ import grpc
 from enclave.v1 import audit_pb2, audit_pb2_grpc
 
 from ..audit import Filters
+from ..audit.records import parse_time
 from ..errors import InvalidArgument
 from ..recorder import ACTOR
 from .base import Servicer
@@ -23,10 +24,9 @@ def _when(text: str, name: str) -> datetime | None:
     if not text:
         return None
     try:
-        moment = datetime.fromisoformat(text)
+        return parse_time(text)
     except ValueError:
         raise InvalidArgument(f"{name} must be a UTC time in ISO 8601, like 2026-11-22 or 2026-11-22T10:00:00Z") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def filters(q: audit_pb2.AuditQuery) -> Filters:

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
-
 import grpc
 
-from ..audit import Actor
 from ..errors import EnclaveError
+from ..peers import PeerRegistry
 from ..recorder import ACTOR, Recorder
 
 
-class Peers(Protocol):
-    def actor(self, metadata: Sequence[tuple[str, Any]] | None) -> Actor: ...
-
-
 class Servicer:
-    def __init__(self, recorder: Recorder, peers: Peers | None) -> None:
+    def __init__(self, recorder: Recorder, peers: PeerRegistry | None) -> None:
         self.recorder = recorder
         self.peers = peers
 

@@ -12,15 +12,16 @@ from enclave.v1 import chat_pb2, chat_pb2_grpc
 from ..agents import AgentBook
 from ..errors import FailedPrecondition, InvalidArgument, NotFound
 from ..hub import EventHub
-from ..turns import Turn, TurnManager
+from ..peers import PeerRegistry
 from ..recorder import Recorder
+from ..turns import Turn, TurnManager
 from . import convert
-from .base import Peers, Servicer
+from .base import Servicer
 from .errors import streaming, unary
 
 
 class ChatService(Servicer, chat_pb2_grpc.ChatServicer):
-    def __init__(self, agents: AgentBook, turns: TurnManager, hub: EventHub, recorder: Recorder, peers: Peers | None) -> None:
+    def __init__(self, agents: AgentBook, turns: TurnManager, hub: EventHub, recorder: Recorder, peers: PeerRegistry | None) -> None:
         super().__init__(recorder, peers)
         self.agents = agents
         self.turns = turns

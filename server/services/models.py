@@ -9,14 +9,15 @@ import grpc
 from enclave.v1 import models_pb2, models_pb2_grpc
 
 from ..models import ModelRegistry
-from . import convert
-from .base import Peers, Servicer
-from .errors import unary
+from ..peers import PeerRegistry
 from ..recorder import Recorder
+from . import convert
+from .base import Servicer
+from .errors import unary
 
 
 class ModelsService(Servicer, models_pb2_grpc.ModelsServicer):
-    def __init__(self, models: ModelRegistry, recorder: Recorder, peers: Peers | None) -> None:
+    def __init__(self, models: ModelRegistry, recorder: Recorder, peers: PeerRegistry | None) -> None:
         super().__init__(recorder, peers)
         self.models = models
 

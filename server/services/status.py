@@ -14,16 +14,17 @@ from .. import __version__
 from ..agents import AgentBook
 from ..errors import Unavailable
 from ..models import ModelRegistry
-from ..turns import TurnManager
+from ..peers import PeerRegistry
 from ..recorder import Recorder
+from ..turns import TurnManager
 from . import convert
-from .base import Peers, Servicer
+from .base import Servicer
 from .errors import streaming
 
 
 class StatusService(Servicer, status_pb2_grpc.StatusServicer):
     def __init__(self, models: ModelRegistry, agents: AgentBook, turns: TurnManager, started: float, stopping: asyncio.Event,
-                 recorder: Recorder, peers: Peers | None) -> None:
+                 recorder: Recorder, peers: PeerRegistry | None) -> None:
         super().__init__(recorder, peers)
         self.models = models
         self.agents = agents

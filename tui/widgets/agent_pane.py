@@ -70,10 +70,9 @@ class AgentPane(Vertical):
         context = f" · ctx {used}/{self.context_size}" if self.context_size else (f" · ctx {used}" if used else "")
         return f"{self.index}  {self.agent.name} · {self.agent.model} · {self.state}{speed}{context}"
 
-    def set_agent(self, agent: agents_pb2.Agent, index: int | None = None) -> None:
+    def set_agent(self, agent: agents_pb2.Agent) -> None:
         """The agent as the daemon holds it now (another client may have edited it)."""
         self.agent = agent
-        self.index = index or self.index
         if not self.busy:
             self.context_tokens = agent.context_tokens
         self._refresh_header()
