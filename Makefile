@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test proto bench clean
+.PHONY: install demo test check unit proto bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,17 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/enclave demo
 
-test: $(STAMP)
+# format, lint and types first: a check that fails stops the suite from running
+check: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: check
 	$(BIN)/python -m pytest
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -m unit
 
 proto: $(STAMP)
 	$(BIN)/python proto/generate.py
@@ -29,4 +38,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_tui.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

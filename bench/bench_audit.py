@@ -33,7 +33,10 @@ ACTOR = Actor("peercred", "bench", 1000, 4242)
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+        platform.processor(),
+    )
     return f"{cpu}, {os.cpu_count()} cores"
 
 
@@ -113,12 +116,16 @@ def main() -> None:
         print(f"| {n} | {spread(rates[n])} |")
     print()
     print(f"Verification (offline, {args.records} records): **{spread(verified)} records/s**\n")
-    print(f"Page API: 50 rows from the middle in {statistics.median(p[0] for p in pages):.1f} ms; "
-          f"count with a filter in {statistics.median(p[1] for p in pages):.1f} ms (medians).\n")
+    print(
+        f"Page API: 50 rows from the middle in {statistics.median(p[0] for p in pages):.1f} ms; "
+        f"count with a filter in {statistics.median(p[1] for p in pages):.1f} ms (medians).\n"
+    )
     best8 = statistics.median(rates[8]) if 8 in rates else None
     if best8 is not None:
-        print(f"(goals: >= 5,000 appends/s with 8 appenders: {'met' if best8 >= 5000 else 'not met'}; "
-              f">= 50,000 records/s verified: {'met' if statistics.median(verified) >= 50000 else 'not met'})")
+        print(
+            f"(goals: >= 5,000 appends/s with 8 appenders: {'met' if best8 >= 5000 else 'not met'}; "
+            f">= 50,000 records/s verified: {'met' if statistics.median(verified) >= 50000 else 'not met'})"
+        )
 
 
 if __name__ == "__main__":

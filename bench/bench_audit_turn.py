@@ -24,7 +24,7 @@ from pathlib import Path
 import grpc
 
 from enclave.demo import wait_ready
-from enclave.v1 import chat_pb2, chat_pb2_grpc
+from enclave_contract.v1 import chat_pb2, chat_pb2_grpc
 from enclaved.audit import Actor, AuditConfig, AuditLog
 
 PROMPT = "Summarise the discharge letter for the patient in plain words, and list the medication changes."
@@ -34,10 +34,27 @@ ACTOR = Actor("peercred", "bench", 1000, 4242)
 def turn_times(model: Path, turns: int, max_tokens: int) -> tuple[list[float], int]:
     with tempfile.TemporaryDirectory(prefix="bat-", dir="/tmp") as tmp:
         config = Path(tmp) / "c.toml"
-        config.write_text(f'[[models]]\nname = "{model.stem}"\nn_ctx = 2048\n\n[[agents]]\nname = "a"\nmodel = "{model.stem}"\nmax_tokens = {max_tokens}\n')
+        config.write_text(
+            f'[[models]]\nname = "{model.stem}"\nn_ctx = 2048\n\n[[agents]]\nname = "a"\nmodel = "{model.stem}"\nmax_tokens = {max_tokens}\n'
+        )
         sock = Path(tmp) / "s.sock"
-        proc = subprocess.Popen([sys.executable, "-m", "enclaved.cli", "--config", str(config), "--socket", str(sock),
-                                 "--models", str(model.parent.resolve()), "--data", str(Path(tmp) / "data"), "--log-level", "warning"])
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "enclaved.cli",
+                "--config",
+                str(config),
+                "--socket",
+                str(sock),
+                "--models",
+                str(model.parent.resolve()),
+                "--data",
+                str(Path(tmp) / "data"),
+                "--log-level",
+                "warning",
+            ]
+        )
         try:
             wait_ready(sock, proc, timeout=60)
             with grpc.insecure_channel(f"unix:{sock}") as channel:
@@ -67,8 +84,15 @@ async def audit_times(turns: int, reply_chars: int) -> list[float]:
                 await asyncio.gather(  # as the daemon ends a turn: one commit for the three
                     log.conversations.save_message("a", "user", PROMPT, f"t{i}"),
                     log.conversations.save_message("a", "assistant", reply, f"t{i}", "max_tokens"),
-                    log.append("chat.completion", ACTOR, agent="a", model="m", turn=f"t{i}",
-                               payload={"usage": {"prompt_tokens": 40, "completion_tokens": 128}}, text={"completion": reply}),
+                    log.append(
+                        "chat.completion",
+                        ACTOR,
+                        agent="a",
+                        model="m",
+                        turn=f"t{i}",
+                        payload={"usage": {"prompt_tokens": 40, "completion_tokens": 128}},
+                        text={"completion": reply},
+                    ),
                 )
                 times.append(time.perf_counter() - started)
             return times

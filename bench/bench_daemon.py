@@ -30,18 +30,18 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Callable
 
 import grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 
-from enclave.v1 import agents_pb2, agents_pb2_grpc, chat_pb2, chat_pb2_grpc  # noqa: E402
+from enclave.modelmaker import make_model  # noqa: E402
+from enclave_contract.v1 import agents_pb2, agents_pb2_grpc, chat_pb2, chat_pb2_grpc  # noqa: E402
+from enclaved.domain.prompt import build_prompt, render  # noqa: E402
 from enclaved.llama import Context, ContextParams, Model, Sampler, SamplingSettings  # noqa: E402
-from enclaved.modelmaker import make_model  # noqa: E402
-from enclaved.prompt import build_prompt, render  # noqa: E402
 
 SYSTEM = "You are a helpful assistant."
 MESSAGE = "Write a short story about a lighthouse keeper who finds a message in a bottle."
@@ -50,7 +50,10 @@ REPS = 3
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+        platform.processor(),
+    )
     mem = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))) / 2**20
     return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB"
 
@@ -120,8 +123,9 @@ class SerialLlama:
         total, t0 = 0, time.perf_counter()
         for i, system in enumerate(systems):
             messages = [{"role": "system", "content": system}, {"role": "user", "content": MESSAGE}]
-            out = self.llm.create_chat_completion(messages, max_tokens=n_tokens, temperature=0.8, top_k=40, top_p=0.95,
-                                                  min_p=0.05, repeat_penalty=1.1, seed=100 + i)
+            out = self.llm.create_chat_completion(
+                messages, max_tokens=n_tokens, temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.1, seed=100 + i
+            )
             total += out["usage"]["completion_tokens"]
         return total / (time.perf_counter() - t0)
 
@@ -132,8 +136,9 @@ class SerialLlama:
         for message in [MESSAGE, *FOLLOW_UPS]:
             for i, history in enumerate(histories):
                 history.append({"role": "user", "content": message})
-                out = self.llm.create_chat_completion(history, max_tokens=n_tokens, temperature=0.8, top_k=40, top_p=0.95,
-                                                      min_p=0.05, repeat_penalty=1.1, seed=100 + i)
+                out = self.llm.create_chat_completion(
+                    history, max_tokens=n_tokens, temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.1, seed=100 + i
+                )
                 history.append({"role": "assistant", "content": out["choices"][0]["message"]["content"]})
                 total += out["usage"]["completion_tokens"]
         return total / (time.perf_counter() - t0)
@@ -152,9 +157,26 @@ class LlamaServer:
 
     def __init__(self, binary: Path, model_path: Path, threads: int, slots: int) -> None:
         self.proc = subprocess.Popen(
-            [str(binary), "-m", str(model_path), "-c", str(2048 * slots), "-np", str(slots), "-t", str(threads),
-             "-tb", str(threads), "--host", "127.0.0.1", "--port", str(self.PORT), "--no-webui"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                str(binary),
+                "-m",
+                str(model_path),
+                "-c",
+                str(2048 * slots),
+                "-np",
+                str(slots),
+                "-t",
+                str(threads),
+                "-tb",
+                str(threads),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.PORT),
+                "--no-webui",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 120
         while True:
@@ -169,8 +191,19 @@ class LlamaServer:
             time.sleep(0.2)
 
     def complete(self, prompt: str, n_tokens: int, seed: int, cache: bool = False) -> dict:
-        body = json.dumps({"prompt": prompt, "n_predict": n_tokens, "temperature": 0.8, "top_k": 40, "top_p": 0.95,
-                           "min_p": 0.05, "repeat_penalty": 1.1, "seed": seed, "cache_prompt": cache}).encode()
+        body = json.dumps(
+            {
+                "prompt": prompt,
+                "n_predict": n_tokens,
+                "temperature": 0.8,
+                "top_k": 40,
+                "top_p": 0.95,
+                "min_p": 0.05,
+                "repeat_penalty": 1.1,
+                "seed": seed,
+                "cache_prompt": cache,
+            }
+        ).encode()
         req = urllib.request.Request(f"http://127.0.0.1:{self.PORT}/completion", body, {"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=600) as r:
             return json.load(r)
@@ -212,8 +245,21 @@ class DaemonRun:
         name = model_path.stem
         (self.home / "c.toml").write_text(f'[[models]]\nname = "{name}"\nn_ctx = 2048\nn_seq_max = {slots}\nn_threads = {threads}\n')
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "enclaved.cli", "--config", str(self.home / "c.toml"), "--socket", str(self.socket),
-             "--models", str(model_path.parent), "--data", str(self.home / "data"), "--log-level", "warning"],
+            [
+                sys.executable,
+                "-m",
+                "enclaved.cli",
+                "--config",
+                str(self.home / "c.toml"),
+                "--socket",
+                str(self.socket),
+                "--models",
+                str(model_path.parent),
+                "--data",
+                str(self.home / "data"),
+                "--log-level",
+                "warning",
+            ],
         )
         deadline = time.monotonic() + 60
         while not self.socket.exists():
@@ -227,7 +273,9 @@ class DaemonRun:
         self.model = name
 
     def agent(self, name: str, n_tokens: int, seed: int, system: str = SYSTEM) -> None:
-        spec = agents_pb2.Agent(name=name, model=self.model, system=system, sampling=agents_pb2.SamplingParams(max_tokens=n_tokens, seed=seed))
+        spec = agents_pb2.Agent(
+            name=name, model=self.model, system=system, sampling=agents_pb2.SamplingParams(max_tokens=n_tokens, seed=seed)
+        )
         self.agents.PutAgent(agents_pb2.PutAgentRequest(agent=spec), timeout=30)
         self.agents.ClearTranscript(agents_pb2.ClearTranscriptRequest(name=name), timeout=30)
 
@@ -255,9 +303,7 @@ class DaemonRun:
         """Each agent holds a conversation (the daemon keeps it), all agents at once."""
         for i, system in enumerate(systems):
             self.agent(f"c{i}", n_tokens, 100 + i, system)
-        return tokens_per_second_at_once(
-            lambda i: sum(self.stream(f"c{i}", m)[2] for m in [MESSAGE, *FOLLOW_UPS]), len(systems)
-        )
+        return tokens_per_second_at_once(lambda i: sum(self.stream(f"c{i}", m)[2] for m in [MESSAGE, *FOLLOW_UPS]), len(systems))
 
     def close(self) -> None:
         self.channel.close()
@@ -307,13 +353,13 @@ def main() -> None:
             if server:
                 single["server"].append(server.stream(model_prompt_text(model, fresh_systems(1)[0]), n))
         for c in counts:
-            for rep in range(args.reps):
+            for _ in range(args.reps):
                 aggregate["enclaved"][c].append(daemon.concurrent(fresh_systems(c), n))
                 aggregate["Llama"][c].append(serial.run(fresh_systems(c), n))
                 if server:
                     prompts = [model_prompt_text(model, s) for s in fresh_systems(c)]
                     aggregate["server"][c].append(server.concurrent(prompts, n))
-        for rep in range(args.reps if k else 0):
+        for _ in range(args.reps if k else 0):
             talks["enclaved"].append(daemon.conversations(fresh_systems(k), n))
             talks["Llama"].append(serial.conversations(fresh_systems(k), n))
             if server:
@@ -334,10 +380,12 @@ def main() -> None:
     in_tps, d_tps = [r[1] for r in single["inproc"]], [r[1] for r in single["enclaved"]]
     in_ttft, d_ttft = [r[0] * 1000 for r in single["inproc"]], [r[0] * 1000 for r in single["enclaved"]]
     print(f"## enclaved vs llama.cpp ({date.today().isoformat()})\n")
-    print(f"Machine: {machine()}. Model: `{args.model.name}` ({args.model.stat().st_size / 2**20:.0f} MiB, 1.1B parameters, "
-          f"Q4_K_M, random weights). {args.threads} threads, {n} generated tokens per request, distinct system prompts. "
-          f"Values are medians; ratios are medians of per-run ratios of runs made back to back "
-          f"({len(in_tps)} runs for one stream, {args.reps} for the rest).\n")
+    print(
+        f"Machine: {machine()}. Model: `{args.model.name}` ({args.model.stat().st_size / 2**20:.0f} MiB, 1.1B parameters, "
+        f"Q4_K_M, random weights). {args.threads} threads, {n} generated tokens per request, distinct system prompts. "
+        f"Values are medians; ratios are medians of per-run ratios of runs made back to back "
+        f"({len(in_tps)} runs for one stream, {args.reps} for the rest).\n"
+    )
     print("| measure | in-process llama.cpp | through enclaved | ratio |" + (" llama-server |" if server else ""))
     print("|---|---|---|---|" + ("---|" if server else ""))
     s_tps = f" {med(r[1] for r in single['server']):.1f} |" if server else ""
@@ -349,9 +397,9 @@ def main() -> None:
     print(head + (" llama-server -np N, tok/s | enclaved / llama-server |" if server else ""))
     print("|---|---|---|---|" + ("---|---|" if server else ""))
 
-    def row(label: object, e: list[float], l: list[float], srv: list[float]) -> str:
+    def row(label: object, e: list[float], lib: list[float], srv: list[float]) -> str:
         extra = f" {med(srv):.1f} | {paired(e, srv):.2f} |" if server else ""
-        return f"| {label} | {med(e):.1f} | {med(l):.1f} | {paired(e, l):.2f}x |{extra}"
+        return f"| {label} | {med(e):.1f} | {med(lib):.1f} | {paired(e, lib):.2f}x |{extra}"
 
     for c in counts:
         print(row(c, aggregate["enclaved"][c], aggregate["Llama"][c], aggregate["server"][c]))

@@ -62,7 +62,9 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "?")
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "?"
+    )
     mem = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))) / 2**20
     return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB"
 
@@ -246,9 +248,25 @@ def run_rate(rate: float, presses: int, spacing: float, warmup: float) -> Result
     term: Terminal | None = None
     try:
         with (tmp / "daemon.log").open("wb") as log:
-            daemon = subprocess.Popen([sys.executable, str(DAEMON), "--socket", str(socket), "--agents", str(AGENTS), "--rate", str(rate),
-                                       "--mark-every", str(MARK_EVERY), "--stats", str(stats_path)],
-                                      stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+            daemon = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(DAEMON),
+                    "--socket",
+                    str(socket),
+                    "--agents",
+                    str(AGENTS),
+                    "--rate",
+                    str(rate),
+                    "--mark-every",
+                    str(MARK_EVERY),
+                    "--stats",
+                    str(stats_path),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                start_new_session=True,
+            )
         wait_until(stats_path.exists, 15, "the scripted daemon")
         term = Terminal(tui_argv(socket, tmp / "client.toml"))
         try:
@@ -325,12 +343,17 @@ def run_rate(rate: float, presses: int, spacing: float, warmup: float) -> Result
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rates", default="0,200,500,1000,2000,3000,4000,6000,8000",
-                    help="aggregate tok/s to try, rising, comma-separated (0: attached, nothing streaming)")
+    ap.add_argument(
+        "--rates",
+        default="0,200,500,1000,2000,3000,4000,6000,8000",
+        help="aggregate tok/s to try, rising, comma-separated (0: attached, nothing streaming)",
+    )
     ap.add_argument("--presses", type=int, default=15, help="key presses per rate")
     ap.add_argument("--spacing", type=float, default=0.25, help="seconds between key presses")
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds of streaming before measuring")
-    ap.add_argument("--stop-after", type=int, default=0, metavar="N", help="stop after N rates in a row are not sustained (default: try them all)")
+    ap.add_argument(
+        "--stop-after", type=int, default=0, metavar="N", help="stop after N rates in a row are not sustained (default: try them all)"
+    )
     args = ap.parse_args()
     rates = [float(r) for r in args.rates.split(",") if r]
     if not ENCLAVE.exists():
@@ -342,8 +365,11 @@ def main() -> None:
         for rate in rates:
             r = run_rate(rate, args.presses, args.spacing, args.warmup)
             results.append(r)
-            print(f"{rate:6.0f} tok/s: shown {r.shown:7.0f}, key p95 {r.key_p95:5.1f} ms, lag p50 {r.lag_p50:6.0f} ms, "
-                  f"CPU {r.cpu:3.0f}%{'' if r.sustained else '  (not sustained)'}", file=sys.stderr)
+            print(
+                f"{rate:6.0f} tok/s: shown {r.shown:7.0f}, key p95 {r.key_p95:5.1f} ms, lag p50 {r.lag_p50:6.0f} ms, "
+                f"CPU {r.cpu:3.0f}%{'' if r.sustained else '  (not sustained)'}",
+                file=sys.stderr,
+            )
             if rate > 0:
                 misses = 0 if r.sustained else misses + 1
             if args.stop_after and misses >= args.stop_after:
@@ -355,23 +381,31 @@ def main() -> None:
         print(f"{exc}; results so far:", file=sys.stderr)
 
     print(f"## Workbench (enclave TUI) ({date.today().isoformat()})\n")
-    print(f"Machine: {machine()}. Terminal {COLS}x{ROWS}, {AGENTS} agents (panes), one delta per agent every 20 ms, "
-          f"{args.presses} key presses {args.spacing * 1000:.0f} ms apart per rate after {args.warmup:.0f} s of streaming. "
-          f"TUI at {tui_version()}.\n")
-    print("| target tok/s | written by daemon tok/s | shown by TUI tok/s | display lag p50 / p95 ms (markers shown) "
-          "| key p50 / p95 ms | TUI CPU % of a core | rest of the machine, % of a core | sustained |")
+    print(
+        f"Machine: {machine()}. Terminal {COLS}x{ROWS}, {AGENTS} agents (panes), one delta per agent every 20 ms, "
+        f"{args.presses} key presses {args.spacing * 1000:.0f} ms apart per rate after {args.warmup:.0f} s of streaming. "
+        f"TUI at {tui_version()}.\n"
+    )
+    print(
+        "| target tok/s | written by daemon tok/s | shown by TUI tok/s | display lag p50 / p95 ms (markers shown) "
+        "| key p50 / p95 ms | TUI CPU % of a core | rest of the machine, % of a core | sustained |"
+    )
     print("|---|---|---|---|---|---|---|---|")
 
     def ms(v: float) -> str:
         return f"> {KEY_TIMEOUT * 1000:.0f}" if v >= KEY_TIMEOUT * 1000 else f"{v:.1f}"
 
     for r in results:
-        keys = f"{ms(r.key_p50)} / {ms(r.key_p95)}" + (f" ({r.keys_lost} of {args.presses} not shown in {KEY_TIMEOUT:.0f} s)" if r.keys_lost else "")
+        keys = f"{ms(r.key_p50)} / {ms(r.key_p95)}" + (
+            f" ({r.keys_lost} of {args.presses} not shown in {KEY_TIMEOUT:.0f} s)" if r.keys_lost else ""
+        )
         if r.rate == 0:
             print(f"| 0 (idle) | – | – | – | {keys} | {r.cpu:.0f} | {r.other_cpu:.0f} | – |")
             continue
-        print(f"| {r.rate:.0f} | {r.written:.0f} | {r.shown:.0f} | {r.lag_p50:.0f} / {r.lag_p95:.0f} ({100 * r.marks_shown:.0f}%) | "
-              f"{keys} | {r.cpu:.0f} | {r.other_cpu:.0f} | {'yes' if r.sustained else 'no'} |")
+        print(
+            f"| {r.rate:.0f} | {r.written:.0f} | {r.shown:.0f} | {r.lag_p50:.0f} / {r.lag_p95:.0f} ({100 * r.marks_shown:.0f}%) | "
+            f"{keys} | {r.cpu:.0f} | {r.other_cpu:.0f} | {'yes' if r.sustained else 'no'} |"
+        )
     print()
     sustained = [r.rate for r in results if r.sustained and r.rate > 0]
     tried = [r.rate for r in results if r.rate > 0]
@@ -385,8 +419,10 @@ def main() -> None:
     print(f"(goal: >= {GOAL_RATE} tok/s: {'met' if best >= GOAL_RATE else 'not met'})")
     at200 = next((r for r in results if r.rate == 200), None)
     if at200 is not None:
-        print(f"\nTUI CPU at 200 tok/s aggregate: **{at200.cpu:.0f}% of one core** "
-              f"(goal: <= {GOAL_CPU}%: {'met' if at200.cpu <= GOAL_CPU else 'not met'})")
+        print(
+            f"\nTUI CPU at 200 tok/s aggregate: **{at200.cpu:.0f}% of one core** "
+            f"(goal: <= {GOAL_CPU}%: {'met' if at200.cpu <= GOAL_CPU else 'not met'})"
+        )
     if failed:
         sys.exit(f"stopped: {failed}")
 

@@ -1,9 +1,10 @@
-"""Regenerates the Python stubs of proto/enclave/v1 into tui/v1 (`make proto`).
+"""Regenerates the Python stubs of proto/enclave_contract/v1 beside their .proto files (`make proto`).
 
     python proto/generate.py [OUT_DIR]
 
-The stubs import each other as `enclave.v1.*`, which is where setuptools maps tui/v1.
-tests/test_stubs.py runs this into a temporary folder and fails when the checked-in stubs differ.
+The .proto files sit in the contract package itself, so the stubs import each other as
+`enclave_contract.v1.*` and both the daemon and the client import them from there.
+tests/unit/test_stubs.py runs this into a temporary folder and fails when the checked-in stubs differ.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from grpc_tools import protoc
 import grpc_tools
+from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent
-PROTOS = sorted((ROOT / "enclave" / "v1").glob("*.proto"))
+PACKAGE = ROOT / "enclave_contract" / "v1"
+PROTOS = sorted(PACKAGE.glob("*.proto"))
 
 
 def generate(out_dir: Path) -> list[Path]:
@@ -37,13 +39,13 @@ def generate(out_dir: Path) -> list[Path]:
         if protoc.main(args) != 0:
             raise SystemExit("protoc failed")
         written = []
-        for f in sorted((Path(tmp) / "enclave" / "v1").iterdir()):
+        for f in sorted((Path(tmp) / "enclave_contract" / "v1").iterdir()):
             shutil.copy(f, out_dir / f.name)
             written.append(out_dir / f.name)
     return written
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "tui" / "v1"
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else PACKAGE
     for path in generate(target):
         print(path)

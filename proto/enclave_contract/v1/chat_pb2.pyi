@@ -1,0 +1,193 @@
+from enclave_contract.v1 import agents_pb2 as _agents_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class TurnPhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TURN_PHASE_UNSPECIFIED: _ClassVar[TurnPhase]
+    TURN_PHASE_QUEUED: _ClassVar[TurnPhase]
+    TURN_PHASE_PREFILL: _ClassVar[TurnPhase]
+    TURN_PHASE_GENERATING: _ClassVar[TurnPhase]
+
+class FinishReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FINISH_REASON_UNSPECIFIED: _ClassVar[FinishReason]
+    FINISH_REASON_END_OF_TURN: _ClassVar[FinishReason]
+    FINISH_REASON_MAX_TOKENS: _ClassVar[FinishReason]
+    FINISH_REASON_STOP_STRING: _ClassVar[FinishReason]
+    FINISH_REASON_CANCELLED: _ClassVar[FinishReason]
+    FINISH_REASON_CONTEXT_FULL: _ClassVar[FinishReason]
+TURN_PHASE_UNSPECIFIED: TurnPhase
+TURN_PHASE_QUEUED: TurnPhase
+TURN_PHASE_PREFILL: TurnPhase
+TURN_PHASE_GENERATING: TurnPhase
+FINISH_REASON_UNSPECIFIED: FinishReason
+FINISH_REASON_END_OF_TURN: FinishReason
+FINISH_REASON_MAX_TOKENS: FinishReason
+FINISH_REASON_STOP_STRING: FinishReason
+FINISH_REASON_CANCELLED: FinishReason
+FINISH_REASON_CONTEXT_FULL: FinishReason
+
+class ChatRequest(_message.Message):
+    __slots__ = ("agent", "message", "detach")
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    DETACH_FIELD_NUMBER: _ClassVar[int]
+    agent: str
+    message: str
+    detach: bool
+    def __init__(self, agent: _Optional[str] = ..., message: _Optional[str] = ..., detach: _Optional[bool] = ...) -> None: ...
+
+class BroadcastRequest(_message.Message):
+    __slots__ = ("message", "agents", "detach")
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
+    DETACH_FIELD_NUMBER: _ClassVar[int]
+    message: str
+    agents: _containers.RepeatedScalarFieldContainer[str]
+    detach: bool
+    def __init__(self, message: _Optional[str] = ..., agents: _Optional[_Iterable[str]] = ..., detach: _Optional[bool] = ...) -> None: ...
+
+class WatchRequest(_message.Message):
+    __slots__ = ("agents",)
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
+    agents: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, agents: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CancelRequest(_message.Message):
+    __slots__ = ("turn_id", "agent", "all")
+    TURN_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    turn_id: str
+    agent: str
+    all: bool
+    def __init__(self, turn_id: _Optional[str] = ..., agent: _Optional[str] = ..., all: _Optional[bool] = ...) -> None: ...
+
+class CancelResponse(_message.Message):
+    __slots__ = ("cancelled_turn_ids",)
+    CANCELLED_TURN_IDS_FIELD_NUMBER: _ClassVar[int]
+    cancelled_turn_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, cancelled_turn_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TurnStarted(_message.Message):
+    __slots__ = ("model", "user_message")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    USER_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    user_message: str
+    def __init__(self, model: _Optional[str] = ..., user_message: _Optional[str] = ...) -> None: ...
+
+class PhaseChanged(_message.Message):
+    __slots__ = ("phase",)
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    phase: TurnPhase
+    def __init__(self, phase: _Optional[_Union[TurnPhase, str]] = ...) -> None: ...
+
+class TokenDelta(_message.Message):
+    __slots__ = ("text", "tokens")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    tokens: int
+    def __init__(self, text: _Optional[str] = ..., tokens: _Optional[int] = ...) -> None: ...
+
+class HistoryTruncated(_message.Message):
+    __slots__ = ("dropped_messages", "prompt_tokens")
+    DROPPED_MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    dropped_messages: int
+    prompt_tokens: int
+    def __init__(self, dropped_messages: _Optional[int] = ..., prompt_tokens: _Optional[int] = ...) -> None: ...
+
+class Usage(_message.Message):
+    __slots__ = ("prompt_tokens", "completion_tokens", "cached_prompt_tokens")
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    prompt_tokens: int
+    completion_tokens: int
+    cached_prompt_tokens: int
+    def __init__(self, prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cached_prompt_tokens: _Optional[int] = ...) -> None: ...
+
+class Timings(_message.Message):
+    __slots__ = ("queue_ms", "time_to_first_token_ms", "prompt_ms", "generation_ms", "prompt_tokens_per_second", "generation_tokens_per_second")
+    QUEUE_MS_FIELD_NUMBER: _ClassVar[int]
+    TIME_TO_FIRST_TOKEN_MS_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_MS_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_MS_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_TOKENS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    queue_ms: float
+    time_to_first_token_ms: float
+    prompt_ms: float
+    generation_ms: float
+    prompt_tokens_per_second: float
+    generation_tokens_per_second: float
+    def __init__(self, queue_ms: _Optional[float] = ..., time_to_first_token_ms: _Optional[float] = ..., prompt_ms: _Optional[float] = ..., generation_ms: _Optional[float] = ..., prompt_tokens_per_second: _Optional[float] = ..., generation_tokens_per_second: _Optional[float] = ...) -> None: ...
+
+class TurnFinished(_message.Message):
+    __slots__ = ("finish_reason", "usage", "timings")
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    finish_reason: FinishReason
+    usage: Usage
+    timings: Timings
+    def __init__(self, finish_reason: _Optional[_Union[FinishReason, str]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ...) -> None: ...
+
+class TurnError(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class AgentChanged(_message.Message):
+    __slots__ = ("change", "agent")
+    class Change(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        CHANGE_UNSPECIFIED: _ClassVar[AgentChanged.Change]
+        CHANGE_CREATED: _ClassVar[AgentChanged.Change]
+        CHANGE_UPDATED: _ClassVar[AgentChanged.Change]
+        CHANGE_DELETED: _ClassVar[AgentChanged.Change]
+        CHANGE_CLEARED: _ClassVar[AgentChanged.Change]
+    CHANGE_UNSPECIFIED: AgentChanged.Change
+    CHANGE_CREATED: AgentChanged.Change
+    CHANGE_UPDATED: AgentChanged.Change
+    CHANGE_DELETED: AgentChanged.Change
+    CHANGE_CLEARED: AgentChanged.Change
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    change: AgentChanged.Change
+    agent: _agents_pb2.Agent
+    def __init__(self, change: _Optional[_Union[AgentChanged.Change, str]] = ..., agent: _Optional[_Union[_agents_pb2.Agent, _Mapping]] = ...) -> None: ...
+
+class ChatEvent(_message.Message):
+    __slots__ = ("agent", "turn_id", "started", "phase", "delta", "truncated", "finished", "error", "agent_changed")
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    TURN_ID_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    AGENT_CHANGED_FIELD_NUMBER: _ClassVar[int]
+    agent: str
+    turn_id: str
+    started: TurnStarted
+    phase: PhaseChanged
+    delta: TokenDelta
+    truncated: HistoryTruncated
+    finished: TurnFinished
+    error: TurnError
+    agent_changed: AgentChanged
+    def __init__(self, agent: _Optional[str] = ..., turn_id: _Optional[str] = ..., started: _Optional[_Union[TurnStarted, _Mapping]] = ..., phase: _Optional[_Union[PhaseChanged, _Mapping]] = ..., delta: _Optional[_Union[TokenDelta, _Mapping]] = ..., truncated: _Optional[_Union[HistoryTruncated, _Mapping]] = ..., finished: _Optional[_Union[TurnFinished, _Mapping]] = ..., error: _Optional[_Union[TurnError, _Mapping]] = ..., agent_changed: _Optional[_Union[AgentChanged, _Mapping]] = ...) -> None: ...

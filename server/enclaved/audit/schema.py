@@ -1,0 +1,75 @@
+"""The SQLite layout of audit.db and how it is opened: one writer in WAL mode with
+synchronous=FULL (a commit is on disk when it returns), readers on their own connections."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from enclaved.audit.errors import AuditError
+
+FORMAT_VERSION = "1"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS data_keys (key_id INTEGER PRIMARY KEY, created TEXT NOT NULL, check_value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    seq INTEGER PRIMARY KEY,
+    ts TEXT NOT NULL,
+    actor_user TEXT,
+    actor_uid INTEGER,
+    actor_pid INTEGER,
+    actor_auth TEXT NOT NULL,
+    action TEXT NOT NULL,
+    agent TEXT,
+    model TEXT,
+    turn TEXT,
+    outcome TEXT NOT NULL,
+    key_id INTEGER NOT NULL,
+    prev_hash BLOB NOT NULL,
+    nonce BLOB NOT NULL,
+    payload BLOB NOT NULL,
+    hash BLOB NOT NULL,
+    seal BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_ts ON records (ts);
+CREATE INDEX IF NOT EXISTS records_action ON records (action);
+CREATE INDEX IF NOT EXISTS records_agent ON records (agent);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY, agent TEXT NOT NULL, key_id INTEGER NOT NULL, nonce BLOB NOT NULL, body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_agent ON messages (agent, id);
+CREATE TABLE IF NOT EXISTS agents (
+    name TEXT PRIMARY KEY, key_id INTEGER NOT NULL, nonce BLOB NOT NULL, body BLOB NOT NULL
+);
+"""
+
+# secure_delete: pruned or cleared rows are overwritten with zeros, not left in free pages.
+# temp_store: sorts and temporary indexes stay in memory, never in temporary files.
+WRITER_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA secure_delete=ON",
+    "PRAGMA temp_store=MEMORY",
+    "PRAGMA busy_timeout=10000",
+)
+
+INSERT_RECORD = f"INSERT INTO records VALUES ({', '.join('?' * 17)})"
+
+
+def read_only_uri(db: Path) -> str:
+    return db.absolute().as_uri() + "?mode=ro"
+
+
+def connect_read_only(db: Path) -> sqlite3.Connection:
+    """For the offline tools: never writes, never creates the database."""
+    if not db.is_file():
+        raise AuditError(f"no audit log at {db}")
+    try:
+        conn = sqlite3.connect(read_only_uri(db), uri=True, isolation_level=None)
+        conn.execute("PRAGMA query_only=ON")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as exc:
+        raise AuditError(f"cannot open {db}: {exc}") from None
+    return conn

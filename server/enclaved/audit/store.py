@@ -1,0 +1,433 @@
+"""``AuditLog``: the daemon's handle on the audit log and the conversation store.
+
+One writer task (writer.py) owns every write; a second, read-only connection serves pages,
+exports and followers, so readers never block the writer (WAL). After each commit a
+persister task saves the forward-evolved sealing state and, at most every
+``checkpoint_interval`` seconds, a signed checkpoint; both lag the database by at most one
+batch, and a reopen catches up (see ``recovery.recover_head``)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from enclaved.audit.conversations import Conversations
+from enclaved.audit.errors import AuditError
+from enclaved.audit.files import AuditPaths, DirLock, create_private_file
+from enclaved.audit.keys import DEFAULT_SCRYPT_N, Keyring, Wrapping, write_key_file
+from enclaved.audit.records import (
+    CONTENT_POLICIES,
+    SELECT,
+    Action,
+    Actor,
+    AuditRecord,
+    ContentPolicy,
+    Filters,
+    build_payload,
+    check_entry,
+    decode_record,
+    format_time,
+    utc_now,
+)
+from enclaved.audit.recovery import load_or_create_keys, recover_head, register_keys, save_state
+from enclaved.audit.schema import SCHEMA, WRITER_PRAGMAS, read_only_uri
+from enclaved.audit.sealing import Checkpoint, VerifyKey
+from enclaved.audit.verify import VerifyResult, resolve_verify_key, verify_with
+from enclaved.audit.writer import Head, Statement, Writer, describe
+from enclaved.errors import EnclaveError, FailedPrecondition, InvalidArgument
+
+_PAGE = 500
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    content_policy: ContentPolicy = "full"
+    retention_days: int = 6 * 365 + 2  # six years, leap days included
+    checkpoint_interval: float = 1.0  # seconds; a checkpoint also follows open, prune, rotation and close
+    seal_interval: float = 0.05  # seconds; the longest the sealing state on disk lags the log
+    checkpoint_copies: tuple[Path, ...] = ()  # e.g. on another disk or a mount from another machine
+    max_batch: int = 1000
+    scrypt_n: int = DEFAULT_SCRYPT_N  # for a key file created with a passphrase
+
+    def __post_init__(self) -> None:
+        if self.content_policy not in CONTENT_POLICIES:
+            raise InvalidArgument(f"audit content policy must be one of {', '.join(CONTENT_POLICIES)}")
+        if self.retention_days < 1 or self.checkpoint_interval <= 0 or self.seal_interval < 0 or self.max_batch < 1:
+            raise InvalidArgument(
+                "audit retention_days and max_batch must be at least 1, checkpoint_interval above 0, seal_interval not negative"
+            )
+
+
+class AuditLog:
+    """Open with ``await AuditLog.open(data_dir)``; close with ``await log.close()``."""
+
+    def __init__(
+        self,
+        paths: AuditPaths,
+        config: AuditConfig,
+        clock: Callable[[], datetime],
+        lock: DirLock,
+        db: aiosqlite.Connection,
+        reader: aiosqlite.Connection,
+        keyring: Keyring,
+        wrapping: Wrapping | None,
+        head: Head,
+        next_message_id: int,
+        checkpoint_seq: int,
+    ) -> None:
+        self.paths = paths
+        self._config = config
+        self._clock = clock
+        self._lock = lock
+        self._db = db
+        self._reader = reader
+        self._wrapping = wrapping
+        self._writer = Writer(db, keyring, head, next_message_id, clock, config.max_batch, self._committed_to)
+        self._committed = head
+        self._saved_seq = head.next_seq
+        self._checkpoint_seq = checkpoint_seq
+        self._checkpoint_at = time.monotonic()
+        self._dirty = asyncio.Event()
+        self._new_records = asyncio.Event()
+        self._persist_lock = asyncio.Lock()
+        self._admin = asyncio.Lock()
+        self._closing = False
+        self.conversations = Conversations(self._writer, reader, lambda: self._writer.keyring)
+        self._persister = asyncio.create_task(self._persist_loop(), name="audit-persister")
+
+    # -- opening and closing -------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        data_dir: Path,
+        *,
+        passphrase: str | None = None,
+        config: AuditConfig = AuditConfig(),
+        clock: Callable[[], datetime] = utc_now,
+    ) -> AuditLog:
+        """Open the log in ``data_dir``, creating it (and its keys) on first use.
+
+        Checks on the way in, each a one-line error: the key file fits this log; the sealing
+        state and checkpoints are not ahead of the database (a cut tail or an older copy);
+        records written after the sealing state was last saved (a crash) chain and seal."""
+        paths = AuditPaths(Path(data_dir))
+        for copy in config.checkpoint_copies:
+            if not copy.parent.is_dir():
+                raise FailedPrecondition(
+                    f"the folder for checkpoint copy {copy} does not exist (not mounted?); create it or fix the setting"
+                )
+        try:
+            paths.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            lock = DirLock(paths.lock)
+        except OSError as exc:
+            raise FailedPrecondition(f"cannot open the audit log in {paths.data_dir}: {describe(exc)}") from None
+        db = reader = None
+        try:
+            create_private_file(paths.db)
+            db = await aiosqlite.connect(paths.db, isolation_level=None)
+            for pragma in WRITER_PRAGMAS:
+                await db.execute(pragma)
+            await db.executescript(SCHEMA)
+            has_records = bool(await db.execute_fetchall("SELECT 1 FROM records LIMIT 1"))
+            keyring, wrapping = await asyncio.to_thread(load_or_create_keys, paths, passphrase, config.scrypt_n, has_records)
+            await register_keys(db, keyring, paths)
+            head = await recover_head(db, paths, keyring, config.checkpoint_copies)
+            checkpoint = Checkpoint(keyring.log_id, head.next_seq - 1, head.prev_hash, format_time(clock()))
+            await asyncio.to_thread(save_state, paths, config.checkpoint_copies, keyring, head, checkpoint)
+            next_message_id = (await db.execute_fetchall("SELECT coalesce(max(id), 0) + 1 FROM messages"))[0][0]
+            reader = await aiosqlite.connect(read_only_uri(paths.db), uri=True, isolation_level=None)
+            return cls(paths, config, clock, lock, db, reader, keyring, wrapping, head, next_message_id, checkpoint.seq)
+        except sqlite3.Error as exc:
+            await _close_all(db, reader, lock)
+            raise AuditError(f"cannot open {paths.db}: {exc}") from None
+        except OSError as exc:
+            await _close_all(db, reader, lock)
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise FailedPrecondition(f"cannot open the audit log in {paths.data_dir}: {describe(exc)}{where}") from None
+        except BaseException:
+            await _close_all(db, reader, lock)
+            raise
+
+    async def close(self) -> None:
+        """Write what is queued, save the sealing state and a final checkpoint, release."""
+        if self._closing:
+            return
+        self._closing = True
+        try:
+            await self._writer.close()
+            self._dirty.set()
+            self._new_records.set()
+            await self._persister
+            if self._writer.broken is None:
+                try:
+                    await self._persist(checkpoint=True)
+                except OSError as exc:
+                    raise AuditError(f"audit log final checkpoint failed ({describe(exc)}); run verify") from None
+        finally:
+            await _close_all(self._db, self._reader, self._lock)
+
+    async def __aenter__(self) -> AuditLog:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- writing -------------------------------------------------------------------------
+
+    async def append(
+        self,
+        action: str,
+        actor: Actor,
+        *,
+        agent: str | None = None,
+        model: str | None = None,
+        turn: str | None = None,
+        outcome: str = "ok",
+        payload: dict[str, Any] | None = None,
+        text: dict[str, str] | None = None,
+    ) -> int:
+        """Record one event; returns its seq once it is committed and fsynced.
+
+        ``payload`` (usage, timings…) is stored encrypted as given; ``text`` (prompt,
+        completion…) is stored encrypted in full, as a keyed digest, or not at all, as the
+        content policy says. Raises InvalidArgument for a bad entry and AuditError once the
+        log has failed (fail closed). A cancelled caller's record may still be written."""
+        self._writer.check_usable()
+        check_entry(action, actor, (agent, model, turn), outcome)
+        plaintext = build_payload(self._writer.keyring, self._config.content_policy, payload, text)
+        entry = (str(action), actor, _plain(agent), _plain(model), _plain(turn), str(outcome), plaintext)
+
+        def build(w: Writer) -> tuple[list[Statement], int]:
+            statement, seq = w.record(*entry)
+            return [statement], seq
+
+        return await self._writer.submit(build)
+
+    async def rotate_key(self) -> int:
+        """Make a new data key current; returns its id. Older records keep their key id
+        and stay readable. The key file is rewritten first, so no record ever uses a key
+        that is not on disk."""
+        async with self._admin:
+            self._writer.check_usable()
+            new = self._writer.keyring.rotated()
+            await asyncio.to_thread(write_key_file, self.paths.key, new, self._wrapping)
+            key = new.keys[new.current]
+
+            def build(w: Writer) -> tuple[list[Statement], int]:
+                w.keyring = new
+                return [("INSERT INTO data_keys VALUES (?, ?, ?)", (key.key_id, key.created, new.check_value(key.key_id)))], key.key_id
+
+            key_id = await self._writer.submit(build)
+        await self.checkpoint()
+        return key_id
+
+    async def prune(self, actor: Actor, *, before: datetime | None = None, reason: str = "retention period") -> int | None:
+        """Delete the records older than ``before`` (default: the retention period) and, in
+        the same transaction, append an ``audit.prune`` record saying what went: the seq
+        range, the last removed record's hash and time, the cutoff and ``reason``. Returns
+        that record's seq, or None when nothing was old enough."""
+        cutoff = format_time(before if before is not None else self._clock() - timedelta(days=self._config.retention_days))
+        async with self._admin:
+            self._writer.check_usable()
+            first = (await self._reader.execute_fetchall("SELECT min(seq) FROM records"))[0][0]
+            last = await self._reader.execute_fetchall(
+                "SELECT seq, hash, ts FROM records WHERE seq = (SELECT max(seq) FROM records WHERE ts < ?)", (cutoff,)
+            )
+            if first is None or not last:
+                return None
+            to_seq, last_hash, last_ts = last[0]
+            marker = {
+                "from_seq": first,
+                "to_seq": to_seq,
+                "removed": to_seq - first + 1,
+                "last_removed_hash": last_hash.hex(),
+                "last_removed_time": last_ts,
+                "cutoff": cutoff,
+                "reason": reason,
+            }
+            plaintext = build_payload(self._writer.keyring, self._config.content_policy, marker, None)
+
+            def build(w: Writer) -> tuple[list[Statement], int]:
+                statement, seq = w.record(Action.AUDIT_PRUNE.value, actor, None, None, None, "ok", plaintext)
+                return [("DELETE FROM records WHERE seq <= ?", (to_seq,)), statement], seq
+
+            seq = await self._writer.submit(build)
+            # Move the zeroed pages into audit.db and empty the WAL, which still holds the
+            # pruned rows' last page images.
+            await asyncio.to_thread(_truncate_wal, self.paths.db)
+        await self.checkpoint()
+        return seq
+
+    async def checkpoint(self) -> int:
+        """Save the sealing state and a signed checkpoint of the last committed record now;
+        returns its seq."""
+        self._writer.check_usable()
+        await self._persist(checkpoint=True)
+        return self._checkpoint_seq
+
+    # -- reading -------------------------------------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the last committed record (0 when there is none)."""
+        return self._committed.next_seq - 1
+
+    def digest(self, text: str, key_id: int | None = None) -> str:
+        """The keyed digest the "digest" policy stores for ``text`` (to match a known text)."""
+        keyring = self._writer.keyring
+        return keyring.digest(keyring.current if key_id is None else key_id, text)
+
+    async def count(self, filters: Filters = Filters()) -> int:
+        where, params = filters.where()
+        return (await self._reader.execute_fetchall(f"SELECT count(*) FROM records{where}", params))[0][0]
+
+    async def rows(
+        self, filters: Filters = Filters(), offset: int = 0, limit: int = 100, *, newest_first: bool = False
+    ) -> list[AuditRecord]:
+        """One page of records, decrypting only those on it (for a virtualized list)."""
+        if offset < 0 or limit < 0:
+            raise InvalidArgument("offset and limit must not be negative")
+        where, params = filters.where()
+        order = "DESC" if newest_first else "ASC"
+        rows = await self._reader.execute_fetchall(f"{SELECT}{where} ORDER BY seq {order} LIMIT ? OFFSET ?", [*params, limit, offset])
+        keyring = self._writer.keyring
+        return [decode_record(row, keyring) for row in rows]
+
+    async def export(self, actor: Actor, filters: Filters = Filters()) -> AsyncIterator[dict[str, Any]]:
+        """Every matching record as a dict, oldest first; the export itself is recorded first."""
+        await self.append(Action.AUDIT_EXPORT, actor, payload={"filters": _describe(filters)})
+        async for record in self._after(filters, 0):
+            yield record.to_dict()
+
+    async def follow(self, filters: Filters = Filters(), *, last: int = 0) -> AsyncIterator[AuditRecord]:
+        """The ``last`` newest matching records, then each new one as it is committed, until
+        the log closes."""
+        cursor = self.last_seq
+        if last:
+            recent = await self.rows(filters, 0, last, newest_first=True)
+            for record in reversed(recent):
+                yield record
+            cursor = recent[0].seq if recent else cursor
+        while not self._closing:
+            wake = self._new_records
+            seen = cursor
+            async for record in self._after(filters, cursor):
+                cursor = record.seq
+                yield record
+            if cursor == seen:
+                await wake.wait()
+
+    async def verify(self, actor: Actor, *, verify_key: Path | VerifyKey | None = None) -> VerifyResult:
+        """Verify the whole log (in a worker thread; appends go on) and record that it was.
+        Without ``verify_key`` it uses ``audit.verify`` in the data folder."""
+        try:
+            vk = resolve_verify_key(self.paths, verify_key)
+            result = await asyncio.to_thread(verify_with, self.paths, self._writer.keyring, vk, self._config.checkpoint_copies)
+        except EnclaveError as exc:
+            await self.append(Action.AUDIT_VERIFY, actor, outcome="error", payload={"error": exc.message})
+            raise
+        await self.append(Action.AUDIT_VERIFY, actor, outcome="ok" if result.ok else "error", payload={"summary": result.summary})
+        return result
+
+    async def _after(self, filters: Filters, seq: int) -> AsyncIterator[AuditRecord]:
+        while True:
+            if self._closing:
+                raise FailedPrecondition("the audit log was closed during the read")
+            where, params = filters.where(after_seq=seq)
+            rows = await self._reader.execute_fetchall(f"{SELECT}{where} ORDER BY seq LIMIT {_PAGE}", params)
+            keyring = self._writer.keyring
+            for row in rows:
+                yield decode_record(row, keyring)
+            if len(rows) < _PAGE:
+                return
+            seq = rows[-1][0]
+
+    # -- persistence of the sealing state and checkpoints --------------------------------
+
+    def _committed_to(self, head: Head) -> None:
+        self._committed = head
+        self._dirty.set()
+        self._new_records.set()
+        self._new_records = asyncio.Event()
+
+    def _checkpoint_due_in(self) -> float | None:
+        if self._committed.next_seq - 1 == self._checkpoint_seq:
+            return None
+        return max(0.0, self._checkpoint_at + self._config.checkpoint_interval - time.monotonic())
+
+    async def _persist_loop(self) -> None:
+        """Save the sealing state after commits, at most every ``seal_interval`` seconds (its
+        fsyncs would otherwise compete with the commits'), and a checkpoint when one is due."""
+        while not self._closing:
+            due = self._checkpoint_due_in()
+            if due != 0:
+                try:
+                    await asyncio.wait_for(self._dirty.wait(), due)
+                except TimeoutError:
+                    pass
+            self._dirty.clear()
+            if self._closing:
+                return
+            try:
+                await self._persist(checkpoint=self._checkpoint_due_in() == 0)
+            except Exception as exc:
+                self._writer.fail("sealing state or checkpoint write", exc)
+                return
+            await asyncio.sleep(self._config.seal_interval)
+
+    async def _persist(self, checkpoint: bool) -> None:
+        async with self._persist_lock:
+            head = self._committed
+            seal_due = head.next_seq != self._saved_seq
+            cp = None
+            if checkpoint and head.next_seq - 1 != self._checkpoint_seq:
+                cp = Checkpoint(self._writer.keyring.log_id, head.next_seq - 1, head.prev_hash, format_time(self._clock()))
+            if not seal_due and cp is None:
+                return
+            await asyncio.to_thread(
+                save_state, self.paths, self._config.checkpoint_copies, self._writer.keyring, head if seal_due else None, cp
+            )
+            self._saved_seq = head.next_seq
+            if cp is not None:
+                self._checkpoint_seq, self._checkpoint_at = cp.seq, time.monotonic()
+
+
+def _plain(value: str | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _describe(filters: Filters) -> dict[str, Any]:
+    return {
+        "since": None if filters.since is None else format_time(filters.since),
+        "until": None if filters.until is None else format_time(filters.until),
+        "actor": filters.actor,
+        "agent": filters.agent,
+        "action": filters.action,
+        "outcome": filters.outcome,
+    }
+
+
+def _truncate_wal(db: Path) -> None:
+    conn = sqlite3.connect(db, timeout=10)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    finally:
+        conn.close()
+
+
+async def _close_all(db: aiosqlite.Connection | None, reader: aiosqlite.Connection | None, lock: DirLock) -> None:
+    try:
+        for conn in (reader, db):
+            if conn is not None:
+                await conn.close()
+    finally:
+        lock.release()

@@ -1,0 +1,185 @@
+"""The one task that writes to audit.db.
+
+Writes queue up as ops; the writer takes everything queued (up to ``max_batch``), runs it as
+one transaction and commits it with one fsync, then resolves each op's future. An append
+therefore returns only once its record is durable, and many concurrent appends share one
+fsync. If a transaction fails, the writer turns *broken*: that batch, everything queued and
+every later write fail with the same one-line AuditError until the log is reopened (fail
+closed: no action goes unrecorded because the log silently stopped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
+
+import aiosqlite
+
+from enclaved.audit.crypto import encode_fields, evolve, payload_aad, record_hash, seal
+from enclaved.audit.errors import AuditError
+from enclaved.audit.keys import Keyring
+from enclaved.audit.records import Actor, format_time
+from enclaved.audit.schema import INSERT_RECORD
+from enclaved.errors import FailedPrecondition
+
+Statement = tuple[str, tuple[Any, ...]]
+Build = Callable[["Writer"], tuple[list[Statement], Any]]
+
+
+@dataclass(frozen=True)
+class Head:
+    """The end of the chain: what the next record links to and is sealed with."""
+
+    next_seq: int
+    prev_hash: bytes
+    last_ts: str  # "" before the first record
+    seal_key: bytes  # K_{next_seq}
+
+
+@dataclass
+class _Op:
+    build: Build
+    future: asyncio.Future[Any]
+
+
+_STOP = object()
+
+
+def describe(exc: BaseException) -> str:
+    """A failure in a few words, never with data in it."""
+    if isinstance(exc, sqlite3.Error):
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return type(exc).__name__
+
+
+class Writer:
+    def __init__(
+        self,
+        db: aiosqlite.Connection,
+        keyring: Keyring,
+        head: Head,
+        next_message_id: int,
+        clock: Callable[[], Any],
+        max_batch: int,
+        on_commit: Callable[[Head], None],
+    ) -> None:
+        self.keyring = keyring
+        self.head = head  # runs ahead of the committed head while a batch is built
+        self._db = db
+        self._message_id = next_message_id
+        self._clock = clock
+        self._max_batch = max_batch
+        self._on_commit = on_commit
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._closed = False
+        self.broken: AuditError | None = None
+        self._task = asyncio.create_task(self._run(), name="audit-writer")
+
+    async def submit(self, build: Build) -> Any:
+        """Queue a write and wait until it is committed; returns what ``build`` returned."""
+        self.check_usable()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Op(build, future))
+        return await future
+
+    def check_usable(self) -> None:
+        if self.broken is not None:
+            raise AuditError(self.broken.message)
+        if self._closed:
+            raise FailedPrecondition("the audit log is closed")
+
+    def fail(self, what: str, exc: BaseException) -> None:
+        if self.broken is None:
+            self.broken = AuditError(f"audit log {what} failed ({describe(exc)}); it refuses writes until it is reopened")
+
+    async def close(self) -> None:
+        """Write what is queued, then stop."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put_nowait(_STOP)
+        await self._task
+
+    def record(
+        self,
+        action: str,
+        actor: Actor,
+        agent: str | None,
+        model: str | None,
+        turn: str | None,
+        outcome: str,
+        plaintext: bytes,
+    ) -> tuple[Statement, int]:
+        """Form the next record: seq, time (never before the previous one, so time order is
+        seq order), encryption with the header as AAD, hash link, seal; advance the head."""
+        h = self.head
+        ts = max(format_time(self._clock()), h.last_ts)
+        key_id = self.keyring.current
+        fields = (h.next_seq, ts, actor.user, actor.uid, actor.pid, actor.auth, action, agent, model, turn, outcome, key_id, h.prev_hash)
+        header = encode_fields(fields)
+        nonce, ciphertext = self.keyring.encrypt(key_id, plaintext, payload_aad(header))
+        digest = record_hash(header, nonce, ciphertext)
+        row = fields + (nonce, ciphertext, digest, seal(h.seal_key, h.next_seq, digest))
+        self.head = Head(h.next_seq + 1, digest, ts, evolve(h.seal_key))
+        return (INSERT_RECORD, row), h.next_seq
+
+    def next_message_id(self) -> int:
+        self._message_id += 1
+        return self._message_id - 1
+
+    async def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = await self._queue.get()
+            if first is _STOP:
+                return
+            batch: list[_Op] = [first]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                op = self._queue.get_nowait()
+                if op is _STOP:
+                    stop = True
+                    break
+                batch.append(op)
+            await self._write(batch)
+
+    async def _write(self, batch: list[_Op]) -> None:
+        if self.broken is None:
+            try:
+                statements: list[Statement] = []
+                results = []
+                for op in batch:
+                    stmts, result = op.build(self)
+                    statements += stmts
+                    results.append(result)
+                await self._commit(statements)
+            except Exception as exc:
+                self.fail("write", exc)
+            else:
+                self._on_commit(self.head)
+                for op, result in zip(batch, results):
+                    if not op.future.done():
+                        op.future.set_result(result)
+                return
+        for op in batch:
+            if not op.future.done():
+                op.future.set_exception(AuditError(self.broken.message))  # type: ignore[union-attr]
+
+    async def _commit(self, statements: list[Statement]) -> None:
+        db = self._db
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, group in itertools.groupby(statements, key=itemgetter(0)):
+                await db.executemany(sql, [params for _, params in group])
+            await db.execute("COMMIT")
+        except BaseException:
+            try:
+                await db.execute("ROLLBACK")
+            except Exception:
+                pass  # the original error is the one to report
+            raise

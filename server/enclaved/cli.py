@@ -1,0 +1,67 @@
+"""``enclaved``: run the daemon in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from enclave_contract.paths import resolve_socket
+from enclaved import __version__
+from enclaved.domain.config import load_config
+from enclaved.errors import ConfigError, EnclaveError
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="enclaved", description="The enclave inference daemon (runs in the foreground).")
+    p.add_argument("--config", type=Path, help="TOML config file (default: $ENCLAVE_CONFIG if set)")
+    p.add_argument(
+        "--socket",
+        help="Unix socket path (default: $ENCLAVE_SOCKET, $XDG_RUNTIME_DIR/enclave/enclaved.sock, ~/.local/state/enclave/enclaved.sock)",
+    )
+    p.add_argument("--models", type=Path, action="append", help="models folder; repeat for several (default: ./models)")
+    p.add_argument("--data", type=Path, help="data folder (default: $XDG_DATA_HOME/enclave)")
+    p.add_argument("--log-level", default=os.environ.get("ENCLAVE_LOG_LEVEL", "info"), choices=["debug", "info", "warning", "error"])
+    p.add_argument("--version", action="version", version=f"enclaved {__version__}")
+    return p.parse_args(argv)
+
+
+class _ClientGoneFilter(logging.Filter):
+    """gRPC logs a traceback when a client leaves just as a stream ends (it cannot send the
+    final status). That is a client going away, not a fault: one debug line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "ExecuteBatchError" not in record.getMessage():
+            return True
+        logging.getLogger("enclaved.rpc").debug("a client left before its stream's final status was sent")
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("grpc._cython.cygrpc").addFilter(_ClientGoneFilter())
+    config_path = args.config or (Path(os.environ["ENCLAVE_CONFIG"]) if os.environ.get("ENCLAVE_CONFIG") else None)
+    try:
+        config = load_config(config_path, models_dirs=args.models, data_dir=args.data)
+        from enclaved.daemon import run  # imports llama.cpp; after the cheap checks
+
+        return run(config, resolve_socket(args.socket))
+    except ConfigError as exc:
+        print(f"enclaved: {exc}", file=sys.stderr)
+        return 2
+    except EnclaveError as exc:  # e.g. the audit log's key or files: refuse to serve, in one line
+        print(f"enclaved: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

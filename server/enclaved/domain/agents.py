@@ -1,0 +1,179 @@
+"""Agents: a name, a model, a system prompt, sampling settings, and the conversation so far."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from dataclasses import asdict, dataclass, field
+
+from enclaved.audit.recorder import Recorder
+from enclaved.domain.hub import AgentChanged, Change, EventHub, TurnEvent
+from enclaved.errors import FailedPrecondition, InvalidArgument, NotFound
+from enclaved.llama import SamplingSettings
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+MAX_STOP_STRINGS = 16
+
+
+@dataclass(frozen=True)
+class AgentParams:
+    """Sampling settings; ``None`` means the default."""
+
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    min_p: float | None = None
+    repeat_penalty: float | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    max_tokens: int | None = None
+
+    def sampling(self) -> SamplingSettings:
+        d = SamplingSettings()
+        return SamplingSettings(
+            temperature=d.temperature if self.temperature is None else self.temperature,
+            top_k=d.top_k if self.top_k is None else self.top_k,
+            top_p=d.top_p if self.top_p is None else self.top_p,
+            min_p=d.min_p if self.min_p is None else self.min_p,
+            repeat_penalty=d.repeat_penalty if self.repeat_penalty is None else self.repeat_penalty,
+            seed=random.getrandbits(32) if self.seed is None else self.seed,
+        )
+
+    @property
+    def reply_limit(self) -> int:
+        return 256 if self.max_tokens is None else self.max_tokens
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str  # "user" | "assistant"
+    content: str
+    turn_id: str
+    finish_reason: str = ""
+
+
+@dataclass
+class Agent:
+    name: str
+    model: str
+    system: str = ""
+    params: AgentParams = field(default_factory=AgentParams)
+    history: list[Message] = field(default_factory=list)
+    # Turns of one agent run one after another: the next one sees the previous reply.
+    turn_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    in_flight: int = 0
+    context_tokens: int = 0  # prompt + reply of the last turn: how full its context is
+
+    @property
+    def turns(self) -> int:
+        return sum(1 for m in self.history if m.role == "assistant")
+
+
+def validate(name: str, system: str, params: AgentParams, max_text_bytes: int) -> None:
+    if not _NAME.match(name):
+        raise InvalidArgument("agent name must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    if len(system.encode("utf-8")) > max_text_bytes:
+        raise InvalidArgument(f"system prompt is over the {max_text_bytes}-byte limit; shorten it")
+    checks = [
+        (params.temperature, lambda v: 0.0 <= v <= 5.0, "temperature must be between 0 and 5"),
+        (params.top_k, lambda v: 0 <= v <= 100_000, "top_k must be between 0 (off) and 100000"),
+        (params.top_p, lambda v: 0.0 < v <= 1.0, "top_p must be above 0 and at most 1"),
+        (params.min_p, lambda v: 0.0 <= v <= 1.0, "min_p must be between 0 and 1"),
+        (params.repeat_penalty, lambda v: 0.0 < v <= 5.0, "repeat_penalty must be above 0 and at most 5 (1 = off)"),
+        (params.max_tokens, lambda v: 1 <= v <= 1_000_000, "max_tokens must be between 1 and 1000000"),
+        (params.seed, lambda v: 0 <= v < 2**32, "seed must be between 0 and 4294967295"),
+    ]
+    for value, ok, message in checks:
+        if value is not None and not ok(value):
+            raise InvalidArgument(message)
+    if len(params.stop) > MAX_STOP_STRINGS or any(not s or len(s) > 256 for s in params.stop):
+        raise InvalidArgument(f"stop takes at most {MAX_STOP_STRINGS} non-empty strings of up to 256 characters")
+
+
+class AgentBook:
+    """All agents, by name.
+
+    A change made for a client is recorded in the audit log and kept in the store before it
+    takes effect, then published on the hub so watching clients follow. Agents from the config
+    file are ``define``d at every start with the file's settings; agents created or edited at
+    run time keep theirs in the store; every transcript comes back from the store.
+    """
+
+    def __init__(self, max_text_bytes: int, hub: EventHub, recorder: Recorder) -> None:
+        self.max_text_bytes = max_text_bytes
+        self._hub = hub
+        self._recorder = recorder
+        self._agents: dict[str, Agent] = {}
+
+    def all(self) -> list[Agent]:
+        return list(self._agents.values())
+
+    def get(self, name: str) -> Agent:
+        agent = self._agents.get(name)
+        if agent is None:
+            raise NotFound(f"no agent named {name!r}; see `enclave agents`, or create it")
+        return agent
+
+    def define(self, name: str, model: str, system: str, params: AgentParams) -> Agent:
+        """An agent at start-up (from the config file or the store): nothing to record."""
+        validate(name, system, params, self.max_text_bytes)
+        agent = self._agents[name] = Agent(name=name, model=model, system=system, params=params)
+        return agent
+
+    async def restore(self, configured: set[str]) -> None:
+        """Agents created at run time, and every agent's transcript, from the store."""
+        store = self._recorder.conversations
+        for name, settings in (await store.load_agents()).items():
+            if name not in configured:
+                params = AgentParams(**{**settings["params"], "stop": tuple(settings["params"].get("stop", ()))})
+                self.define(name, settings["model"], settings["system"], params)
+        for name, messages in (await store.load_transcripts()).items():
+            if name in self._agents:
+                self._agents[name].history = [Message(m.role, m.content, m.turn_id, m.finish_reason) for m in messages]
+
+    async def put(self, name: str, model: str, system: str, params: AgentParams) -> tuple[Agent, bool]:
+        """Create the agent or replace its settings (its transcript stays)."""
+        validate(name, system, params, self.max_text_bytes)
+        created = name not in self._agents
+        await self._recorder.record(
+            "agent.create" if created else "agent.update",
+            agent=name,
+            model=model,
+            payload={"params": _params_dict(params)},
+            text={"system": system},
+        )
+        await self._recorder.conversations.save_agent(name, {"model": model, "system": system, "params": _params_dict(params)})
+        agent = self._agents.get(name)
+        if agent is None:
+            agent = self._agents[name] = Agent(name=name, model=model, system=system, params=params)
+        else:
+            agent.model, agent.system, agent.params = model, system, params
+        self._changed(Change.CREATED if created else Change.UPDATED, agent)
+        return agent, created
+
+    async def delete(self, name: str) -> Agent:
+        agent = self.get(name)
+        await self._recorder.record("agent.delete", agent=name, model=agent.model, payload={"turns": agent.turns})
+        await self._recorder.conversations.delete_agent(name)
+        del self._agents[name]
+        self._changed(Change.DELETED, agent)
+        return agent
+
+    async def clear(self, name: str) -> None:
+        """Empty the agent's transcript (its settings stay)."""
+        agent = self.get(name)
+        if agent.in_flight:
+            raise FailedPrecondition(f"agent {agent.name!r} has a turn in flight; cancel it or wait, then clear")
+        await self._recorder.record("agent.update", agent=name, model=agent.model, payload={"cleared_turns": agent.turns})
+        await self._recorder.conversations.clear(name)
+        agent.history.clear()
+        agent.context_tokens = 0
+        self._changed(Change.CLEARED, agent)
+
+    def _changed(self, change: Change, agent: Agent) -> None:
+        self._hub.publish(TurnEvent(agent.name, "", AgentChanged(change, agent)))
+
+
+def _params_dict(params: AgentParams) -> dict[str, object]:
+    return {**asdict(params), "stop": list(params.stop)}

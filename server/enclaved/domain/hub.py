@@ -1,0 +1,205 @@
+"""Turn events and their fan-out to every stream that wants them (Chat, Broadcast, Watch).
+
+Everything here runs on the event loop thread, so taking a snapshot of the turns in progress
+and subscribing happen atomically: a watcher that attaches mid-turn misses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from enclaved.errors import EnclaveError, ResourceExhausted
+
+if TYPE_CHECKING:
+    from enclaved.domain.agents import Agent
+
+SUBSCRIBER_QUEUE_LIMIT = 10_000  # events; a subscriber this far behind is dropped
+
+
+class Phase(enum.Enum):
+    QUEUED = "queued"
+    PREFILL = "prefill"
+    GENERATING = "generating"
+
+
+@dataclass(frozen=True)
+class Started:
+    """A turn was accepted; it is queued until its phase changes."""
+
+    model: str
+    user_message: str
+
+
+@dataclass(frozen=True)
+class PhaseChanged:
+    phase: Phase
+
+
+@dataclass(frozen=True)
+class Delta:
+    text: str
+    tokens: int
+
+
+@dataclass(frozen=True)
+class Truncated:
+    dropped_messages: int
+    prompt_tokens: int
+
+
+@dataclass(frozen=True)
+class Finished:
+    finish_reason: str  # an engine Finish value
+    prompt_tokens: int
+    completion_tokens: int
+    cached_prompt_tokens: int
+    queue_ms: float
+    time_to_first_token_ms: float
+    prompt_ms: float
+    generation_ms: float
+
+
+@dataclass(frozen=True)
+class TurnFailed:
+    code: str  # a grpc status code name
+    message: str
+
+
+class Change(enum.Enum):
+    CREATED = "created"
+    UPDATED = "updated"
+    DELETED = "deleted"
+    CLEARED = "cleared"
+
+
+@dataclass(frozen=True)
+class AgentChanged:
+    """Not a turn's event: an agent was created, edited, deleted or cleared (turn_id is "")."""
+
+    change: Change
+    agent: Agent
+
+
+Body = Started | PhaseChanged | Delta | Truncated | Finished | TurnFailed | AgentChanged
+
+
+@dataclass(frozen=True)
+class TurnEvent:
+    agent: str
+    turn_id: str
+    body: Body
+
+    @property
+    def terminal(self) -> bool:
+        return isinstance(self.body, (Finished, TurnFailed))
+
+
+@dataclass
+class LiveTurn:
+    """What a late watcher needs to join a turn in progress."""
+
+    agent: str
+    turn_id: str
+    started: Started
+    phase: Phase = Phase.QUEUED
+    text: str = ""
+    tokens: int = 0
+
+    def replay(self) -> list[TurnEvent]:
+        events = [TurnEvent(self.agent, self.turn_id, self.started)]
+        if self.phase is not Phase.QUEUED:
+            events.append(TurnEvent(self.agent, self.turn_id, PhaseChanged(self.phase)))
+        if self.text or self.tokens:
+            events.append(TurnEvent(self.agent, self.turn_id, Delta(self.text, self.tokens)))
+        return events
+
+
+class Subscription:
+    def __init__(self, hub: EventHub, agents: frozenset[str] | None, turn_ids: frozenset[str] | None) -> None:
+        self._hub = hub
+        self.agents = agents
+        self.turn_ids = turn_ids
+        self.queue: asyncio.Queue[TurnEvent | None] = asyncio.Queue()
+        self._error: EnclaveError | None = None
+
+    def wants(self, event: TurnEvent) -> bool:
+        if self.turn_ids is not None and event.turn_id not in self.turn_ids:
+            return False
+        return self.agents is None or event.agent in self.agents
+
+    def offer(self, event: TurnEvent) -> None:
+        if self._error is not None:
+            return
+        if self.queue.qsize() >= SUBSCRIBER_QUEUE_LIMIT:
+            self.end(ResourceExhausted("this stream fell too far behind the tokens; reconnect to catch up"))
+            return
+        self.queue.put_nowait(event)
+
+    def end(self, error: EnclaveError) -> None:
+        """Stop the stream: its reader gets ``error`` after the events already queued."""
+        if self._error is None:
+            self._error = error
+            self.queue.put_nowait(None)
+
+    async def events(self) -> AsyncIterator[TurnEvent]:
+        while True:
+            event = await self.queue.get()
+            if event is None:
+                assert self._error is not None
+                raise self._error
+            yield event
+
+    def close(self) -> None:
+        self._hub._subs.discard(self)
+
+
+class EventHub:
+    def __init__(self) -> None:
+        self._subs: set[Subscription] = set()
+        self._live: dict[str, LiveTurn] = {}
+
+    def subscribe(
+        self,
+        *,
+        agents: Iterable[str] | None = None,
+        turn_ids: Iterable[str] | None = None,
+        replay_live: bool = False,
+    ) -> Subscription:
+        sub = Subscription(
+            self,
+            frozenset(agents) if agents is not None else None,
+            frozenset(turn_ids) if turn_ids is not None else None,
+        )
+        if replay_live:
+            for live in self._live.values():
+                for event in live.replay():
+                    if sub.wants(event):
+                        sub.offer(event)
+        self._subs.add(sub)
+        return sub
+
+    def publish(self, event: TurnEvent) -> None:
+        body = event.body
+        if isinstance(body, Started):
+            self._live[event.turn_id] = LiveTurn(event.agent, event.turn_id, body)
+        live = self._live.get(event.turn_id)
+        if live is not None:
+            if isinstance(body, PhaseChanged):
+                live.phase = body.phase
+            elif isinstance(body, Delta):
+                live.text += body.text
+                live.tokens += body.tokens
+            elif event.terminal:
+                del self._live[event.turn_id]
+        for sub in list(self._subs):
+            if sub.wants(event):
+                sub.offer(event)
+
+    def close(self, error: EnclaveError) -> None:
+        """End every stream (on shutdown)."""
+        for sub in list(self._subs):
+            sub.end(error)

@@ -1,0 +1,265 @@
+"""Turns: one user message to one agent, from validation to the reply in its transcript.
+
+A turn runs as an asyncio task. It waits for its agent's previous turn, builds the prompt
+(tokenizing in a worker thread), submits it to the model's engine and republishes the engine's
+events on the hub. The engine's scheduler thread hands events over with
+``loop.call_soon_threadsafe``, so the event loop never blocks on llama.cpp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+from enclaved import engine as eng
+from enclaved.audit.recorder import Recorder
+from enclaved.domain.agents import Agent, AgentBook, Message
+from enclaved.domain.hub import Delta, EventHub, Finished, Phase, PhaseChanged, Started, Truncated, TurnEvent, TurnFailed
+from enclaved.domain.models import ModelRegistry
+from enclaved.domain.prompt import build_prompt
+from enclaved.errors import EnclaveError, FailedPrecondition, InvalidArgument, Unavailable
+
+log = logging.getLogger("enclaved.turns")
+
+REPLY_RESERVE_FRACTION = 4  # keep up to 1/4 of the context free for the reply when trimming history
+
+
+@dataclass
+class Turn:
+    id: str
+    agent: Agent
+    message: str
+    detach: bool
+    task: asyncio.Task[None] | None = None
+    request: eng.Request | None = None
+    engine: eng.Engine | None = None
+    cancelled: bool = False
+    ended: bool = False  # its terminal event (Finished or TurnFailed) was published
+    done: asyncio.Event = field(default_factory=asyncio.Event)  # its task has finished
+
+
+class TurnManager:
+    def __init__(self, agents: AgentBook, models: ModelRegistry, hub: EventHub, max_message_bytes: int, recorder: Recorder) -> None:
+        self.agents = agents
+        self.models = models
+        self.hub = hub
+        self.recorder = recorder
+        self.max_message_bytes = max_message_bytes
+        self._turns: dict[str, Turn] = {}
+        self._closing = False
+
+    # ---- starting ---------------------------------------------------------------------------
+
+    def _check_message(self, message: str) -> None:
+        if not message.strip():
+            raise InvalidArgument("message is empty; type something to send")
+        size = len(message.encode("utf-8"))
+        if size > self.max_message_bytes:
+            raise InvalidArgument(
+                f"message is {size} bytes, over the {self.max_message_bytes}-byte limit; shorten it "
+                "or raise max_message_bytes in the config"
+            )
+
+    def prepare(self, agent_name: str, message: str, detach: bool) -> Turn:
+        """Validate and create a turn without starting it, so callers can subscribe first."""
+        if self._closing:
+            raise Unavailable("enclaved is shutting down; try again once it is back")
+        self._check_message(message)
+        agent = self.agents.get(agent_name)
+        return Turn(id=uuid.uuid4().hex[:12], agent=agent, message=message, detach=detach)
+
+    async def launch(self, turn: Turn) -> None:
+        """Record the request, then start the turn: nothing runs that the audit log lacks."""
+        agent = turn.agent
+        await self.recorder.record("chat.request", agent=agent.name, model=agent.model, turn=turn.id, text={"prompt": turn.message})
+        self._turns[turn.id] = turn
+        turn.agent.in_flight += 1
+        self.hub.publish(TurnEvent(turn.agent.name, turn.id, Started(turn.agent.model, turn.message)))
+        turn.task = asyncio.create_task(self._run(turn), name=f"turn-{turn.id}")
+
+    # ---- cancelling -------------------------------------------------------------------------
+
+    def cancel(self, turn: Turn) -> None:
+        if turn.done.is_set() or turn.cancelled:
+            return
+        turn.cancelled = True
+        if turn.request is not None and turn.engine is not None:
+            turn.engine.cancel(turn.request)  # the engine reports CANCELLED at its next step
+        elif turn.task is not None:
+            turn.task.cancel()  # still waiting for the agent or the model
+
+    def cancel_where(self, *, turn_id: str | None = None, agent: str | None = None) -> list[str]:
+        """Cancel by turn id, by agent, or (neither given) every turn; returns their ids."""
+        if agent is not None:
+            self.agents.get(agent)
+        chosen = [t for t in self._turns.values() if (turn_id is None or t.id == turn_id) and (agent is None or t.agent.name == agent)]
+        for t in chosen:
+            self.cancel(t)
+        return [t.id for t in chosen]
+
+    @property
+    def active(self) -> int:
+        return len(self._turns)
+
+    async def shutdown(self) -> None:
+        """End every turn with UNAVAILABLE; used on SIGTERM."""
+        self._closing = True
+        turns = list(self._turns.values())
+        for t in turns:
+            await self._fail(t, Unavailable("enclaved is shutting down; the turn was stopped, send it again after restart"))
+            self.cancel(t)
+        if turns:
+            await asyncio.wait([asyncio.create_task(t.done.wait()) for t in turns], timeout=10)
+
+    # ---- running ----------------------------------------------------------------------------
+
+    async def _run(self, turn: Turn) -> None:
+        agent = turn.agent
+        try:
+            async with agent.turn_lock:
+                if turn.cancelled:
+                    raise asyncio.CancelledError
+                await self._generate(turn)
+        except asyncio.CancelledError:
+            await self._end(turn, "", Finished(eng.Finish.CANCELLED.value, 0, 0, 0, 0.0, 0.0, 0.0, 0.0))
+        except EnclaveError as exc:
+            await self._fail(turn, exc)
+        except Exception:
+            log.exception("turn %s failed", turn.id)
+            await self._fail(turn, EnclaveError(f"internal error in turn {turn.id}; see the daemon log"))
+        finally:
+            agent.in_flight -= 1
+            self._turns.pop(turn.id, None)
+            turn.done.set()
+
+    async def _generate(self, turn: Turn) -> None:
+        async with self.models.using(turn.agent.model) as engine:
+            await self._generate_on(turn, engine)
+
+    async def _generate_on(self, turn: Turn, engine: eng.Engine) -> None:
+        agent = turn.agent
+        history = [{"role": m.role, "content": m.content} for m in agent.history]
+        n_ctx = engine.n_ctx_seq
+        reserve = min(agent.params.reply_limit, n_ctx // REPLY_RESERVE_FRACTION)
+        tokenizing = asyncio.ensure_future(
+            asyncio.to_thread(build_prompt, engine.model, agent.system, history, turn.message, n_ctx, reserve)
+        )
+        try:
+            prompt = await asyncio.shield(tokenizing)
+        except asyncio.CancelledError:
+            await asyncio.wait([tokenizing])  # the model must outlive the thread that reads it
+            raise
+        if prompt.dropped_messages:
+            self._publish(turn, Truncated(prompt.dropped_messages, len(prompt.tokens)))
+
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[eng.EngineEvent] = asyncio.Queue()
+        request = eng.Request(
+            prompt=prompt.tokens,
+            sampling=agent.params.sampling(),
+            max_tokens=agent.params.reply_limit,
+            stops=list(agent.params.stop),
+            sink=lambda ev: loop.call_soon_threadsafe(events.put_nowait, ev),
+        )
+        try:
+            engine.submit(request)
+        except RuntimeError:
+            raise Unavailable(f"model {agent.model!r} is not taking work (its engine stopped); unload and load it again") from None
+        turn.engine, turn.request = engine, request
+        if turn.cancelled:
+            engine.cancel(request)
+
+        reply: list[str] = []
+        while True:
+            ev = await events.get()
+            if isinstance(ev, eng.Admitted):
+                self._publish(turn, PhaseChanged(Phase.PREFILL))
+            elif isinstance(ev, eng.Generating):
+                self._publish(turn, PhaseChanged(Phase.GENERATING))
+            elif isinstance(ev, eng.Text):
+                reply.append(ev.text)
+                self._publish(turn, Delta(ev.text, ev.tokens))
+            elif isinstance(ev, eng.Failed):
+                raise FailedPrecondition(ev.message)
+            elif isinstance(ev, eng.Done):
+                await self._end(turn, "".join(reply), _finished(ev))
+                return
+
+    async def _end(self, turn: Turn, reply: str, finished: Finished) -> None:
+        """Audit the outcome and keep the exchange, then tell the clients; in that order, so
+        a client never sees a reply the audit log and the store do not hold."""
+        if turn.ended:
+            return
+        agent = turn.agent
+        cancelled = finished.finish_reason == eng.Finish.CANCELLED.value
+        said = bool(reply or finished.completion_tokens)  # a turn cancelled before any token leaves no trace
+        exchange = [Message("user", turn.message, turn.id), Message("assistant", reply, turn.id, finished.finish_reason)] if said else []
+        # submitted together, the record and the two messages share one commit (one fsync)
+        await asyncio.gather(
+            *(self.recorder.conversations.save_message(agent.name, m.role, m.content, m.turn_id, m.finish_reason) for m in exchange),
+            self.recorder.record(
+                "chat.cancel" if cancelled else "chat.completion",
+                agent=agent.name,
+                model=agent.model,
+                turn=turn.id,
+                outcome="cancelled" if cancelled else "ok",
+                payload={
+                    "finish_reason": finished.finish_reason,
+                    "usage": {
+                        "prompt_tokens": finished.prompt_tokens,
+                        "completion_tokens": finished.completion_tokens,
+                        "cached_prompt_tokens": finished.cached_prompt_tokens,
+                    },
+                    "timings_ms": {
+                        "queue": finished.queue_ms,
+                        "first_token": finished.time_to_first_token_ms,
+                        "prompt": finished.prompt_ms,
+                        "generation": finished.generation_ms,
+                    },
+                },
+                text={"completion": reply},
+            ),
+        )
+        if said:
+            agent.history.extend(exchange)
+            agent.context_tokens = finished.prompt_tokens + finished.completion_tokens
+        self._publish(turn, finished)
+
+    def _publish(self, turn: Turn, body: object) -> None:
+        if turn.ended:
+            return
+        event = TurnEvent(turn.agent.name, turn.id, body)  # type: ignore[arg-type]
+        turn.ended = event.terminal
+        self.hub.publish(event)
+
+    async def _fail(self, turn: Turn, exc: EnclaveError) -> None:
+        if turn.ended:
+            return
+        log.info("turn %s of agent %s failed: %s", turn.id, turn.agent.name, exc.code)
+        try:
+            await self.recorder.record(
+                "chat.error",
+                agent=turn.agent.name,
+                model=turn.agent.model,
+                turn=turn.id,
+                outcome="error",
+                payload={"code": exc.code, "message": exc.message},
+            )
+        except EnclaveError as audit_exc:  # the turn fails either way; say why it is not recorded
+            exc = audit_exc
+        self._publish(turn, TurnFailed(exc.code, exc.message))
+
+
+def _finished(done: eng.Done) -> Finished:
+    return Finished(
+        finish_reason=done.finish.value,
+        prompt_tokens=done.prompt_tokens,
+        completion_tokens=done.completion_tokens,
+        cached_prompt_tokens=done.cached_tokens,
+        queue_ms=done.queue_seconds * 1000,
+        time_to_first_token_ms=done.first_token_seconds * 1000,
+        prompt_ms=done.prompt_seconds * 1000,
+        generation_ms=done.generation_seconds * 1000,
+    )

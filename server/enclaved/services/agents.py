@@ -1,0 +1,66 @@
+"""enclave.v1.Agents"""
+
+from __future__ import annotations
+
+import grpc
+
+from enclave_contract.v1 import agents_pb2, agents_pb2_grpc
+from enclaved.audit.recorder import Recorder
+from enclaved.domain.agents import AgentBook
+from enclaved.domain.models import ModelRegistry
+from enclaved.domain.turns import TurnManager
+from enclaved.errors import FailedPrecondition, InvalidArgument
+from enclaved.services import convert
+from enclaved.services.base import Servicer
+from enclaved.services.errors import unary
+from enclaved.transport.peers import PeerRegistry
+
+
+class AgentsService(Servicer, agents_pb2_grpc.AgentsServicer):
+    def __init__(
+        self, agents: AgentBook, models: ModelRegistry, turns: TurnManager, recorder: Recorder, peers: PeerRegistry | None
+    ) -> None:
+        super().__init__(recorder, peers)
+        self.agents = agents
+        self.models = models
+        self.turns = turns
+
+    @unary
+    async def ListAgents(self, request: agents_pb2.ListAgentsRequest, context: grpc.aio.ServicerContext) -> agents_pb2.ListAgentsResponse:
+        return agents_pb2.ListAgentsResponse(agents=[convert.agent(a) for a in self.agents.all()])
+
+    @unary
+    async def PutAgent(self, request: agents_pb2.PutAgentRequest, context: grpc.aio.ServicerContext) -> agents_pb2.PutAgentResponse:
+        spec = request.agent
+        if not spec.name:
+            raise InvalidArgument("agent name is empty; give the agent a name")
+        model = spec.model or self.models.first_valid()
+        if not model:
+            raise FailedPrecondition("no usable model in the models folders; add a .gguf file or name a model")
+        self.models.file(model)  # NOT_FOUND / INVALID_ARGUMENT for a bad model name
+        agent, created = await self.agents.put(spec.name, model, spec.system, convert.agent_params(spec.sampling))
+        return agents_pb2.PutAgentResponse(agent=convert.agent(agent), created=created)
+
+    @unary
+    async def DeleteAgent(
+        self, request: agents_pb2.DeleteAgentRequest, context: grpc.aio.ServicerContext
+    ) -> agents_pb2.DeleteAgentResponse:
+        self.turns.cancel_where(agent=request.name)
+        await self.agents.delete(request.name)
+        return agents_pb2.DeleteAgentResponse()
+
+    @unary
+    async def GetTranscript(
+        self, request: agents_pb2.GetTranscriptRequest, context: grpc.aio.ServicerContext
+    ) -> agents_pb2.GetTranscriptResponse:
+        agent = self.agents.get(request.name)
+        messages = [agents_pb2.TranscriptMessage(role=agents_pb2.ROLE_SYSTEM, content=agent.system)] if agent.system else []
+        messages += [convert.transcript_message(m) for m in agent.history]
+        return agents_pb2.GetTranscriptResponse(messages=messages)
+
+    @unary
+    async def ClearTranscript(
+        self, request: agents_pb2.ClearTranscriptRequest, context: grpc.aio.ServicerContext
+    ) -> agents_pb2.ClearTranscriptResponse:
+        await self.agents.clear(request.name)
+        return agents_pb2.ClearTranscriptResponse()

@@ -1,0 +1,153 @@
+"""Domain objects to and from protobuf messages."""
+
+from __future__ import annotations
+
+from enclave_contract.v1 import agents_pb2, chat_pb2, models_pb2, status_pb2
+from enclaved.domain import hub
+from enclaved.domain.agents import Agent, AgentParams, Message
+from enclaved.domain.models import ModelView, State
+from enclaved.engine import Finish
+from enclaved.services.errors import status_code
+
+_MODEL_STATE = {
+    State.AVAILABLE: models_pb2.MODEL_STATE_AVAILABLE,
+    State.LOADING: models_pb2.MODEL_STATE_LOADING,
+    State.LOADED: models_pb2.MODEL_STATE_LOADED,
+    State.INVALID: models_pb2.MODEL_STATE_INVALID,
+    State.FAILED: models_pb2.MODEL_STATE_FAILED,
+}
+_CHANGE = {
+    hub.Change.CREATED: chat_pb2.AgentChanged.CHANGE_CREATED,
+    hub.Change.UPDATED: chat_pb2.AgentChanged.CHANGE_UPDATED,
+    hub.Change.DELETED: chat_pb2.AgentChanged.CHANGE_DELETED,
+    hub.Change.CLEARED: chat_pb2.AgentChanged.CHANGE_CLEARED,
+}
+_PHASE = {
+    hub.Phase.QUEUED: chat_pb2.TURN_PHASE_QUEUED,
+    hub.Phase.PREFILL: chat_pb2.TURN_PHASE_PREFILL,
+    hub.Phase.GENERATING: chat_pb2.TURN_PHASE_GENERATING,
+}
+_FINISH = {
+    Finish.END_OF_TURN.value: chat_pb2.FINISH_REASON_END_OF_TURN,
+    Finish.MAX_TOKENS.value: chat_pb2.FINISH_REASON_MAX_TOKENS,
+    Finish.STOP_STRING.value: chat_pb2.FINISH_REASON_STOP_STRING,
+    Finish.CANCELLED.value: chat_pb2.FINISH_REASON_CANCELLED,
+    Finish.CONTEXT_FULL.value: chat_pb2.FINISH_REASON_CONTEXT_FULL,
+}
+_ROLE = {"user": agents_pb2.ROLE_USER, "assistant": agents_pb2.ROLE_ASSISTANT, "system": agents_pb2.ROLE_SYSTEM}
+
+
+def model(view: ModelView) -> models_pb2.Model:
+    f = view.file
+    return models_pb2.Model(
+        name=f.name,
+        path=str(f.path),
+        size_bytes=f.size_bytes,
+        architecture=f.architecture,
+        parameter_count=f.parameter_count,
+        quantization=f.quantization,
+        context_length=f.context_length,
+        state=_MODEL_STATE[view.state],
+        problem=view.problem,
+        has_chat_template=f.has_chat_template,
+    )
+
+
+def model_status(view: ModelView) -> status_pb2.ModelStatus:
+    s = view.stats
+    return status_pb2.ModelStatus(
+        name=view.file.name,
+        state=_MODEL_STATE[view.state],
+        memory_bytes=view.memory_bytes,
+        size_bytes=view.file.size_bytes,
+        quantization=view.file.quantization,
+        context_size=view.context_size,
+        sequence_slots=view.sequence_slots,
+        active_sequences=s.active if s else 0,
+        queued_requests=s.queued if s else 0,
+        decode_tokens_per_second=s.decode_tps if s else 0.0,
+        prompt_tokens_per_second=s.prompt_tps if s else 0.0,
+        tokens_generated=s.tokens_generated if s else 0,
+        batch_occupancy=s.occupancy if s else 0.0,
+    )
+
+
+def agent(a: Agent) -> agents_pb2.Agent:
+    p = a.params
+    sampling = agents_pb2.SamplingParams(stop=list(p.stop))
+    for name in ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "seed", "max_tokens"):
+        value = getattr(p, name)
+        if value is not None:
+            setattr(sampling, name, value)
+    return agents_pb2.Agent(
+        name=a.name,
+        model=a.model,
+        system=a.system,
+        sampling=sampling,
+        turns=a.turns,
+        busy=a.in_flight > 0,
+        context_tokens=a.context_tokens,
+    )
+
+
+def agent_params(s: agents_pb2.SamplingParams) -> AgentParams:
+    def opt(name: str) -> object:
+        return getattr(s, name) if s.HasField(name) else None
+
+    return AgentParams(
+        temperature=opt("temperature"),  # type: ignore[arg-type]
+        top_k=opt("top_k"),  # type: ignore[arg-type]
+        top_p=opt("top_p"),  # type: ignore[arg-type]
+        min_p=opt("min_p"),  # type: ignore[arg-type]
+        repeat_penalty=opt("repeat_penalty"),  # type: ignore[arg-type]
+        seed=opt("seed"),  # type: ignore[arg-type]
+        stop=tuple(s.stop),
+        max_tokens=opt("max_tokens"),  # type: ignore[arg-type]
+    )
+
+
+def transcript_message(m: Message) -> agents_pb2.TranscriptMessage:
+    return agents_pb2.TranscriptMessage(role=_ROLE[m.role], content=m.content, turn_id=m.turn_id, finish_reason=m.finish_reason)
+
+
+def chat_event(ev: hub.TurnEvent) -> chat_pb2.ChatEvent:
+    out = chat_pb2.ChatEvent(agent=ev.agent, turn_id=ev.turn_id)
+    b = ev.body
+    if isinstance(b, hub.Started):
+        out.started.CopyFrom(chat_pb2.TurnStarted(model=b.model, user_message=b.user_message))
+    elif isinstance(b, hub.PhaseChanged):
+        out.phase.phase = _PHASE[b.phase]
+    elif isinstance(b, hub.Delta):
+        out.delta.CopyFrom(chat_pb2.TokenDelta(text=b.text, tokens=b.tokens))
+    elif isinstance(b, hub.Truncated):
+        out.truncated.CopyFrom(chat_pb2.HistoryTruncated(dropped_messages=b.dropped_messages, prompt_tokens=b.prompt_tokens))
+    elif isinstance(b, hub.Finished):
+        out.finished.CopyFrom(finished(b))
+    elif isinstance(b, hub.TurnFailed):
+        out.error.CopyFrom(chat_pb2.TurnError(code=status_code(b.code).value[0], message=b.message))
+    elif isinstance(b, hub.AgentChanged):
+        out.agent_changed.CopyFrom(chat_pb2.AgentChanged(change=_CHANGE[b.change], agent=agent(b.agent)))
+    return out
+
+
+def finished(b: hub.Finished) -> chat_pb2.TurnFinished:
+    def tps(tokens: int, ms: float) -> float:
+        return tokens / (ms / 1000) if ms > 0 else 0.0
+
+    return chat_pb2.TurnFinished(
+        finish_reason=_FINISH[b.finish_reason],
+        usage=chat_pb2.Usage(
+            prompt_tokens=b.prompt_tokens,
+            completion_tokens=b.completion_tokens,
+            cached_prompt_tokens=b.cached_prompt_tokens,
+        ),
+        timings=chat_pb2.Timings(
+            queue_ms=b.queue_ms,
+            time_to_first_token_ms=b.time_to_first_token_ms,
+            prompt_ms=b.prompt_ms,
+            generation_ms=b.generation_ms,
+            prompt_tokens_per_second=tps(b.prompt_tokens - b.cached_prompt_tokens, b.prompt_ms),
+            # the first token comes out of prompt evaluation; the rest are generation
+            generation_tokens_per_second=tps(max(b.completion_tokens - 1, 0), b.generation_ms),
+        ),
+    )

@@ -1,0 +1,65 @@
+"""enclave.v1.Status"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+
+from enclave_contract.v1 import status_pb2, status_pb2_grpc
+from enclaved import __version__
+from enclaved.audit.recorder import Recorder
+from enclaved.domain.agents import AgentBook
+from enclaved.domain.models import ModelRegistry
+from enclaved.domain.turns import TurnManager
+from enclaved.errors import Unavailable
+from enclaved.services import convert
+from enclaved.services.base import Servicer
+from enclaved.services.errors import streaming
+from enclaved.transport.peers import PeerRegistry
+
+
+class StatusService(Servicer, status_pb2_grpc.StatusServicer):
+    def __init__(
+        self,
+        models: ModelRegistry,
+        agents: AgentBook,
+        turns: TurnManager,
+        started: float,
+        stopping: asyncio.Event,
+        recorder: Recorder,
+        peers: PeerRegistry | None,
+    ) -> None:
+        super().__init__(recorder, peers)
+        self.models = models
+        self.agents = agents
+        self.turns = turns
+        self.started = started
+        self.stopping = stopping
+
+    def snapshot(self) -> status_pb2.StatusSnapshot:
+        return status_pb2.StatusSnapshot(
+            version=__version__,
+            uptime_seconds=time.monotonic() - self.started,
+            models=[convert.model_status(v) for v in self.models.views()],
+            agents=len(self.agents.all()),
+            active_turns=self.turns.active,
+            memory_budget_bytes=self.models.config.memory_budget,
+        )
+
+    @streaming
+    async def Status(
+        self, request: status_pb2.StatusRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[status_pb2.StatusSnapshot]:
+        interval = max(request.interval_seconds or 1.0, 0.1)
+        while True:
+            yield self.snapshot()
+            if request.once:
+                return
+            try:
+                await asyncio.wait_for(self.stopping.wait(), interval)
+            except TimeoutError:
+                continue
+            raise Unavailable("enclaved is shutting down; reconnect once it is back")

@@ -1,0 +1,282 @@
+"""The audit log as the daemon uses it: appends, reading, content policy, conversations, keys."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from enclaved.audit import (
+    Action,
+    Actor,
+    AuditConfig,
+    AuditError,
+    AuditKeyError,
+    AuditLog,
+    Filters,
+    change_passphrase,
+    copy_log,
+    export,
+    verify,
+)
+from enclaved.errors import FailedPrecondition, InvalidArgument
+from tests.helpers import ACTOR, FAST, MARKER, Clock, files_in, fill
+
+
+async def test_concurrent_appends_get_gap_free_seqs_and_read_back(tmp_path: Path) -> None:
+    async with await AuditLog.open(tmp_path, config=FAST) as log:
+        seqs = await asyncio.gather(*(fill(log, 25, start=100 * w) for w in range(8)))
+        flat = sorted(s for chunk in seqs for s in chunk)
+        assert flat == list(range(1, 201))
+        assert log.last_seq == 200
+        assert await log.count() == 200
+        assert await log.count(Filters(agent="agent1")) == sum(1 for w in range(8) for i in range(100 * w, 100 * w + 25) if i % 3 == 1)
+        assert await log.count(Filters(action="chat.*")) == 200
+        assert await log.count(Filters(action="chat.request")) == 0
+        assert await log.count(Filters(actor="ann", outcome="ok")) == 200
+
+        page = await log.rows(Filters(), offset=10, limit=5)
+        assert [r.seq for r in page] == [11, 12, 13, 14, 15]
+        newest = await log.rows(Filters(), 0, 3, newest_first=True)
+        assert [r.seq for r in newest] == [200, 199, 198]
+        record = page[0].to_dict()
+        assert record["action"] == "chat.completion"
+        assert record["actor"] == {"user": "ann", "uid": 1000, "pid": 4242, "auth": "peercred"}
+        assert record["payload"]["usage"]["completion_tokens"] >= 0
+        assert record["payload"]["text"]["prompt"].startswith("question ")
+
+        times = [r.time for r in await log.rows(Filters(), 0, 200)]
+        assert times == sorted(times)
+        middle = page[2]
+        since = datetime.fromisoformat(middle.time.replace("Z", "+00:00"))
+        assert await log.count(Filters(since=since)) == 200 - middle.seq + 1
+        assert await log.count(Filters(until=since)) == middle.seq - 1
+
+
+@pytest.mark.parametrize("policy", ["full", "digest", "none"])
+async def test_content_policy_decides_what_text_is_kept(tmp_path: Path, policy: str) -> None:
+    async with await AuditLog.open(tmp_path, config=AuditConfig(content_policy=policy)) as log:  # type: ignore[arg-type]
+        seq = await log.append(Action.CHAT_REQUEST, ACTOR, agent="a", text={"prompt": MARKER}, payload={"tokens": 3})
+        payload = (await log.rows(Filters(), seq - 1, 1))[0].payload
+        digest = log.digest(MARKER)
+    assert payload["tokens"] == 3
+    if policy == "full":
+        assert payload["text"] == {"prompt": MARKER}
+    elif policy == "digest":
+        assert payload["text_hmac"] == {"prompt": {"key_id": 1, "hmac": digest}}
+        assert MARKER not in json.dumps(payload)
+    else:
+        assert payload["text_omitted"] == ["prompt"]
+        assert MARKER not in json.dumps(payload)
+
+
+async def test_bad_entries_are_refused_before_anything_is_written(tmp_path: Path) -> None:
+    async with await AuditLog.open(tmp_path) as log:
+        with pytest.raises(InvalidArgument, match="unknown audit action"):
+            await log.append("chat.bogus", ACTOR)
+        with pytest.raises(InvalidArgument, match="outcome"):
+            await log.append(Action.CHAT_ERROR, ACTOR, outcome="meh")
+        with pytest.raises(InvalidArgument, match="auth method"):
+            await log.append(Action.CHAT_ERROR, Actor(""))
+        with pytest.raises(InvalidArgument, match="reserved"):
+            await log.append(Action.CHAT_ERROR, ACTOR, payload={"text": "x"})
+        with pytest.raises(InvalidArgument, match="plain JSON"):
+            await log.append(Action.CHAT_ERROR, ACTOR, payload={"x": object()})
+        assert log.last_seq == 0
+        assert await log.append(Action.ACCESS_DENIED, Actor("socket-owner"), outcome="denied") == 1
+
+
+async def test_follow_gives_recent_records_then_new_ones(tmp_path: Path) -> None:
+    async with await AuditLog.open(tmp_path) as log:
+        await fill(log, 5)
+        seen: list[int] = []
+
+        async def follower() -> None:
+            async for record in log.follow(Filters(action="chat.*"), last=2):
+                seen.append(record.seq)
+                if len(seen) == 5:
+                    return
+
+        task = asyncio.create_task(follower())
+        await asyncio.sleep(0.05)
+        await log.append(Action.MODEL_LOAD, ACTOR, model="tiny")  # filtered out
+        await fill(log, 3)
+        await asyncio.wait_for(task, 5)
+    assert seen == [4, 5, 7, 8, 9]
+
+
+async def test_export_and_verify_are_themselves_recorded(tmp_path: Path) -> None:
+    async with await AuditLog.open(tmp_path) as log:
+        await fill(log, 3)
+        exported = [r async for r in log.export(ACTOR, Filters(agent="agent0"))]
+        result = await log.verify(ACTOR)
+        tail = await log.rows(Filters(action="audit.*"), 0, 10)
+    assert [r["seq"] for r in exported] == [1]
+    assert result.ok, result.summary
+    assert [(r.action, r.outcome) for r in tail] == [("audit.export", "ok"), ("audit.verify", "ok")]
+    assert tail[0].payload["filters"]["agent"] == "agent0"
+    assert [r["seq"] for r in export(tmp_path, filters=Filters(action="audit.verify"))] == [5]
+
+
+async def test_conversations_survive_a_restart(tmp_path: Path) -> None:
+    async with await AuditLog.open(tmp_path) as log:
+        conv = log.conversations
+        await conv.save_agent("alice", {"model": "tiny", "system": "be brief", "params": {"temperature": 0.2}})
+        await conv.save_agent("bob", {"model": "small"})
+        await conv.save_message("alice", "user", "hello", "t1")
+        await conv.save_message("alice", "assistant", "hi there", "t1", "stop")
+        await conv.save_message("bob", "user", "ping", "t2")
+        await conv.save_message("carol", "user", "gone soon", "t3")
+        await conv.save_agent("bob", {"model": "tiny"})  # replaced
+        await conv.clear("bob")
+        await conv.delete_agent("carol")
+    async with await AuditLog.open(tmp_path) as log:
+        transcripts = await log.conversations.load_transcripts()
+        agents = await log.conversations.load_agents()
+        await log.conversations.save_message("bob", "user", "again", "t4")
+        assert [m.content for m in (await log.conversations.load_transcripts())["bob"]] == ["again"]
+    assert list(transcripts) == ["alice"]
+    assert [(m.role, m.content, m.turn_id, m.finish_reason) for m in transcripts["alice"]] == [
+        ("user", "hello", "t1", ""),
+        ("assistant", "hi there", "t1", "stop"),
+    ]
+    assert agents == {"alice": {"model": "tiny", "system": "be brief", "params": {"temperature": 0.2}}, "bob": {"model": "tiny"}}
+
+
+async def test_no_plaintext_in_any_file_before_or_after_the_wal_is_checkpointed(tmp_path: Path) -> None:
+    needles = [MARKER.encode(), MARKER.encode("utf-16-le"), MARKER[::-1].encode()]
+    log = await AuditLog.open(tmp_path)
+    try:
+        await log.append(Action.CHAT_REQUEST, ACTOR, agent="a", text={"prompt": f"tell me {MARKER}"}, payload={"note": MARKER})
+        await log.append(Action.CHAT_COMPLETION, ACTOR, agent="a", text={"completion": MARKER[::-1]})
+        await log.conversations.save_message("a", "user", f"tell me {MARKER}", "t1")
+        await log.conversations.save_agent("a", {"system": MARKER})
+        await log.checkpoint()
+        live = files_in(tmp_path)
+        assert len(live["audit.db-wal"]) > 0  # the records are still only in the WAL
+        assert {"audit.db", "audit.db-shm", "audit.key", "audit.seal", "audit.checkpoint", "audit.verify"} <= set(live)
+    finally:
+        await log.close()
+    for files in (live, files_in(tmp_path)):
+        for name, data in files.items():
+            for needle in needles:
+                assert needle not in data, f"plaintext in {name}"
+    for name in files_in(tmp_path):
+        if name != "audit.lock":
+            assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o600, name
+
+
+async def test_a_failed_write_fails_closed_until_reopened(tmp_path: Path) -> None:
+    log = await AuditLog.open(tmp_path)
+    await fill(log, 3)
+    pages = (await log._db.execute_fetchall("PRAGMA page_count"))[0][0]
+    await log._db.execute(f"PRAGMA max_page_count={pages}")  # the disk is now full
+    big = {"blob": "x" * 200_000}
+    results = await asyncio.gather(*(log.append(Action.CHAT_REQUEST, ACTOR, payload=big) for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(r, AuditError) for r in results)
+    message = str(results[0])
+    assert "\n" not in message and "full" in message and "reopened" in message
+    with pytest.raises(AuditError, match="reopened"):
+        await log.append(Action.CHAT_REQUEST, ACTOR)
+    with pytest.raises(AuditError):
+        await log.conversations.save_message("a", "user", "x", "t")
+    await log.close()
+    async with await AuditLog.open(tmp_path) as log:
+        assert log.last_seq == 3
+        assert await log.append(Action.DAEMON_START, ACTOR) == 4
+    assert verify(tmp_path).ok
+
+
+async def test_open_twice_and_use_after_close_are_refused(tmp_path: Path) -> None:
+    log = await AuditLog.open(tmp_path)
+    with pytest.raises(FailedPrecondition, match="another process"):
+        await AuditLog.open(tmp_path)
+    await log.close()
+    with pytest.raises(FailedPrecondition, match="closed"):
+        await log.append(Action.DAEMON_STOP, ACTOR)
+
+
+async def test_key_rotation_keeps_old_records_readable_and_verifiable(tmp_path: Path) -> None:
+    async with await AuditLog.open(tmp_path) as log:
+        await fill(log, 3)
+        assert await log.rotate_key() == 2
+        await fill(log, 3, start=3)
+        await log.conversations.save_message("a", "user", "after", "t")
+        assert await log.rotate_key() == 3
+    async with await AuditLog.open(tmp_path) as log:
+        await fill(log, 1, start=6)
+        records = await log.rows(Filters(), 0, 100)
+        assert [m.content for m in (await log.conversations.load_transcripts())["a"]] == ["after"]
+    assert [r.key_id for r in records] == [1, 1, 1, 2, 2, 2, 3]
+    assert [r.payload["text"]["prompt"] for r in records] == [f"question {i}" for i in range(7)]
+    result = verify(tmp_path)
+    assert result.ok and result.records == 7, result.summary
+
+
+async def test_passphrase_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with await AuditLog.open(tmp_path, passphrase="correct horse", config=FAST) as log:
+        await fill(log, 3)
+        await log.rotate_key()  # the file is re-encrypted without asking again
+        await fill(log, 1, start=3)
+    doc = json.loads((tmp_path / "audit.key").read_text())
+    assert doc["protection"] == "scrypt/aes-256-gcm" and "keyring" not in doc
+    with pytest.raises(AuditKeyError, match="protected by a passphrase; set ENCLAVE_AUDIT_PASSPHRASE"):
+        await AuditLog.open(tmp_path)
+    with pytest.raises(AuditKeyError, match="wrong passphrase"):
+        await AuditLog.open(tmp_path, passphrase="wrong horse")
+    assert verify(tmp_path, passphrase="correct horse").ok
+    async with await AuditLog.open(tmp_path, passphrase="correct horse") as log:
+        assert [r.key_id for r in await log.rows()] == [1, 1, 1, 2]
+
+    change_passphrase(tmp_path / "audit.key", "correct horse", None)
+    with pytest.raises(AuditKeyError, match="not protected by a passphrase"):
+        await AuditLog.open(tmp_path, passphrase="correct horse")
+    async with await AuditLog.open(tmp_path) as log:
+        assert log.last_seq == 4
+
+
+async def test_records_keep_time_order_when_the_clock_steps_back(tmp_path: Path) -> None:
+    clock = Clock()
+    async with await AuditLog.open(tmp_path, clock=clock) as log:
+        await fill(log, 2)
+        clock.now -= timedelta(hours=1)  # NTP stepped the clock back
+        await fill(log, 2, start=2)
+        times = [r.time for r in await log.rows()]
+    assert times == sorted(times)
+    assert verify(tmp_path).ok
+
+
+async def test_verify_and_copy_a_live_log_while_it_is_written(tmp_path: Path) -> None:
+    """The files outside the database are read before its snapshot, so a log being written
+    verifies (the sealing state and checkpoint may lag it, never lead it)."""
+    data = tmp_path / "data"
+    config = AuditConfig(checkpoint_interval=0.01, seal_interval=0.0)
+    async with await AuditLog.open(data, config=config) as log:
+        stop = asyncio.Event()
+
+        async def appender(w: int) -> None:
+            i = 0
+            while not stop.is_set():
+                await fill(log, 1, start=1000 * w + i)
+                i += 1
+
+        tasks = [asyncio.create_task(appender(w)) for w in range(4)]
+        await asyncio.sleep(0.1)
+        results = [await asyncio.to_thread(verify, data) for _ in range(3)]
+        await asyncio.to_thread(copy_log, data, tmp_path / "copy")
+        stop.set()
+        await asyncio.gather(*tasks)
+    assert all(r.ok for r in results), [r.summary for r in results]
+    assert results[-1].last_seq and results[-1].last_seq > results[0].records // 2
+    copied = verify(tmp_path / "copy", verify_key=data / "audit.verify")
+    assert copied.ok, copied.summary
+
+
+async def test_a_missing_checkpoint_copy_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(FailedPrecondition, match="not mounted"):
+        await AuditLog.open(tmp_path / "data", config=AuditConfig(checkpoint_copies=(tmp_path / "nas" / "audit.checkpoint",)))

@@ -1,0 +1,171 @@
+"""The daemon as a process: socket permissions, the single-instance lock, crashes, signals,
+eviction under a memory budget, and configuration mistakes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+
+from enclave_contract.v1 import chat_pb2, models_pb2, status_pb2
+from tests.helpers import Daemon, short_tmpdir, spawn_daemon
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_socket_is_private_and_there_is_no_tcp(daemon_factory: callable) -> None:
+    home = short_tmpdir()
+    d: Daemon = daemon_factory(home=home)
+    assert stat.S_ISSOCK(d.socket.stat().st_mode)
+    assert mode(d.socket) == 0o600
+    assert mode(d.socket.parent) == 0o700, "the daemon created the socket's folder 0700"
+    assert mode(home / "data") == 0o700
+    lock = d.socket.with_name("enclaved.sock.lock")
+    assert lock.read_text().strip() == str(d.proc.pid)
+    listening = [line.split() for table in ("tcp", "tcp6") for line in Path(f"/proc/{d.proc.pid}/net/{table}").read_text().splitlines()[1:]]
+    inodes = {cols[9] for cols in listening if cols[3] == "0A"}  # state 0A = LISTEN
+    fds = {os.readlink(f"/proc/{d.proc.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{d.proc.pid}/fd")}
+    assert not any(f"socket:[{inode}]" in fds for inode in inodes), "enclaved must not listen on TCP"
+
+
+def test_second_daemon_on_the_same_socket_exits_and_leaves_the_first_alone(daemon_factory: callable, model_dir: Path) -> None:
+    first: Daemon = daemon_factory()
+    inode = first.socket.stat().st_ino
+    second = subprocess.run(
+        [sys.executable, "-m", "enclaved.cli", "--socket", str(first.socket), "--models", str(model_dir), "--data", str(first.home / "d2")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.returncode == 1
+    assert f"already serving {first.socket}" in second.stderr
+    assert str(first.proc.pid) in second.stderr
+    assert "Traceback" not in second.stderr
+    assert first.socket.stat().st_ino == inode, "the running daemon's socket was not replaced"
+    models = first.stubs().models.ListModels(models_pb2.ListModelsRequest(), timeout=10).models
+    assert models
+
+
+def test_restart_after_kill_9_is_not_blocked_by_stale_files(daemon_factory: callable) -> None:
+    home = short_tmpdir()
+    first: Daemon = daemon_factory(home=home)
+    first.stop(signal.SIGKILL)
+    assert first.socket.exists() and first.socket.with_name("enclaved.sock.lock").exists(), "kill -9 leaves both behind"
+    second: Daemon = daemon_factory(home=home)
+    assert second.stubs().models.ListModels(models_pb2.ListModelsRequest(), timeout=10).models
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_ends_turns_cleanly_removes_the_socket_and_exits_0(daemon_factory: callable, sig: int) -> None:
+    d: Daemon = daemon_factory('[[agents]]\nname = "talker"\nmodel = "tiny"\nmax_tokens = 1000000\n')
+    call = d.stubs().chat.Chat(chat_pb2.ChatRequest(agent="talker", message="talk until stopped"), timeout=60)
+    events = []
+    for ev in call:
+        events.append(ev)
+        if ev.HasField("delta"):
+            break
+    stubs = d.stubs()
+    watch = stubs.chat.Watch(chat_pb2.WatchRequest(), timeout=60)
+    status = stubs.status.Status(status_pb2.StatusRequest(interval_seconds=5), timeout=60)
+    next(status)
+    d.proc.send_signal(sig)
+    with pytest.raises(grpc.RpcError) as info:
+        for ev in call:
+            events.append(ev)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "shutting down" in info.value.details()
+    for stream in (watch, status):  # streams that never end by themselves end at once, clearly
+        with pytest.raises(grpc.RpcError) as info:
+            list(stream)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "shutting down" in info.value.details()
+    assert events[-1].HasField("error") and "shutting down" in events[-1].error.message
+    assert d.proc.wait(timeout=30) == 0
+    assert not d.socket.exists()
+    assert not d.socket.with_name("enclaved.sock.lock").exists()
+    assert "Traceback" not in d.log
+
+
+def test_idle_model_is_evicted_to_stay_within_the_memory_budget(daemon_factory: callable) -> None:
+    config = 'memory_budget = "7MiB"\n[[models]]\nname = "tiny"\nn_ctx = 4096\n[[models]]\nname = "small"\nn_ctx = 4096\n'
+    d: Daemon = daemon_factory(config)
+    stubs = d.stubs()
+    stubs.models.LoadModel(models_pb2.LoadModelRequest(name="tiny"), timeout=30)
+    r = stubs.models.LoadModel(models_pb2.LoadModelRequest(name="small"), timeout=30)
+    assert list(r.evicted) == ["tiny"]
+    states = {m.name: m.state for m in stubs.models.ListModels(models_pb2.ListModelsRequest(), timeout=10).models}
+    assert states["tiny"] == models_pb2.MODEL_STATE_AVAILABLE and states["small"] == models_pb2.MODEL_STATE_LOADED
+
+
+def test_model_larger_than_the_budget_is_refused(daemon_factory: callable) -> None:
+    d: Daemon = daemon_factory('memory_budget = "1MiB"\n')
+    with pytest.raises(grpc.RpcError) as info:
+        d.stubs().models.LoadModel(models_pb2.LoadModelRequest(name="tiny"), timeout=30)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "memory_budget" in info.value.details()
+
+
+def test_model_symlinked_from_outside_the_folders_is_refused(tmp_path: Path, model_dir: Path) -> None:
+    from enclaved.domain.catalog import Catalog
+
+    inside = tmp_path / "models"
+    inside.mkdir()
+    (inside / "outside.gguf").symlink_to(model_dir / "tiny.gguf")
+    found = Catalog([inside]).scan()["outside"]
+    assert not found.valid and "outside the models folders" in found.problem
+
+
+@pytest.mark.parametrize(
+    ("config", "words"),
+    [
+        ("this is = = not toml", "not valid TOML"),
+        ("bogus = 1\n", "unknown setting 'bogus'"),
+        ('[[agents]]\nname = "a"\ncolour = "red"\n', "unknown setting 'colour'"),
+        ('[[agents]]\nname = "a"\n[[agents]]\nname = "a"\n', "'a' is defined twice"),
+        ('memory_budget = "lots"\n', "memory_budget"),
+    ],
+)
+def test_config_mistakes_are_one_clear_line(config: str, words: str) -> None:
+    home = short_tmpdir()
+    (home / "c.toml").write_text(config)
+    r = subprocess.run(
+        [sys.executable, "-m", "enclaved.cli", "--config", str(home / "c.toml"), "--socket", str(home / "s.sock")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2
+    assert words in r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_socket_path_that_is_a_regular_file_is_refused(model_dir: Path) -> None:
+    home = short_tmpdir()
+    (home / "s.sock").write_text("precious")
+    d = spawn_daemon(home, model_dir, socket=home / "s.sock")
+    assert d.proc.wait(timeout=60) == 2
+    assert "is not a socket" in d.log
+    assert (home / "s.sock").read_text() == "precious"
+
+
+def test_default_socket_path_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from enclave_contract.paths import default_socket_path
+
+    monkeypatch.setenv("ENCLAVE_SOCKET", str(tmp_path / "x.sock"))
+    assert default_socket_path() == tmp_path / "x.sock"
+    monkeypatch.delenv("ENCLAVE_SOCKET")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    assert default_socket_path() == tmp_path / "enclave" / "enclaved.sock"
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert default_socket_path() == tmp_path / ".local" / "state" / "enclave" / "enclaved.sock"

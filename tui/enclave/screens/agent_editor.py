@@ -1,0 +1,118 @@
+"""Create or edit an agent: name, model, system prompt, temperature, max tokens; or delete it.
+
+The screen validates what it can (numbers), the daemon the rest; either way a mistake shows
+as one line on the screen, which stays open with what was typed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Select, Static, TextArea
+
+from enclave.protocol import DaemonError
+from enclave_contract.v1 import agents_pb2
+
+EditorResult = Literal["saved", "delete"] | None
+Save = Callable[[agents_pb2.Agent], Awaitable[None]]
+
+
+class AgentEditor(ModalScreen[EditorResult]):
+    # priority: they work from inside the text fields too (TextArea has its own ctrl+d)
+    BINDINGS = [
+        Binding("ctrl+s", "save", "Save", id="editor.save", priority=True),
+        Binding("ctrl+d", "delete", "Delete agent", id="editor.delete", priority=True),
+        Binding("escape", "dismiss_editor", "Cancel", id="editor.cancel"),
+    ]
+
+    def __init__(self, agent: agents_pb2.Agent | None, models: list[str], save: Save, default_model: str = "") -> None:
+        """``default_model`` is offered for a new agent (the workbench passes the selected
+        pane's model)."""
+        super().__init__(classes="dialog-screen")
+        self.agent = agent
+        self.models = models
+        self._save = save
+        self.default_model = agent.model if agent else default_model
+
+    def compose(self) -> ComposeResult:
+        a = self.agent
+        sampling = a.sampling if a else agents_pb2.SamplingParams()
+        options = [(m, m) for m in self.models]
+        current = self.default_model if self.default_model in self.models else (self.models[0] if self.models else Select.BLANK)
+        temperature = f"{sampling.temperature:g}" if sampling.HasField("temperature") else ""
+        max_tokens = str(sampling.max_tokens) if sampling.HasField("max_tokens") else ""
+        with VerticalScroll(classes="dialog editor"):
+            yield Static(f"edit agent {a.name}" if a else "new agent", classes="question")
+            with Horizontal(classes="field"):
+                yield Label("name")
+                yield Input(a.name if a else "", id="name", disabled=a is not None, placeholder="letters, digits, . _ -", compact=True)
+            with Horizontal(classes="field"):
+                yield Label("model")
+                yield Select(options, value=current, id="model", allow_blank=not self.models, compact=True)
+            with Horizontal(classes="field"):
+                yield Label("temperature")
+                yield Input(temperature, id="temperature", type="number", placeholder="default 0.8", compact=True)
+            with Horizontal(classes="field"):
+                yield Label("max tokens")
+                yield Input(max_tokens, id="max_tokens", type="integer", placeholder="per reply, default 256", compact=True)
+            yield Label("system prompt")
+            yield TextArea(a.system if a else "", id="system", soft_wrap=True, show_line_numbers=False, compact=True)
+            yield Static(id="editor-error", classes="error-line")
+            with Horizontal(classes="buttons"):
+                yield Button("Save ^s", id="save", variant="primary", compact=True)
+                if a is not None:
+                    yield Button("Delete ^d", id="delete", variant="error", compact=True)
+                yield Button("Cancel esc", id="cancel", compact=True)
+
+    def on_mount(self) -> None:
+        for field in self.query("Input, TextArea"):
+            field.cursor_blink = False  # no redraws twice a second over SSH
+        self.query_one("#system" if self.agent else "#name").focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        {"save": self.action_save, "delete": self.action_delete, "cancel": self.action_dismiss_editor}[event.button.id or "cancel"]()
+
+    def action_dismiss_editor(self) -> None:
+        self.dismiss(None)
+
+    def action_delete(self) -> None:
+        if self.agent is not None:
+            self.dismiss("delete")
+
+    def _form(self) -> agents_pb2.Agent:
+        """The agent as the form describes it; ValueError names a field that cannot be read."""
+        sampling = agents_pb2.SamplingParams()
+        if self.agent is not None:
+            sampling.CopyFrom(self.agent.sampling)  # keep what this form does not show
+        for field, kind in (("temperature", float), ("max_tokens", int)):
+            text = self.query_one(f"#{field}", Input).value.strip()
+            if not text:
+                sampling.ClearField(field)
+                continue
+            try:
+                setattr(sampling, field, kind(text))
+            except ValueError:
+                raise ValueError(f"{field.replace('_', ' ')} must be a number") from None
+        model = self.query_one("#model", Select).value
+        return agents_pb2.Agent(
+            name=self.query_one("#name", Input).value.strip(),
+            model=model if isinstance(model, str) else "",
+            system=self.query_one("#system", TextArea).text,
+            sampling=sampling,
+        )
+
+    @work(exclusive=True, group="editor-save")
+    async def action_save(self) -> None:
+        error = self.query_one("#editor-error", Static)
+        try:
+            await self._save(self._form())
+        except (ValueError, DaemonError) as exc:
+            error.update(str(exc))
+            return
+        self.dismiss("saved")

@@ -1,0 +1,39 @@
+"""The audit screen's filters: actor, agent, action and outcome; Enter in any applies them all."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.widgets import Input
+
+from enclave.widgets.prompt import PromptInput
+from enclave_contract.v1 import audit_pb2
+
+FIELDS = {  # AuditQuery field: placeholder
+    "actor": "actor (user)",
+    "agent": "agent",
+    "action": "action (chat.*)",
+    "outcome": "outcome (ok, error, …)",
+}
+
+
+class AuditFilters(Horizontal):
+    class Applied(Message):
+        def __init__(self, query: audit_pb2.AuditQuery) -> None:
+            super().__init__()
+            self.query = query
+
+    def compose(self) -> ComposeResult:
+        for field, placeholder in FIELDS.items():
+            yield PromptInput(placeholder=placeholder, id=f"audit-{field}", compact=True)
+
+    @property
+    def audit_query(self) -> audit_pb2.AuditQuery:
+        return audit_pb2.AuditQuery(**{f: self.query_one(f"#audit-{f}", Input).value.strip() for f in FIELDS})
+
+    @on(Input.Submitted)
+    def _apply(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.post_message(self.Applied(self.audit_query))
