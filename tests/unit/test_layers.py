@@ -227,24 +227,24 @@ def test_checker_finds_a_layer_reaching_up_or_past_the_engine(tmp_path: Path) ->
             "server/enclaved/__init__.py": "",
             "server/enclaved/domain/__init__.py": "",
             "server/enclaved/domain/prompt.py": "from ..llama import Model\n",
-            "server/enclaved/engine/__init__.py": "from enclaved.services import convert\n",
+            "server/enclaved/engine/__init__.py": "",
             "server/enclaved/services/__init__.py": "",
             "server/enclaved/services/convert.py": "from enclaved.engine.scheduler import Finish\n",
-            "server/enclaved/engine/scheduler.py": "Finish = 1\n",
+            "server/enclaved/engine/scheduler.py": "from enclaved.services import convert\n\nFinish = 1\n",
             "server/enclaved/llama/__init__.py": "Model = 1\n",
         },
     )
     problems = check(roots)
     assert "enclaved.domain.prompt line 1 imports enclaved.llama: enclaved.domain may not reach past the engine into llama" in problems
     assert (
-        "enclaved.engine line 1 imports enclaved.services.convert: enclaved.engine may not import enclaved.services, a layer above it"
+        "enclaved.engine.scheduler line 1 imports enclaved.services.convert: enclaved.engine may not import enclaved.services, a layer above it"
         in problems
     )
     assert (
         "enclaved.services.convert line 1 imports enclaved.engine.scheduler: services use the engine's public types (enclaved.engine) only, never its internals"
         in problems
     )
-    assert "import cycle: enclaved.engine ↔ enclaved.services.convert" in problems
+    assert "import cycle: enclaved.engine.scheduler ↔ enclaved.services.convert" in problems
 
 
 def test_checker_finds_a_cycle_through_type_checking_imports(tmp_path: Path) -> None:
