@@ -10,9 +10,9 @@ from pathlib import Path
 import llama_cpp
 import pytest
 
-from enclaved.engine import Engine, EngineConfig, Finish, Request
-from enclaved.engine import scheduler as eng
-from enclaved.llama import Model, SamplingSettings
+from enclaved import engine as eng
+from enclaved.engine import Engine, EngineConfig, Finish, Request, SamplingSettings, scheduler
+from enclaved.llama import Model
 
 TIMEOUT = 60
 
@@ -30,7 +30,7 @@ class Collector:
         self.events.append(ev)
         if self.log is not None:
             self.log.append((self.name, ev))
-        if isinstance(ev, (eng.Done, eng.Failed)):
+        if isinstance(ev, (eng.TurnResult, eng.Failed)):
             self.finished.set()
 
     @property
@@ -38,10 +38,10 @@ class Collector:
         return "".join(e.text for e in self.events if isinstance(e, eng.Text))
 
     @property
-    def done(self) -> eng.Done:
+    def done(self) -> eng.TurnResult:
         assert self.finished.wait(TIMEOUT), "request did not finish"
         last = self.events[-1]
-        assert isinstance(last, eng.Done), last
+        assert isinstance(last, eng.TurnResult), last
         return last
 
 
@@ -60,6 +60,7 @@ def make_engine(tiny: Model) -> Iterator[callable]:
         cfg = dict(n_ctx_seq=1024, n_seq_max=4, n_threads=2)
         cfg.update(kw)
         e = Engine(model, EngineConfig(**cfg))
+        e.start()
         engines.append(e)
         return e
 
@@ -121,7 +122,7 @@ def test_more_requests_than_slots_wait_in_fifo_order(tiny: Model, make_engine: c
 def test_long_prompt_is_prefilled_in_chunks_while_others_generate(
     tiny: Model, make_engine: callable, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(eng, "COALESCE_SECONDS", 0.0)  # see every token as it is sampled
+    monkeypatch.setattr(scheduler, "COALESCE_SECONDS", 0.0)  # see every token as it is sampled
     engine = make_engine(n_ctx_seq=4096, prefill_chunk=32, n_batch=512)
     order: list[tuple[str, eng.EngineEvent]] = []
     short = Collector(log=order, name="short")
@@ -219,12 +220,12 @@ def test_prompt_prefix_is_reused_from_the_kv_cache(tiny: Model, make_engine: cal
     engine = make_engine()
     first = Collector()
     engine.submit(request(tiny, "a shared system prompt and the first question", first, max_tokens=8))
-    assert first.done.cached_tokens == 0
+    assert first.done.cached_prompt_tokens == 0
     second = Collector()
     engine.submit(request(tiny, "a shared system prompt and the first question plus more", second, max_tokens=8))
     done = second.done
-    assert done.cached_tokens >= 8
-    assert done.cached_tokens < done.prompt_tokens
+    assert done.cached_prompt_tokens >= 8
+    assert done.cached_prompt_tokens < done.prompt_tokens
 
 
 def test_same_seed_alone_gives_the_same_text(tiny: Model, make_engine: callable) -> None:

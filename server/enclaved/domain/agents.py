@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass, field
 
 from enclaved.audit.recorder import Recorder
 from enclaved.domain.hub import AgentChanged, Change, EventHub, TurnEvent
+from enclaved.engine import SamplingSettings
 from enclaved.errors import FailedPrecondition, InvalidArgument, NotFound
-from enclaved.llama import SamplingSettings
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_STOP_STRINGS = 16

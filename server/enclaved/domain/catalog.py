@@ -6,6 +6,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("enclaved.catalog")
 
@@ -44,9 +45,12 @@ def read_header(name: str, path: Path) -> ModelFile:
         reader = gguf.GGUFReader(str(path))
         fields = reader.fields
 
-        def get(key: str, default: object = None) -> object:
+        def get(key: str, default: object = None) -> Any:  # gguf types a value as Any: int, float, str or list
             field = fields.get(key)
             return field.contents() if field is not None else default
+
+        def number(key: str, default: int = 0) -> int:
+            return int(get(key, default) or 0)
 
         arch = str(get("general.architecture", ""))
         file_type = get("general.file_type")
@@ -54,10 +58,10 @@ def read_header(name: str, path: Path) -> ModelFile:
             quant = gguf.LlamaFileType(int(file_type)).name.removeprefix("MOSTLY_") if file_type is not None else ""
         except ValueError:
             quant = f"type {file_type}"
-        n_layer = int(get(f"{arch}.block_count", 0) or 0)
-        n_embd = int(get(f"{arch}.embedding_length", 0) or 0)
-        n_head = int(get(f"{arch}.attention.head_count", 0) or 0)
-        n_head_kv = int(get(f"{arch}.attention.head_count_kv", n_head) or 0)
+        n_layer = number(f"{arch}.block_count")
+        n_embd = number(f"{arch}.embedding_length")
+        n_head = number(f"{arch}.attention.head_count")
+        n_head_kv = number(f"{arch}.attention.head_count_kv", n_head)
         head_dim = n_embd // n_head if n_head else 0
         return ModelFile(
             name=name,
@@ -66,7 +70,7 @@ def read_header(name: str, path: Path) -> ModelFile:
             architecture=arch,
             parameter_count=sum(int(t.n_elements) for t in reader.tensors),
             quantization=quant,
-            context_length=int(get(f"{arch}.context_length", 0) or 0),
+            context_length=number(f"{arch}.context_length"),
             has_chat_template="tokenizer.chat_template" in fields,
             kv_bytes_per_token=2 * n_layer * n_head_kv * head_dim * 2,
         )

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from enclaved.engine import TurnResult
 from enclaved.errors import EnclaveError, ResourceExhausted
 
 if TYPE_CHECKING:
@@ -52,18 +53,6 @@ class Truncated:
 
 
 @dataclass(frozen=True)
-class Finished:
-    finish_reason: str  # an engine Finish value
-    prompt_tokens: int
-    completion_tokens: int
-    cached_prompt_tokens: int
-    queue_ms: float
-    time_to_first_token_ms: float
-    prompt_ms: float
-    generation_ms: float
-
-
-@dataclass(frozen=True)
 class TurnFailed:
     code: str  # a grpc status code name
     message: str
@@ -84,7 +73,7 @@ class AgentChanged:
     agent: Agent
 
 
-Body = Started | PhaseChanged | Delta | Truncated | Finished | TurnFailed | AgentChanged
+Body = Started | PhaseChanged | Delta | Truncated | TurnResult | TurnFailed | AgentChanged  # a TurnResult ends a turn
 
 
 @dataclass(frozen=True)
@@ -95,7 +84,7 @@ class TurnEvent:
 
     @property
     def terminal(self) -> bool:
-        return isinstance(self.body, (Finished, TurnFailed))
+        return isinstance(self.body, (TurnResult, TurnFailed))
 
 
 @dataclass

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from enclaved.audit.recorder import Recorder
 from enclaved.domain.catalog import Catalog, ModelFile, check_model_name
 from enclaved.domain.config import Config
-from enclaved.engine import Engine, EngineConfig, EngineStats
+from enclaved.engine import Engine, EngineConfig, EngineStats, LoadError
 from enclaved.errors import FailedPrecondition, NotFound, ResourceExhausted
-from enclaved.llama import LoadError, Model, ModelParams
 
 log = logging.getLogger("enclaved.models")
 
@@ -33,8 +32,7 @@ class State(enum.Enum):
 @dataclass
 class LoadedModel:
     file: ModelFile
-    model: Model
-    engine: Engine
+    engine: Engine  # owns the loaded weights
     memory_bytes: int
     last_used: float
     users: int = 0  # turns holding the model (tokenizing, queued or decoding)
@@ -180,24 +178,17 @@ class ModelRegistry:
 
     def _load_blocking(self, f: ModelFile) -> LoadedModel:
         s = self.config.model_settings(f.name)
-        model = Model(f.path, ModelParams(n_gpu_layers=s.n_gpu_layers))
-        try:
-            engine = Engine(
-                model,
-                EngineConfig(
-                    n_ctx_seq=s.n_ctx,
-                    n_seq_max=s.n_seq_max,
-                    n_threads=s.n_threads or os.cpu_count() or 1,
-                    n_batch=s.n_batch,
-                    prefill_chunk=s.prefill_chunk,
-                ),
-                name=f.name,
-            )
-        except BaseException:
-            model.close()
-            raise
+        config = EngineConfig(
+            n_ctx_seq=s.n_ctx,
+            n_seq_max=s.n_seq_max,
+            n_threads=s.n_threads or os.cpu_count() or 1,
+            n_batch=s.n_batch,
+            prefill_chunk=s.prefill_chunk,
+        )
+        engine = Engine.load(f.path, config, n_gpu_layers=s.n_gpu_layers, name=f.name)
+        engine.start()
         memory = f.memory_bytes(engine.n_ctx_seq, engine.config.n_seq_max)
-        return LoadedModel(file=f, model=model, engine=engine, memory_bytes=memory, last_used=time.monotonic())
+        return LoadedModel(file=f, engine=engine, memory_bytes=memory, last_used=time.monotonic())
 
     async def _make_room(self, name: str, needed: int) -> list[str]:
         budget = self.config.memory_budget
@@ -240,8 +231,7 @@ class ModelRegistry:
 
     @staticmethod
     def _close(loaded: LoadedModel) -> None:
-        loaded.engine.close()
-        loaded.model.close()
+        loaded.engine.close()  # and the model it owns
 
     async def close(self) -> None:
         for name in list(self._loaded):

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Protocol
 
 import jinja2
 import jinja2.sandbox
 
 from enclaved.errors import InvalidArgument
-from enclaved.llama import Model
 
 # Used when the GGUF has no tokenizer.chat_template.
 PLAIN_TEMPLATE = (
@@ -21,6 +21,21 @@ PLAIN_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}Assistant:{% endif %}"
 )
+
+
+class Tokenizer(Protocol):
+    """What prompt building needs of a model (a loaded llama model is one)."""
+
+    @property
+    def chat_template(self) -> str | None: ...  # the GGUF's tokenizer.chat_template
+    @property
+    def bos_text(self) -> str: ...
+    @property
+    def eos_text(self) -> str: ...
+    @property
+    def add_bos(self) -> bool: ...  # the vocabulary wants a BOS token first
+
+    def tokenize(self, text: str, *, add_special: bool, parse_special: bool = True) -> list[int]: ...
 
 
 @dataclass(frozen=True)
@@ -40,7 +55,7 @@ def _compile(source: str) -> jinja2.Template:
     return env.from_string(source)
 
 
-def render(model: Model, messages: list[dict[str, str]]) -> str:
+def render(model: Tokenizer, messages: list[dict[str, str]]) -> str:
     template = _compile(model.chat_template or PLAIN_TEMPLATE)
     try:
         return template.render(messages=messages, add_generation_prompt=True, bos_token=model.bos_text, eos_token=model.eos_text)
@@ -49,13 +64,13 @@ def render(model: Model, messages: list[dict[str, str]]) -> str:
         return _compile(PLAIN_TEMPLATE).render(messages=messages, add_generation_prompt=True)
 
 
-def tokenize_prompt(model: Model, text: str) -> list[int]:
+def tokenize_prompt(model: Tokenizer, text: str) -> list[int]:
     add_bos = model.add_bos and not (model.bos_text and text.startswith(model.bos_text))
     return model.tokenize(text, add_special=add_bos, parse_special=True)
 
 
 def build_prompt(
-    model: Model,
+    model: Tokenizer,
     system: str,
     history: list[dict[str, str]],
     message: str,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enclaved import engine as eng
 from enclaved.audit.recorder import Recorder
 from enclaved.domain.agents import Agent, AgentBook, Message
-from enclaved.domain.hub import Delta, EventHub, Finished, Phase, PhaseChanged, Started, Truncated, TurnEvent, TurnFailed
+from enclaved.domain.hub import Delta, EventHub, Phase, PhaseChanged, Started, Truncated, TurnEvent, TurnFailed
 from enclaved.domain.models import ModelRegistry
 from enclaved.domain.prompt import build_prompt
 from enclaved.errors import EnclaveError, FailedPrecondition, InvalidArgument, Unavailable
@@ -36,7 +36,7 @@ class Turn:
     request: eng.Request | None = None
     engine: eng.Engine | None = None
     cancelled: bool = False
-    ended: bool = False  # its terminal event (Finished or TurnFailed) was published
+    ended: bool = False  # its terminal event (TurnResult or TurnFailed) was published
     done: asyncio.Event = field(default_factory=asyncio.Event)  # its task has finished
 
 
@@ -123,7 +123,7 @@ class TurnManager:
                     raise asyncio.CancelledError
                 await self._generate(turn)
         except asyncio.CancelledError:
-            await self._end(turn, "", Finished(eng.Finish.CANCELLED.value, 0, 0, 0, 0.0, 0.0, 0.0, 0.0))
+            await self._end(turn, "", eng.TurnResult(eng.Finish.CANCELLED))
         except EnclaveError as exc:
             await self._fail(turn, exc)
         except Exception:
@@ -183,19 +183,19 @@ class TurnManager:
                 self._publish(turn, Delta(ev.text, ev.tokens))
             elif isinstance(ev, eng.Failed):
                 raise FailedPrecondition(ev.message)
-            elif isinstance(ev, eng.Done):
-                await self._end(turn, "".join(reply), _finished(ev))
+            elif isinstance(ev, eng.TurnResult):
+                await self._end(turn, "".join(reply), ev)
                 return
 
-    async def _end(self, turn: Turn, reply: str, finished: Finished) -> None:
+    async def _end(self, turn: Turn, reply: str, result: eng.TurnResult) -> None:
         """Audit the outcome and keep the exchange, then tell the clients; in that order, so
         a client never sees a reply the audit log and the store do not hold."""
         if turn.ended:
             return
         agent = turn.agent
-        cancelled = finished.finish_reason == eng.Finish.CANCELLED.value
-        said = bool(reply or finished.completion_tokens)  # a turn cancelled before any token leaves no trace
-        exchange = [Message("user", turn.message, turn.id), Message("assistant", reply, turn.id, finished.finish_reason)] if said else []
+        cancelled = result.finish is eng.Finish.CANCELLED
+        said = bool(reply or result.completion_tokens)  # a turn cancelled before any token leaves no trace
+        exchange = [Message("user", turn.message, turn.id), Message("assistant", reply, turn.id, result.finish.value)] if said else []
         # submitted together, the record and the two messages share one commit (one fsync)
         await asyncio.gather(
             *(self.recorder.conversations.save_message(agent.name, m.role, m.content, m.turn_id, m.finish_reason) for m in exchange),
@@ -206,17 +206,17 @@ class TurnManager:
                 turn=turn.id,
                 outcome="cancelled" if cancelled else "ok",
                 payload={
-                    "finish_reason": finished.finish_reason,
+                    "finish_reason": result.finish.value,
                     "usage": {
-                        "prompt_tokens": finished.prompt_tokens,
-                        "completion_tokens": finished.completion_tokens,
-                        "cached_prompt_tokens": finished.cached_prompt_tokens,
+                        "prompt_tokens": result.prompt_tokens,
+                        "completion_tokens": result.completion_tokens,
+                        "cached_prompt_tokens": result.cached_prompt_tokens,
                     },
                     "timings_ms": {
-                        "queue": finished.queue_ms,
-                        "first_token": finished.time_to_first_token_ms,
-                        "prompt": finished.prompt_ms,
-                        "generation": finished.generation_ms,
+                        "queue": result.queue_ms,
+                        "first_token": result.time_to_first_token_ms,
+                        "prompt": result.prompt_ms,
+                        "generation": result.generation_ms,
                     },
                 },
                 text={"completion": reply},
@@ -224,8 +224,8 @@ class TurnManager:
         )
         if said:
             agent.history.extend(exchange)
-            agent.context_tokens = finished.prompt_tokens + finished.completion_tokens
-        self._publish(turn, finished)
+            agent.context_tokens = result.prompt_tokens + result.completion_tokens
+        self._publish(turn, result)
 
     def _publish(self, turn: Turn, body: object) -> None:
         if turn.ended:
@@ -250,16 +250,3 @@ class TurnManager:
         except EnclaveError as audit_exc:  # the turn fails either way; say why it is not recorded
             exc = audit_exc
         self._publish(turn, TurnFailed(exc.code, exc.message))
-
-
-def _finished(done: eng.Done) -> Finished:
-    return Finished(
-        finish_reason=done.finish.value,
-        prompt_tokens=done.prompt_tokens,
-        completion_tokens=done.completion_tokens,
-        cached_prompt_tokens=done.cached_tokens,
-        queue_ms=done.queue_seconds * 1000,
-        time_to_first_token_ms=done.first_token_seconds * 1000,
-        prompt_ms=done.prompt_seconds * 1000,
-        generation_ms=done.generation_seconds * 1000,
-    )

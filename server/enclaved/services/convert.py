@@ -6,7 +6,7 @@ from enclave_contract.v1 import agents_pb2, chat_pb2, models_pb2, status_pb2
 from enclaved.domain import hub
 from enclaved.domain.agents import Agent, AgentParams, Message
 from enclaved.domain.models import ModelView, State
-from enclaved.engine import Finish
+from enclaved.engine import Finish, TurnResult
 from enclaved.services.errors import status_code
 
 _MODEL_STATE = {
@@ -28,11 +28,11 @@ _PHASE = {
     hub.Phase.GENERATING: chat_pb2.TURN_PHASE_GENERATING,
 }
 _FINISH = {
-    Finish.END_OF_TURN.value: chat_pb2.FINISH_REASON_END_OF_TURN,
-    Finish.MAX_TOKENS.value: chat_pb2.FINISH_REASON_MAX_TOKENS,
-    Finish.STOP_STRING.value: chat_pb2.FINISH_REASON_STOP_STRING,
-    Finish.CANCELLED.value: chat_pb2.FINISH_REASON_CANCELLED,
-    Finish.CONTEXT_FULL.value: chat_pb2.FINISH_REASON_CONTEXT_FULL,
+    Finish.END_OF_TURN: chat_pb2.FINISH_REASON_END_OF_TURN,
+    Finish.MAX_TOKENS: chat_pb2.FINISH_REASON_MAX_TOKENS,
+    Finish.STOP_STRING: chat_pb2.FINISH_REASON_STOP_STRING,
+    Finish.CANCELLED: chat_pb2.FINISH_REASON_CANCELLED,
+    Finish.CONTEXT_FULL: chat_pb2.FINISH_REASON_CONTEXT_FULL,
 }
 _ROLE = {"user": agents_pb2.ROLE_USER, "assistant": agents_pb2.ROLE_ASSISTANT, "system": agents_pb2.ROLE_SYSTEM}
 
@@ -121,7 +121,7 @@ def chat_event(ev: hub.TurnEvent) -> chat_pb2.ChatEvent:
         out.delta.CopyFrom(chat_pb2.TokenDelta(text=b.text, tokens=b.tokens))
     elif isinstance(b, hub.Truncated):
         out.truncated.CopyFrom(chat_pb2.HistoryTruncated(dropped_messages=b.dropped_messages, prompt_tokens=b.prompt_tokens))
-    elif isinstance(b, hub.Finished):
+    elif isinstance(b, TurnResult):
         out.finished.CopyFrom(finished(b))
     elif isinstance(b, hub.TurnFailed):
         out.error.CopyFrom(chat_pb2.TurnError(code=status_code(b.code).value[0], message=b.message))
@@ -130,24 +130,20 @@ def chat_event(ev: hub.TurnEvent) -> chat_pb2.ChatEvent:
     return out
 
 
-def finished(b: hub.Finished) -> chat_pb2.TurnFinished:
-    def tps(tokens: int, ms: float) -> float:
-        return tokens / (ms / 1000) if ms > 0 else 0.0
-
+def finished(r: TurnResult) -> chat_pb2.TurnFinished:
     return chat_pb2.TurnFinished(
-        finish_reason=_FINISH[b.finish_reason],
+        finish_reason=_FINISH[r.finish],
         usage=chat_pb2.Usage(
-            prompt_tokens=b.prompt_tokens,
-            completion_tokens=b.completion_tokens,
-            cached_prompt_tokens=b.cached_prompt_tokens,
+            prompt_tokens=r.prompt_tokens,
+            completion_tokens=r.completion_tokens,
+            cached_prompt_tokens=r.cached_prompt_tokens,
         ),
         timings=chat_pb2.Timings(
-            queue_ms=b.queue_ms,
-            time_to_first_token_ms=b.time_to_first_token_ms,
-            prompt_ms=b.prompt_ms,
-            generation_ms=b.generation_ms,
-            prompt_tokens_per_second=tps(b.prompt_tokens - b.cached_prompt_tokens, b.prompt_ms),
-            # the first token comes out of prompt evaluation; the rest are generation
-            generation_tokens_per_second=tps(max(b.completion_tokens - 1, 0), b.generation_ms),
+            queue_ms=r.queue_ms,
+            time_to_first_token_ms=r.time_to_first_token_ms,
+            prompt_ms=r.prompt_ms,
+            generation_ms=r.generation_ms,
+            prompt_tokens_per_second=r.prompt_tokens_per_second,
+            generation_tokens_per_second=r.generation_tokens_per_second,
         ),
     )
