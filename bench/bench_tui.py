@@ -2,7 +2,7 @@
 
     python bench/bench_tui.py [--rates 200,500,1000,2000,3000,4000,6000,8000] [--presses 15]
 
-For each aggregate rate, a scripted daemon (``tests/scripted_daemon.py``, synthetic mode, its
+For each aggregate rate, a scripted daemon (``tests/tui/scripted_daemon.py``, synthetic mode, its
 own process so its CPU is not the TUI's) streams four agents' turns, one delta per agent every
 20 ms as enclaved does, and the real ``enclave`` workbench runs attached to it in a 160x48
 pseudo-terminal whose output a thread drains as a terminal would. After a warm-up:
@@ -45,7 +45,7 @@ from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DAEMON = ROOT / "tests" / "scripted_daemon.py"
+DAEMON = ROOT / "tests" / "tui" / "scripted_daemon.py"
 ENCLAVE = Path(sys.executable).with_name("enclave")
 COLS, ROWS = 160, 48
 AGENTS = 4

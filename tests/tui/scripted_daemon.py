@@ -34,7 +34,7 @@ In-process (async tests)::
 
 As a process (the benchmark)::
 
-    python tests/scripted_daemon.py --socket PATH --agents 4 --rate 2000 [--stats FILE]
+    python tests/tui/scripted_daemon.py --socket PATH --agents 4 --rate 2000 [--stats FILE]
 
 serves synthetic mode until SIGTERM or SIGINT, writing ``{"tokens", "seconds", ...}`` (JSON)
 to FILE every 0.25 s and on exit; ``--mark-every S`` adds the markers (``"marks"``: word,

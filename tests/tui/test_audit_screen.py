@@ -1,9 +1,9 @@
 """The audit screen driven with Pilot against the scripted daemon's Audit service.
 
-The scripted daemon (tests/scripted_daemon.py) serves a fixed list of records and counts the
+The scripted daemon (tests/tui/scripted_daemon.py) serves a fixed list of records and counts the
 rows it hands out, so these tests can prove that the screen reads only the pages it shows.
 The last two tests are pixel-exact pictures; accept an intended change with
-``pytest tests/test_audit_screen.py --snapshot-update`` and look at the SVGs in __snapshots__.
+``pytest tests/tui/test_audit_screen.py --snapshot-update`` and look at the SVGs in __snapshots__.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Pixel-exact pictures of the workbench's main layouts, at 80×24 and 160×48.
 
-The only tests fed by a scripted token source (tests/scripted_daemon.py): a picture must be the
+The only tests fed by a scripted token source (tests/tui/scripted_daemon.py): a picture must be the
 same every run, which no sampled model gives. Accept an intended change with
-``pytest tests/test_snapshots.py --snapshot-update`` and look at the SVGs in __snapshots__.
+``pytest tests/tui/test_snapshots.py --snapshot-update`` and look at the SVGs in __snapshots__.
 """
 
 from __future__ import annotations
