@@ -22,7 +22,7 @@ OFFLINE_TOOL = [sys.executable, "-m", "enclaved.audit"]  # the daemon's own tool
 FILTERS = ("since", "until", "actor", "agent", "action", "outcome")
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     a = sub.add_parser("audit", help="verify, export, tail or rotate the audit log (--data DIR: offline, on the files)")
     commands = a.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
     v = commands.add_parser("verify", help="check the whole log; exit 1 with the first bad record")

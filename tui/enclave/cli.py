@@ -260,6 +260,24 @@ def run_workbench(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_demo(tui: bool = True) -> int:
+    """The workbench on a private daemon, the demo message already streaming in every pane;
+    ``tui=False`` prints the replies instead (for scripts and terminals without a screen)."""
+    from enclave.demo import DEMO_MESSAGE, demo_daemon
+
+    with demo_daemon() as socket_path:
+        if tui:
+            from enclave.app import EnclaveApp
+
+            EnclaveApp(socket_path, first_message=DEMO_MESSAGE, spawn=False).run()
+            return 0
+        print(f"enclaved is up on {socket_path}; three agents answer at once:\n", file=sys.stderr)
+        print(f"> {DEMO_MESSAGE}\n")
+        rc = main(["--socket", str(socket_path), "chat", "--all", DEMO_MESSAGE])
+        main(["--socket", str(socket_path), "status"])
+        return rc
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="enclave", description="Talk to enclaved: models, agents, chat, status.")
     p.add_argument("--socket", help=SOCKET_HELP)
@@ -348,8 +366,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             return run_workbench(args)
         if args.command == "demo":
-            from enclave.demo import run_demo
-
             return run_demo(tui=not args.no_tui)
         with Client(resolve_socket(args.socket)) as client:
             try:

@@ -9,8 +9,6 @@ import grpc
 from enclave.peer import PeerHandshakeError, handshake
 from enclave_contract.v1 import agents_pb2_grpc, audit_pb2_grpc, chat_pb2_grpc, models_pb2_grpc, status_pb2_grpc
 
-UNARY_TIMEOUT = 60.0  # seconds; loading a large model is the slowest unary call
-
 
 class ClientError(Exception):
     """A failure to show the user as one line."""

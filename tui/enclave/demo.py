@@ -1,8 +1,9 @@
 """``enclave demo``: a private daemon on the demo model with three agents, streaming at once.
 
-The workbench opens with the demo message sent to every agent; ``--no-tui`` prints the replies
-instead, lines prefixed by agent name. The demo model has random weights: the words are
-meaningless, the streaming, batching and plumbing are real.
+This module runs the daemon; ``enclave.cli`` decides what to show on it: the workbench, with the
+demo message sent to every agent, or (``--no-tui``) the replies printed, lines prefixed by agent
+name. The demo model has random weights: the words are meaningless, the streaming, batching and
+plumbing are real.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -74,11 +77,11 @@ def wait_ready(socket_path: Path, proc: subprocess.Popen[bytes], timeout: float 
     raise ClientError(f"the demo daemon did not come up within {timeout:.0f}s")
 
 
-def run_demo(tui: bool = True) -> int:
-    """The workbench on a private daemon, the demo message already streaming in every pane;
-    ``tui=False`` prints the replies instead (for scripts and terminals without a screen)."""
-    from enclave.cli import main as cli_main
-
+@contextmanager
+def demo_daemon() -> Iterator[Path]:
+    """A private enclaved on the demo model with three agents, for as long as the block runs;
+    yields its socket. What to show on it (the workbench, or the replies printed) is the
+    command line's choice (``enclave demo``)."""
     ensure_demo_model()
     with tempfile.TemporaryDirectory(prefix="enclave-demo-") as tmp:
         config = Path(tmp) / "demo.toml"
@@ -104,16 +107,7 @@ def run_demo(tui: bool = True) -> int:
         )
         try:
             wait_ready(socket_path, proc)
-            if tui:
-                from enclave.app import EnclaveApp
-
-                EnclaveApp(socket_path, first_message=DEMO_MESSAGE, spawn=False).run()
-                return 0
-            print(f"enclaved is up on {socket_path}; three agents answer at once:\n", file=sys.stderr)
-            print(f"> {DEMO_MESSAGE}\n")
-            rc = cli_main(["--socket", str(socket_path), "chat", "--all", DEMO_MESSAGE])
-            cli_main(["--socket", str(socket_path), "status"])
-            return rc
+            yield socket_path
         finally:
             proc.terminate()
             proc.wait(timeout=15)
