@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import datetime
 from typing import Any
 
@@ -77,14 +77,14 @@ class AuditService(Servicer, audit_pb2_grpc.AuditServicer):
     @streaming
     async def Follow(
         self, request: audit_pb2.AuditFollowRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[audit_pb2.AuditRecord]:
+    ) -> AsyncGenerator[audit_pb2.AuditRecord, None]:
         async for r in self.recorder.log.follow(filters(request.query), last=max(request.last, 0)):
             yield record(r.to_dict())
 
     @streaming
     async def Export(
         self, request: audit_pb2.AuditExportRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[audit_pb2.AuditRecord]:
+    ) -> AsyncGenerator[audit_pb2.AuditRecord, None]:
         async for d in self.recorder.log.export(ACTOR.get(), filters(request.query)):
             yield record(d)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 import grpc
@@ -27,7 +27,7 @@ class ChatService(Servicer, chat_pb2_grpc.ChatServicer):
         self.hub = hub
 
     @streaming
-    async def Chat(self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[chat_pb2.ChatEvent]:
+    async def Chat(self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext) -> AsyncGenerator[chat_pb2.ChatEvent, None]:
         turn = self.turns.prepare(request.agent, request.message, request.detach)
         async with aclosing(self._follow([turn])) as events:
             async for event in events:
@@ -36,7 +36,9 @@ class ChatService(Servicer, chat_pb2_grpc.ChatServicer):
                     await context.abort(_code(event.error.code), event.error.message)
 
     @streaming
-    async def Broadcast(self, request: chat_pb2.BroadcastRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[chat_pb2.ChatEvent]:
+    async def Broadcast(
+        self, request: chat_pb2.BroadcastRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncGenerator[chat_pb2.ChatEvent, None]:
         names = list(dict.fromkeys(request.agents)) or [a.name for a in self.agents.all()]
         if not names:
             raise FailedPrecondition("there are no agents to broadcast to; create one first")
@@ -46,7 +48,7 @@ class ChatService(Servicer, chat_pb2_grpc.ChatServicer):
             async for event in events:
                 yield event
 
-    async def _follow(self, turns: list[Turn]) -> AsyncIterator[chat_pb2.ChatEvent]:
+    async def _follow(self, turns: list[Turn]) -> AsyncGenerator[chat_pb2.ChatEvent, None]:
         """Start the turns and stream their events until each has ended.
 
         If the client goes away first (the generator is closed), its turns are cancelled
@@ -70,7 +72,7 @@ class ChatService(Servicer, chat_pb2_grpc.ChatServicer):
                     self.turns.cancel(t)
 
     @streaming
-    async def Watch(self, request: chat_pb2.WatchRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[chat_pb2.ChatEvent]:
+    async def Watch(self, request: chat_pb2.WatchRequest, context: grpc.aio.ServicerContext) -> AsyncGenerator[chat_pb2.ChatEvent, None]:
         for name in request.agents:
             self.agents.get(name)
         sub = self.hub.subscribe(agents=list(request.agents) or None, replay_live=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import grpc
 
@@ -52,7 +52,7 @@ class StatusService(Servicer, status_pb2_grpc.StatusServicer):
     @streaming
     async def Status(
         self, request: status_pb2.StatusRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[status_pb2.StatusSnapshot]:
+    ) -> AsyncGenerator[status_pb2.StatusSnapshot, None]:
         interval = max(request.interval_seconds or 1.0, 0.1)
         while True:
             yield self.snapshot()

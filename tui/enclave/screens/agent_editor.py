@@ -71,12 +71,19 @@ class AgentEditor(ModalScreen[EditorResult]):
                 yield Button("Cancel esc", id="cancel", compact=True)
 
     def on_mount(self) -> None:
-        for field in self.query("Input, TextArea"):
+        for field in self.query(Input):
             field.cursor_blink = False  # no redraws twice a second over SSH
+        for area in self.query(TextArea):
+            area.cursor_blink = False
         self.query_one("#system" if self.agent else "#name").focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        {"save": self.action_save, "delete": self.action_delete, "cancel": self.action_dismiss_editor}[event.button.id or "cancel"]()
+        actions: dict[str, Callable[[], object]] = {
+            "save": self.action_save,
+            "delete": self.action_delete,
+            "cancel": self.action_dismiss_editor,
+        }
+        actions[event.button.id or "cancel"]()
 
     def action_dismiss_editor(self) -> None:
         self.dismiss(None)

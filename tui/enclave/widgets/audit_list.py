@@ -213,7 +213,7 @@ class AuditList(ScrollView, can_focus=True):
     def _strip(cells: Sequence[str], widths: Sequence[int], width: int, style: Style, outcome: Style | None = None) -> Strip:
         """One line of cells; a column of width 0 is left out; ``outcome`` styles the last."""
         last = len(widths) - 1
-        segments = []
+        segments: list[Segment] = []
         for i, (text, cell_width) in enumerate(zip(cells, widths)):
             if cell_width:
                 if segments:

@@ -48,7 +48,7 @@ class ModelPanel(DataTable[str]):
     def show(self, snapshot: status_pb2.StatusSnapshot) -> None:
         """Update the rows in place, so the highlighted row stays where the person left it."""
         names = [m.name for m in snapshot.models]
-        for key in [k.value for k in self.rows if k.value not in names]:
+        for key in [k for k in self.rows if k.value not in names]:
             self.remove_row(key)
         for m in snapshot.models:
             cells = (
