@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import random
 import re
 from dataclasses import asdict, dataclass, field
 
 from enclaved.audit.recorder import Recorder
-from enclaved.domain.hub import AgentChanged, Change, EventHub, TurnEvent
+from enclaved.domain.hub import EventHub, Notice, TurnEvent
 from enclaved.errors import FailedPrecondition, InvalidArgument, NotFound
 from enclaved.llama import SamplingSettings
 
@@ -68,6 +69,21 @@ class Agent:
     @property
     def turns(self) -> int:
         return sum(1 for m in self.history if m.role == "assistant")
+
+
+class Change(enum.Enum):
+    CREATED = "created"
+    UPDATED = "updated"
+    DELETED = "deleted"
+    CLEARED = "cleared"
+
+
+@dataclass(frozen=True)
+class AgentChanged(Notice):
+    """An agent was created, edited, deleted or cleared; published on the hub for watchers."""
+
+    change: Change
+    agent: Agent
 
 
 def validate(name: str, system: str, params: AgentParams, max_text_bytes: int) -> None:
