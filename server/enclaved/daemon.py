@@ -34,6 +34,7 @@ from enclave_contract.v1 import (
 )
 from enclaved import __version__
 from enclaved.audit.recorder import DAEMON, Recorder
+from enclaved.audit.records import Entry
 from enclaved.domain.agents import AgentBook, AgentParams
 from enclaved.domain.config import Config
 from enclaved.domain.hub import EventHub
@@ -134,13 +135,13 @@ class Daemon:
             await self.recorder.close()
 
     async def _serve(self) -> None:
-        await self.recorder.record("daemon.start", payload={"version": __version__, "socket": str(self.socket_path)})
+        await self.recorder.record(Entry("daemon.start", payload={"version": __version__, "socket": str(self.socket_path)}))
         await self._define_agents()
         # before the gRPC socket: a client that sees it can also say who it is
         self.peers = PeerRegistry(
-            on_connect=lambda actor: self.recorder.record("client.connect", actor=actor),
+            on_connect=lambda actor: self.recorder.record(Entry("client.connect"), actor),
             on_denied=lambda actor, why: self.recorder.record(
-                "access.denied", outcome="denied", actor=actor, payload={"via": "peer handshake", "reason": why}
+                Entry("access.denied", outcome="denied", payload={"via": "peer handshake", "reason": why}), actor
             ),
         )
         await self.peers.start(self.socket_path)
@@ -184,7 +185,7 @@ class Daemon:
         await server.stop(SHUTDOWN_GRACE_SECONDS)
         await self.models.close()
         self.socket_path.unlink(missing_ok=True)
-        await self.recorder.record("daemon.stop")
+        await self.recorder.record(Entry("daemon.stop"))
         log.info("stopped")
 
 

@@ -12,7 +12,7 @@ import grpc
 from enclave_contract.v1 import audit_pb2, audit_pb2_grpc
 from enclaved.audit import Filters
 from enclaved.audit.recorder import ACTOR
-from enclaved.audit.records import parse_time
+from enclaved.audit.times import parse_time
 from enclaved.errors import InvalidArgument
 from enclaved.services.base import Servicer
 from enclaved.services.errors import streaming, unary

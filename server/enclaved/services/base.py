@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 from enclaved.audit.recorder import ACTOR, Recorder
+from enclaved.audit.records import Entry
 from enclaved.errors import EnclaveError
 from enclaved.transport.peers import PeerRegistry
 
@@ -22,7 +23,6 @@ class Servicer:
         try:
             ACTOR.set(self.peers.actor(context.invocation_metadata()))
         except EnclaveError as exc:
-            await self.recorder.record(
-                "access.denied", outcome="denied", actor=getattr(exc, "actor", None), payload={"method": method, "reason": exc.message}
-            )
+            denied = Entry("access.denied", outcome="denied", payload={"method": method, "reason": exc.message})
+            await self.recorder.record(denied, getattr(exc, "actor", None))
             raise
