@@ -26,7 +26,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from enclaved.audit import Action, Actor, AuditConfig, AuditLog, Filters, verify
+from enclaved.audit import Actor, AuditConfig, AuditLog, Entry, Filters, verify
 
 PROMPT = "Summarise the discharge letter for the patient in plain words, and list the medication changes. " * 5
 ACTOR = Actor("peercred", "bench", 1000, 4242)
@@ -46,13 +46,15 @@ async def append_rate(data: Path, records: int, appenders: int) -> float:
         async def appender(w: int, n: int) -> None:
             for i in range(n):
                 await log.append(
-                    Action.CHAT_COMPLETION,
+                    Entry(
+                        "chat.completion",
+                        agent=f"agent{w}",
+                        model="tiny",
+                        turn=f"t{w}-{i}",
+                        payload={"usage": {"prompt_tokens": 120, "completion_tokens": 80}, "timings": {"ttft_ms": 41.5, "total_ms": 880.2}},
+                        text={"prompt": PROMPT, "completion": PROMPT[:300]},
+                    ),
                     ACTOR,
-                    agent=f"agent{w}",
-                    model="tiny",
-                    turn=f"t{w}-{i}",
-                    payload={"usage": {"prompt_tokens": 120, "completion_tokens": 80}, "timings": {"ttft_ms": 41.5, "total_ms": 880.2}},
-                    text={"prompt": PROMPT, "completion": PROMPT[:300]},
                 )
 
         t0 = time.perf_counter()

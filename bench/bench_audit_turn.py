@@ -25,7 +25,7 @@ import grpc
 
 from enclave.demo import wait_ready
 from enclave_contract.v1 import chat_pb2, chat_pb2_grpc
-from enclaved.audit import Actor, AuditConfig, AuditLog
+from enclaved.audit import Actor, AuditConfig, AuditLog, Entry
 
 PROMPT = "Summarise the discharge letter for the patient in plain words, and list the medication changes."
 ACTOR = Actor("peercred", "bench", 1000, 4242)
@@ -80,18 +80,20 @@ async def audit_times(turns: int, reply_chars: int) -> list[float]:
             times = []
             for i in range(turns):
                 started = time.perf_counter()
-                await log.append("chat.request", ACTOR, agent="a", model="m", turn=f"t{i}", text={"prompt": PROMPT})
+                await log.append(Entry("chat.request", agent="a", model="m", turn=f"t{i}", text={"prompt": PROMPT}), ACTOR)
                 await asyncio.gather(  # as the daemon ends a turn: one commit for the three
                     log.conversations.save_message("a", "user", PROMPT, f"t{i}"),
                     log.conversations.save_message("a", "assistant", reply, f"t{i}", "max_tokens"),
                     log.append(
-                        "chat.completion",
+                        Entry(
+                            "chat.completion",
+                            agent="a",
+                            model="m",
+                            turn=f"t{i}",
+                            payload={"usage": {"prompt_tokens": 40, "completion_tokens": 128}},
+                            text={"completion": reply},
+                        ),
                         ACTOR,
-                        agent="a",
-                        model="m",
-                        turn=f"t{i}",
-                        payload={"usage": {"prompt_tokens": 40, "completion_tokens": 128}},
-                        text={"completion": reply},
                     ),
                 )
                 times.append(time.perf_counter() - started)

@@ -19,7 +19,7 @@ import grpc
 from textual.pilot import Pilot
 
 from enclave_contract.v1 import agents_pb2_grpc, chat_pb2, chat_pb2_grpc, models_pb2_grpc, status_pb2_grpc
-from enclaved.audit import Action, Actor, AuditConfig, AuditLog
+from enclaved.audit import Actor, AuditConfig, AuditLog, Entry
 
 MARKER = "ZEBRA-7731-CONFIDENTIAL"  # put in prompts; must never show up in logs or errors
 
@@ -194,13 +194,15 @@ async def fill(log: AuditLog, n: int, *, start: int = 0) -> list[int]:
     for i in range(start, start + n):
         seqs.append(
             await log.append(
-                Action.CHAT_COMPLETION,
+                Entry(
+                    "chat.completion",
+                    agent=f"agent{i % 3}",
+                    model="tiny",
+                    turn=f"turn-{i}",
+                    payload={"usage": {"completion_tokens": i}, "timings": {"ms": 1.5}},
+                    text={"prompt": f"question {i}", "completion": f"answer {i}"},
+                ),
                 ACTOR,
-                agent=f"agent{i % 3}",
-                model="tiny",
-                turn=f"turn-{i}",
-                payload={"usage": {"completion_tokens": i}, "timings": {"ms": 1.5}},
-                text={"prompt": f"question {i}", "completion": f"answer {i}"},
             )
         )
     return seqs

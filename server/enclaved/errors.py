@@ -20,16 +20,8 @@ class InvalidArgument(EnclaveError):
     code = "INVALID_ARGUMENT"
 
 
-class AlreadyExists(EnclaveError):
-    code = "ALREADY_EXISTS"
-
-
 class FailedPrecondition(EnclaveError):
     code = "FAILED_PRECONDITION"
-
-
-class PermissionDenied(EnclaveError):
-    code = "PERMISSION_DENIED"
 
 
 class ResourceExhausted(EnclaveError):
@@ -38,10 +30,6 @@ class ResourceExhausted(EnclaveError):
 
 class Unavailable(EnclaveError):
     code = "UNAVAILABLE"
-
-
-class Internal(EnclaveError):
-    code = "INTERNAL"
 
 
 class ConfigError(Exception):

@@ -18,7 +18,7 @@ from enclaved.audit import AuditLog, verify
 CHILD = r"""
 import asyncio, os, sys
 from pathlib import Path
-from enclaved.audit import Action, Actor, AuditConfig, AuditLog
+from enclaved.audit import Actor, AuditConfig, AuditLog, Entry
 
 async def main() -> None:
     log = await AuditLog.open(Path(sys.argv[1]), config=AuditConfig(checkpoint_interval=0.02, seal_interval=0.005))
@@ -28,7 +28,7 @@ async def main() -> None:
     async def worker(w: int) -> None:
         i = 0
         while True:
-            seq = await log.append(Action.CHAT_COMPLETION, actor, agent=f"a{w}", turn=str(i), text={"completion": "x" * 300})
+            seq = await log.append(Entry("chat.completion", agent=f"a{w}", turn=str(i), text={"completion": "x" * 300}), actor)
             os.write(1, f"r {seq}\n".encode())
             if i % 4 == 0:
                 await log.conversations.save_message(f"a{w}", "user", f"m{i}", str(i))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from enclaved.audit import AuditKeyError, AuditLog, export, verify
+from enclaved.audit import AuditKeyError, AuditLog, Entry, export, verify
 from tests.helpers import ACTOR, FAST, MARKER, make_log
 
 
@@ -30,7 +30,7 @@ def assert_one_clean_line(err: str) -> None:
 
 async def _secret_log(data: Path, passphrase: str | None = None) -> Path:
     async with await AuditLog.open(data, passphrase=passphrase, config=FAST) as log:
-        await log.append("chat.request", ACTOR, agent="a", text={"prompt": MARKER})
+        await log.append(Entry("chat.request", agent="a", text={"prompt": MARKER}), ACTOR)
     return data
 
 
@@ -88,7 +88,7 @@ async def test_verify_without_a_verification_key_says_where_to_get_one(tmp_path:
         verify(data)
     assert verify(data, verify_key=tmp_path / "offsite.verify").ok
     async with await AuditLog.open(data) as log:  # the daemon does not need it
-        await log.append("daemon.start", ACTOR)
+        await log.append(Entry("daemon.start"), ACTOR)
 
 
 async def test_cli_wrong_or_missing_passphrase_is_one_line(tmp_path: Path) -> None:

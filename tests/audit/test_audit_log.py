@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from enclaved.audit import (
-    Action,
     Actor,
     AuditConfig,
     AuditError,
     AuditKeyError,
     AuditLog,
+    Entry,
     Filters,
     change_passphrase,
     copy_log,
@@ -61,7 +61,7 @@ async def test_concurrent_appends_get_gap_free_seqs_and_read_back(tmp_path: Path
 @pytest.mark.parametrize("policy", ["full", "digest", "none"])
 async def test_content_policy_decides_what_text_is_kept(tmp_path: Path, policy: str) -> None:
     async with await AuditLog.open(tmp_path, config=AuditConfig(content_policy=policy)) as log:  # type: ignore[arg-type]
-        seq = await log.append(Action.CHAT_REQUEST, ACTOR, agent="a", text={"prompt": MARKER}, payload={"tokens": 3})
+        seq = await log.append(Entry("chat.request", agent="a", text={"prompt": MARKER}, payload={"tokens": 3}), ACTOR)
         payload = (await log.rows(Filters(), seq - 1, 1))[0].payload
         digest = log.digest(MARKER)
     assert payload["tokens"] == 3
@@ -78,17 +78,17 @@ async def test_content_policy_decides_what_text_is_kept(tmp_path: Path, policy: 
 async def test_bad_entries_are_refused_before_anything_is_written(tmp_path: Path) -> None:
     async with await AuditLog.open(tmp_path) as log:
         with pytest.raises(InvalidArgument, match="unknown audit action"):
-            await log.append("chat.bogus", ACTOR)
+            await log.append(Entry("chat.bogus"), ACTOR)  # type: ignore[arg-type]  # refused at run time too
         with pytest.raises(InvalidArgument, match="outcome"):
-            await log.append(Action.CHAT_ERROR, ACTOR, outcome="meh")
+            await log.append(Entry("chat.error", outcome="meh"), ACTOR)
         with pytest.raises(InvalidArgument, match="auth method"):
-            await log.append(Action.CHAT_ERROR, Actor(""))
+            await log.append(Entry("chat.error"), Actor(""))
         with pytest.raises(InvalidArgument, match="reserved"):
-            await log.append(Action.CHAT_ERROR, ACTOR, payload={"text": "x"})
+            await log.append(Entry("chat.error", payload={"text": "x"}), ACTOR)
         with pytest.raises(InvalidArgument, match="plain JSON"):
-            await log.append(Action.CHAT_ERROR, ACTOR, payload={"x": object()})
+            await log.append(Entry("chat.error", payload={"x": object()}), ACTOR)
         assert log.last_seq == 0
-        assert await log.append(Action.ACCESS_DENIED, Actor("socket-owner"), outcome="denied") == 1
+        assert await log.append(Entry("access.denied", outcome="denied"), Actor("socket-owner")) == 1
 
 
 async def test_follow_gives_recent_records_then_new_ones(tmp_path: Path) -> None:
@@ -104,7 +104,7 @@ async def test_follow_gives_recent_records_then_new_ones(tmp_path: Path) -> None
 
         task = asyncio.create_task(follower())
         await asyncio.sleep(0.05)
-        await log.append(Action.MODEL_LOAD, ACTOR, model="tiny")  # filtered out
+        await log.append(Entry("model.load", model="tiny"), ACTOR)  # filtered out
         await fill(log, 3)
         await asyncio.wait_for(task, 5)
     assert seen == [4, 5, 7, 8, 9]
@@ -152,8 +152,8 @@ async def test_no_plaintext_in_any_file_before_or_after_the_wal_is_checkpointed(
     needles = [MARKER.encode(), MARKER.encode("utf-16-le"), MARKER[::-1].encode()]
     log = await AuditLog.open(tmp_path)
     try:
-        await log.append(Action.CHAT_REQUEST, ACTOR, agent="a", text={"prompt": f"tell me {MARKER}"}, payload={"note": MARKER})
-        await log.append(Action.CHAT_COMPLETION, ACTOR, agent="a", text={"completion": MARKER[::-1]})
+        await log.append(Entry("chat.request", agent="a", text={"prompt": f"tell me {MARKER}"}, payload={"note": MARKER}), ACTOR)
+        await log.append(Entry("chat.completion", agent="a", text={"completion": MARKER[::-1]}), ACTOR)
         await log.conversations.save_message("a", "user", f"tell me {MARKER}", "t1")
         await log.conversations.save_agent("a", {"system": MARKER})
         await log.checkpoint()
@@ -177,18 +177,18 @@ async def test_a_failed_write_fails_closed_until_reopened(tmp_path: Path) -> Non
     pages = (await log._db.execute_fetchall("PRAGMA page_count"))[0][0]
     await log._db.execute(f"PRAGMA max_page_count={pages}")  # the disk is now full
     big = {"blob": "x" * 200_000}
-    results = await asyncio.gather(*(log.append(Action.CHAT_REQUEST, ACTOR, payload=big) for _ in range(3)), return_exceptions=True)
+    results = await asyncio.gather(*(log.append(Entry("chat.request", payload=big), ACTOR) for _ in range(3)), return_exceptions=True)
     assert all(isinstance(r, AuditError) for r in results)
     message = str(results[0])
     assert "\n" not in message and "full" in message and "reopened" in message
     with pytest.raises(AuditError, match="reopened"):
-        await log.append(Action.CHAT_REQUEST, ACTOR)
+        await log.append(Entry("chat.request"), ACTOR)
     with pytest.raises(AuditError):
         await log.conversations.save_message("a", "user", "x", "t")
     await log.close()
     async with await AuditLog.open(tmp_path) as log:
         assert log.last_seq == 3
-        assert await log.append(Action.DAEMON_START, ACTOR) == 4
+        assert await log.append(Entry("daemon.start"), ACTOR) == 4
     assert verify(tmp_path).ok
 
 
@@ -198,7 +198,7 @@ async def test_open_twice_and_use_after_close_are_refused(tmp_path: Path) -> Non
         await AuditLog.open(tmp_path)
     await log.close()
     with pytest.raises(FailedPrecondition, match="closed"):
-        await log.append(Action.DAEMON_STOP, ACTOR)
+        await log.append(Entry("daemon.stop"), ACTOR)
 
 
 async def test_key_rotation_keeps_old_records_readable_and_verifiable(tmp_path: Path) -> None:

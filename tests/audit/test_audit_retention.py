@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from enclaved.audit import Action, AuditConfig, AuditLog, Filters, verify
+from enclaved.audit import AuditConfig, AuditLog, Entry, Filters, verify
 from tests.helpers import ACTOR, Clock, db, files_in, fill
 
 
@@ -26,7 +26,7 @@ async def test_pruning_old_records_leaves_a_marker_and_a_log_that_verifies(tmp_p
         seq = await log.prune(ACTOR)
         assert seq == 11
         records = await log.rows(Filters(), 0, 100)
-        await log.append(Action.DAEMON_STOP, ACTOR)
+        await log.append(Entry("daemon.stop"), ACTOR)
 
     assert [r.seq for r in records] == [6, 7, 8, 9, 10, 11]
     marker = records[-1]

@@ -24,7 +24,8 @@ from pathlib import Path
 from enclaved.audit.export import copy_log, export
 from enclaved.audit.files import AuditPaths, DirLock, read_private
 from enclaved.audit.keys import DEFAULT_SCRYPT_N, change_passphrase, passphrase_from_env
-from enclaved.audit.records import Filters, parse_time
+from enclaved.audit.records import Filters
+from enclaved.audit.times import parse_time
 from enclaved.audit.verify import verify
 from enclaved.errors import EnclaveError
 

@@ -19,6 +19,7 @@ from cryptography.exceptions import InvalidTag
 from enclaved.audit.crypto import DOMAIN, encode_fields
 from enclaved.audit.errors import AuditError, AuditKeyError
 from enclaved.audit.keys import Keyring
+from enclaved.audit.schema import fetch_all
 from enclaved.audit.writer import Statement, Writer
 from enclaved.errors import InvalidArgument
 
@@ -66,7 +67,7 @@ class Conversations:
     async def load_transcripts(self) -> dict[str, list[TranscriptMessage]]:
         keyring = self._keyring()
         out: dict[str, list[TranscriptMessage]] = {}
-        rows = await self._reader.execute_fetchall("SELECT id, agent, key_id, nonce, body FROM messages ORDER BY id")
+        rows = await fetch_all(self._reader, "SELECT id, agent, key_id, nonce, body FROM messages ORDER BY id")
         for message_id, agent, key_id, nonce, body in rows:
             doc = _decrypt(keyring, key_id, nonce, body, _message_aad(agent, message_id, key_id), f"agent {agent!r}'s transcript")
             out.setdefault(agent, []).append(TranscriptMessage(doc["role"], doc["content"], doc["turn_id"], doc["finish_reason"]))
@@ -94,7 +95,7 @@ class Conversations:
 
     async def load_agents(self) -> dict[str, dict[str, Any]]:
         keyring = self._keyring()
-        rows = await self._reader.execute_fetchall("SELECT name, key_id, nonce, body FROM agents ORDER BY name")
+        rows = await fetch_all(self._reader, "SELECT name, key_id, nonce, body FROM agents ORDER BY name")
         return {
             name: _decrypt(keyring, key_id, nonce, body, _agent_aad(name, key_id), f"agent {name!r}'s settings")
             for name, key_id, nonce, body in rows

@@ -34,20 +34,20 @@ def encode_fields(fields: Iterable[object]) -> bytes:
     bytes → 0x03 + u32 length + bytes. Anything else is a TypeError."""
     out: list[bytes] = []
     for v in fields:
-        t = type(v)
+        # exact types (``type(v) is``): a bool or a str subclass is refused, not encoded
         if v is None:
             out.append(_NONE)
-        elif t is int:
-            out.append(_INT(1, v))  # type: ignore[arg-type]
-        elif t is str:
-            b = v.encode()  # type: ignore[union-attr]
+        elif type(v) is int:
+            out.append(_INT(1, v))
+        elif type(v) is str:
+            b = v.encode()
             out.append(_LEN(2, len(b)))
             out.append(b)
-        elif t is bytes:
-            out.append(_LEN(3, len(v)))  # type: ignore[arg-type]
-            out.append(v)  # type: ignore[arg-type]
+        elif type(v) is bytes:
+            out.append(_LEN(3, len(v)))
+            out.append(v)
         else:
-            raise TypeError(f"cannot encode a {t.__name__}")
+            raise TypeError(f"cannot encode a {type(v).__name__}")
     return b"".join(out)
 
 

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from enclaved.audit.crypto import derive, new_nonce
 from enclaved.audit.errors import AuditKeyError
 from enclaved.audit.files import atomic_write, read_private
-from enclaved.audit.records import format_time, utc_now
+from enclaved.audit.times import format_time, utc_now
 
 PASSPHRASE_ENV = "ENCLAVE_AUDIT_PASSPHRASE"
 KEY_FORMAT = "enclave-audit-key/1"

@@ -1,8 +1,8 @@
 """Who is acting, and what the daemon writes to the audit log about it.
 
-Every RPC handler sets ``ACTOR`` (``services/base.py``) from the caller's peer credentials; tasks
-started for the call (a turn, a model load) inherit it, because asyncio copies the context
-into new tasks. ``record`` appends with that actor and returns only once the record is on
+The gRPC call guard (``transport/guard.py``) sets ``ACTOR`` for every call from the caller's
+peer credentials; tasks started for the call (a turn, a model load) inherit it, because
+asyncio copies the context into new tasks. ``record`` appends with that actor and returns only once the record is on
 disk: a failed write raises (``AuditError``, DATA_LOSS), so the request fails with it instead
 of succeeding unrecorded.
 """
@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
 
-from enclaved.audit import Actor, AuditConfig, AuditLog, Conversations, passphrase_from_env
+from enclaved.audit import Actor, AuditConfig, AuditLog, Conversations, Entry, passphrase_from_env
 from enclaved.errors import Unavailable
 
 DAEMON = Actor.this_process()  # the daemon acting on its own (start, stop, retention)
@@ -44,19 +43,7 @@ class Recorder:
     def conversations(self) -> Conversations:
         return self.log.conversations
 
-    async def record(
-        self,
-        action: str,
-        *,
-        agent: str | None = None,
-        model: str | None = None,
-        turn: str | None = None,
-        outcome: str = "ok",
-        payload: dict[str, Any] | None = None,
-        text: dict[str, str] | None = None,
-        actor: Actor | None = None,
-    ) -> int:
-        """Append one record for the current actor; the sequence number once it is durable."""
-        return await self.log.append(
-            action, actor or ACTOR.get(), agent=agent, model=model, turn=turn, outcome=outcome, payload=payload, text=text
-        )
+    async def record(self, entry: Entry, actor: Actor | None = None) -> int:
+        """Append ``entry`` as done by ``actor``, by default the current one (``ACTOR``); the
+        sequence number once it is durable."""
+        return await self.log.append(entry, actor or ACTOR.get())

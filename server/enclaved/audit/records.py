@@ -7,68 +7,46 @@ import json
 import os
 import pwd
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import KW_ONLY, dataclass
+from datetime import datetime
+from typing import Any, Literal, get_args
 
 from cryptography.exceptions import InvalidTag
 
 from enclaved.audit.crypto import encode_fields, payload_aad
 from enclaved.audit.errors import AuditError, AuditKeyError
+from enclaved.audit.keys import Keyring
+from enclaved.audit.times import format_time
 from enclaved.errors import InvalidArgument
 
-if TYPE_CHECKING:
-    from enclaved.audit.keys import Keyring
-
-
-class Action(StrEnum):
-    DAEMON_START = "daemon.start"
-    DAEMON_STOP = "daemon.stop"
-    CLIENT_CONNECT = "client.connect"
-    MODEL_LOAD = "model.load"
-    MODEL_UNLOAD = "model.unload"
-    MODEL_EVICT = "model.evict"
-    AGENT_CREATE = "agent.create"
-    AGENT_UPDATE = "agent.update"
-    AGENT_DELETE = "agent.delete"
-    CHAT_REQUEST = "chat.request"
-    CHAT_COMPLETION = "chat.completion"
-    CHAT_CANCEL = "chat.cancel"
-    CHAT_ERROR = "chat.error"
-    AUDIT_VERIFY = "audit.verify"
-    AUDIT_EXPORT = "audit.export"
-    AUDIT_PRUNE = "audit.prune"
-    ACCESS_DENIED = "access.denied"
-
-
-ACTIONS = frozenset(a.value for a in Action)
+# Every action the log knows; a typo in a literal is a type error, an unknown string at run
+# time an InvalidArgument (docs/audit.md lists what each one records).
+Action = Literal[
+    "daemon.start",
+    "daemon.stop",
+    "client.connect",
+    "model.load",
+    "model.unload",
+    "model.evict",
+    "agent.create",
+    "agent.update",
+    "agent.delete",
+    "chat.request",
+    "chat.completion",
+    "chat.cancel",
+    "chat.error",
+    "audit.verify",
+    "audit.export",
+    "audit.prune",
+    "access.denied",
+]
+ACTIONS: frozenset[str] = frozenset(get_args(Action))
 OUTCOMES = ("ok", "error", "denied", "cancelled")
 ContentPolicy = Literal["full", "digest", "none"]
 CONTENT_POLICIES: tuple[ContentPolicy, ...] = ("full", "digest", "none")
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 _MAX_NAME = 256
 _RESERVED = ("text", "text_hmac", "text_omitted")
-
-# Fixed width, so the text sorts like the time and SQL can compare it directly.
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-
-
-def format_time(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        raise InvalidArgument("audit times must be timezone-aware (UTC)")
-    return moment.astimezone(UTC).strftime(TIME_FORMAT)
-
-
-def parse_time(text: str) -> datetime:
-    """An ISO 8601 time (``2026-11-22``, ``2026-11-22T10:00:00Z``), UTC where it names no zone;
-    ValueError if it is not one."""
-    moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -93,6 +71,25 @@ def user_name(uid: int) -> str | None:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One event to record, as the daemon states it; the log adds seq, time, key, hash and seal.
+
+    ``payload`` (usage, timings…) is stored encrypted as given; ``text`` (prompt, completion,
+    system prompt) is stored encrypted in full, as a keyed digest, or not at all, as the
+    content policy says. Who acted goes beside the entry (``AuditLog.append(entry, actor)``):
+    the recorder fills it in from the call being served."""
+
+    action: Action
+    _: KW_ONLY
+    agent: str | None = None
+    model: str | None = None
+    turn: str | None = None
+    outcome: str = "ok"
+    payload: dict[str, Any] | None = None
+    text: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -136,27 +133,28 @@ HEADER_COLUMNS = 13
 SELECT = f"SELECT {', '.join(COLUMNS)} FROM records"
 
 
-def check_entry(action: str, actor: Actor, names: Sequence[str | None], outcome: str) -> None:
-    if action not in ACTIONS:
-        raise InvalidArgument(f"unknown audit action {action!r}; use one of enclaved.audit.Action")
-    if outcome not in OUTCOMES:
+def check_entry(entry: Entry, actor: Actor) -> None:
+    if entry.action not in ACTIONS:
+        raise InvalidArgument(f"unknown audit action {entry.action!r}; use one of enclaved.audit.Action")
+    if entry.outcome not in OUTCOMES:
         raise InvalidArgument(f"audit outcome must be one of {', '.join(OUTCOMES)}")
     if not actor.auth or len(actor.auth) > _MAX_NAME:
         raise InvalidArgument("audit actor needs an auth method (e.g. 'peercred') of at most 256 characters")
     for ident in (actor.uid, actor.pid):
         if ident is not None and (type(ident) is not int or not 0 <= ident < 2**63):
             raise InvalidArgument("audit actor uid and pid must be non-negative integers or None")
-    for name in (actor.user, *names):
+    for name in (actor.user, entry.agent, entry.model, entry.turn):
         if name is not None and (not isinstance(name, str) or len(name) > _MAX_NAME):
             raise InvalidArgument("audit actor user, agent, model and turn must be strings of at most 256 characters")
 
 
-def build_payload(keyring: Keyring, policy: ContentPolicy, payload: dict[str, Any] | None, text: dict[str, str] | None) -> bytes:
-    """The plaintext to encrypt: ``payload`` as given, plus ``text`` (prompt, completion…) as
-    the policy says: "full" keeps it, "digest" keeps an HMAC under the current data key (so a
+def build_payload(keyring: Keyring, policy: ContentPolicy, entry: Entry) -> bytes:
+    """The plaintext to encrypt: the entry's ``payload`` as given, plus its ``text`` as the
+    policy says: "full" keeps it, "digest" keeps an HMAC under the current data key (so a
     known text can be matched, but not guessed offline without the key), "none" keeps only
     the field names."""
-    doc: dict[str, Any] = dict(payload or {})
+    doc: dict[str, Any] = dict(entry.payload or {})
+    text = entry.text
     if any(k in doc for k in _RESERVED):
         raise InvalidArgument(f"audit payload keys {', '.join(_RESERVED)} are reserved; pass text in text=")
     if text:

@@ -14,7 +14,7 @@ from enclaved.audit.errors import AuditError, AuditKeyError
 from enclaved.audit.files import AuditPaths
 from enclaved.audit.keys import Keyring, Wrapping, read_key_file, write_key_file
 from enclaved.audit.records import SELECT
-from enclaved.audit.schema import FORMAT_VERSION
+from enclaved.audit.schema import FORMAT_VERSION, fetch_all
 from enclaved.audit.sealing import Checkpoint, SealState, VerifyKey, save_verify_key
 from enclaved.audit.verify import ChainWalker, check_key_rows
 from enclaved.audit.writer import Head
@@ -42,8 +42,8 @@ def load_or_create_keys(paths: AuditPaths, passphrase: str | None, scrypt_n: int
 async def register_keys(db: aiosqlite.Connection, keyring: Keyring, paths: AuditPaths) -> None:
     """Check the key file against the log; record this log's id and any key ids the
     database does not know yet (a new log, or a rotation cut short by a crash)."""
-    meta = await db.execute_fetchall("SELECT value FROM meta WHERE name = 'log_id'")
-    rows = await db.execute_fetchall("SELECT key_id, check_value FROM data_keys")
+    meta = await fetch_all(db, "SELECT value FROM meta WHERE name = 'log_id'")
+    rows = await fetch_all(db, "SELECT key_id, check_value FROM data_keys")
     check_key_rows(meta[0][0] if meta else None, list(rows), keyring, paths.key)
     known = {key_id for key_id, _ in rows}
     missing = [k for k in keyring.keys.values() if k.key_id not in known]
@@ -62,7 +62,7 @@ async def recover_head(db: aiosqlite.Connection, paths: AuditPaths, keyring: Key
     The full history is ``verify``'s job; here only what is cheap: the sealing state and
     checkpoints against the database, and the records written after the sealing state was
     last saved (their keys can still be derived from it, so they are checked completely)."""
-    first, last = (await db.execute_fetchall("SELECT min(seq), coalesce(max(seq), 0) FROM records"))[0]
+    first, last = (await fetch_all(db, "SELECT min(seq), coalesce(max(seq), 0) FROM records"))[0]
     public = Ed25519PublicKey.from_public_bytes(keyring.checkpoint_public)
     checkpoints = [(p, Checkpoint.read(p, public)) for p in (paths.checkpoint, *copies) if p.exists()]
     if not paths.seal.exists():
@@ -97,9 +97,9 @@ async def recover_head(db: aiosqlite.Connection, paths: AuditPaths, keyring: Key
         if seq == 1:
             return genesis_hash(keyring.log_id), ""
         if seq == first:
-            row = await db.execute_fetchall("SELECT prev_hash, '' FROM records WHERE seq = ?", (seq,))
+            row = await fetch_all(db, "SELECT prev_hash, '' FROM records WHERE seq = ?", (seq,))
         else:
-            row = await db.execute_fetchall("SELECT hash, ts FROM records WHERE seq = ?", (seq - 1,))
+            row = await fetch_all(db, "SELECT hash, ts FROM records WHERE seq = ?", (seq - 1,))
         return row[0][0], row[0][1]
 
     for path, cp in checkpoints:
@@ -107,8 +107,10 @@ async def recover_head(db: aiosqlite.Connection, paths: AuditPaths, keyring: Key
             raise AuditError(f"checkpoint {path} does not match record {cp.seq}: the history was rewritten; run verify")
     prev_hash, prev_ts = await hash_before(state.next_seq)
     walker = ChainWalker(keyring, state.next_seq, prev_hash, prev_ts, state.key)
-    for row in await db.execute_fetchall(f"{SELECT} WHERE seq >= ? ORDER BY seq", (state.next_seq,)):
+    for row in await fetch_all(db, f"{SELECT} WHERE seq >= ? ORDER BY seq", (state.next_seq,)):
         reason = walker.check(row)
         if reason is not None:
             raise AuditError(f"record {walker.next_seq} at the end of the log is bad ({reason}); run verify")
-    return Head(walker.next_seq, walker.prev_hash, walker.prev_ts, walker.seal_key)  # type: ignore[arg-type]
+    seal_key = walker.seal_key
+    assert seal_key is not None  # it started from the sealing state's key and only evolves
+    return Head(walker.next_seq, walker.prev_hash, walker.prev_ts, seal_key)

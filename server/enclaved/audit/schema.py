@@ -4,7 +4,11 @@ synchronous=FULL (a commit is on disk when it returns), readers on their own con
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, cast
+
+import aiosqlite
 
 from enclaved.audit.errors import AuditError
 
@@ -55,6 +59,16 @@ WRITER_PRAGMAS = (
 )
 
 INSERT_RECORD = f"INSERT INTO records VALUES ({', '.join('?' * 17)})"
+
+
+Row = tuple[Any, ...]
+
+
+async def fetch_all(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+    """Every row of a query. aiosqlite declares ``execute_fetchall`` as an Iterable of
+    ``sqlite3.Row``; with no row factory (none is set on these connections) it returns a list
+    of plain tuples, which is what this says."""
+    return cast(list[Row], await conn.execute_fetchall(sql, params))
 
 
 def read_only_uri(db: Path) -> str:

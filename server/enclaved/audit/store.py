@@ -26,20 +26,19 @@ from enclaved.audit.keys import DEFAULT_SCRYPT_N, Keyring, Wrapping, write_key_f
 from enclaved.audit.records import (
     CONTENT_POLICIES,
     SELECT,
-    Action,
     Actor,
     AuditRecord,
     ContentPolicy,
+    Entry,
     Filters,
     build_payload,
     check_entry,
     decode_record,
-    format_time,
-    utc_now,
 )
 from enclaved.audit.recovery import load_or_create_keys, recover_head, register_keys, save_state
-from enclaved.audit.schema import SCHEMA, WRITER_PRAGMAS, read_only_uri
+from enclaved.audit.schema import SCHEMA, WRITER_PRAGMAS, fetch_all, read_only_uri
 from enclaved.audit.sealing import Checkpoint, VerifyKey
+from enclaved.audit.times import format_time, utc_now
 from enclaved.audit.verify import VerifyResult, resolve_verify_key, verify_with
 from enclaved.audit.writer import Head, Statement, Writer, describe
 from enclaved.errors import EnclaveError, FailedPrecondition, InvalidArgument
@@ -137,13 +136,13 @@ class AuditLog:
             for pragma in WRITER_PRAGMAS:
                 await db.execute(pragma)
             await db.executescript(SCHEMA)
-            has_records = bool(await db.execute_fetchall("SELECT 1 FROM records LIMIT 1"))
+            has_records = bool(await fetch_all(db, "SELECT 1 FROM records LIMIT 1"))
             keyring, wrapping = await asyncio.to_thread(load_or_create_keys, paths, passphrase, config.scrypt_n, has_records)
             await register_keys(db, keyring, paths)
             head = await recover_head(db, paths, keyring, config.checkpoint_copies)
             checkpoint = Checkpoint(keyring.log_id, head.next_seq - 1, head.prev_hash, format_time(clock()))
             await asyncio.to_thread(save_state, paths, config.checkpoint_copies, keyring, head, checkpoint)
-            next_message_id = (await db.execute_fetchall("SELECT coalesce(max(id), 0) + 1 FROM messages"))[0][0]
+            next_message_id = (await fetch_all(db, "SELECT coalesce(max(id), 0) + 1 FROM messages"))[0][0]
             reader = await aiosqlite.connect(read_only_uri(paths.db), uri=True, isolation_level=None)
             return cls(paths, config, clock, lock, db, reader, keyring, wrapping, head, next_message_id, checkpoint.seq)
         except sqlite3.Error as exc:
@@ -183,31 +182,17 @@ class AuditLog:
 
     # -- writing -------------------------------------------------------------------------
 
-    async def append(
-        self,
-        action: str,
-        actor: Actor,
-        *,
-        agent: str | None = None,
-        model: str | None = None,
-        turn: str | None = None,
-        outcome: str = "ok",
-        payload: dict[str, Any] | None = None,
-        text: dict[str, str] | None = None,
-    ) -> int:
-        """Record one event; returns its seq once it is committed and fsynced.
+    async def append(self, entry: Entry, actor: Actor) -> int:
+        """Record one event done by ``actor``; returns its seq once it is committed and fsynced.
 
-        ``payload`` (usage, timings…) is stored encrypted as given; ``text`` (prompt,
-        completion…) is stored encrypted in full, as a keyed digest, or not at all, as the
-        content policy says. Raises InvalidArgument for a bad entry and AuditError once the
-        log has failed (fail closed). A cancelled caller's record may still be written."""
+        Raises InvalidArgument for a bad entry and AuditError once the log has failed (fail
+        closed). A cancelled caller's record may still be written."""
         self._writer.check_usable()
-        check_entry(action, actor, (agent, model, turn), outcome)
-        plaintext = build_payload(self._writer.keyring, self._config.content_policy, payload, text)
-        entry = (str(action), actor, _plain(agent), _plain(model), _plain(turn), str(outcome), plaintext)
+        check_entry(entry, actor)
+        plaintext = build_payload(self._writer.keyring, self._config.content_policy, entry)
 
         def build(w: Writer) -> tuple[list[Statement], int]:
-            statement, seq = w.record(*entry)
+            statement, seq = w.record(entry, actor, plaintext)
             return [statement], seq
 
         return await self._writer.submit(build)
@@ -238,9 +223,9 @@ class AuditLog:
         cutoff = format_time(before if before is not None else self._clock() - timedelta(days=self._config.retention_days))
         async with self._admin:
             self._writer.check_usable()
-            first = (await self._reader.execute_fetchall("SELECT min(seq) FROM records"))[0][0]
-            last = await self._reader.execute_fetchall(
-                "SELECT seq, hash, ts FROM records WHERE seq = (SELECT max(seq) FROM records WHERE ts < ?)", (cutoff,)
+            first = (await fetch_all(self._reader, "SELECT min(seq) FROM records"))[0][0]
+            last = await fetch_all(
+                self._reader, "SELECT seq, hash, ts FROM records WHERE seq = (SELECT max(seq) FROM records WHERE ts < ?)", (cutoff,)
             )
             if first is None or not last:
                 return None
@@ -254,10 +239,11 @@ class AuditLog:
                 "cutoff": cutoff,
                 "reason": reason,
             }
-            plaintext = build_payload(self._writer.keyring, self._config.content_policy, marker, None)
+            entry = Entry("audit.prune", payload=marker)
+            plaintext = build_payload(self._writer.keyring, self._config.content_policy, entry)
 
             def build(w: Writer) -> tuple[list[Statement], int]:
-                statement, seq = w.record(Action.AUDIT_PRUNE.value, actor, None, None, None, "ok", plaintext)
+                statement, seq = w.record(entry, actor, plaintext)
                 return [("DELETE FROM records WHERE seq <= ?", (to_seq,)), statement], seq
 
             seq = await self._writer.submit(build)
@@ -288,7 +274,7 @@ class AuditLog:
 
     async def count(self, filters: Filters = Filters()) -> int:
         where, params = filters.where()
-        return (await self._reader.execute_fetchall(f"SELECT count(*) FROM records{where}", params))[0][0]
+        return (await fetch_all(self._reader, f"SELECT count(*) FROM records{where}", params))[0][0]
 
     async def rows(
         self, filters: Filters = Filters(), offset: int = 0, limit: int = 100, *, newest_first: bool = False
@@ -298,13 +284,13 @@ class AuditLog:
             raise InvalidArgument("offset and limit must not be negative")
         where, params = filters.where()
         order = "DESC" if newest_first else "ASC"
-        rows = await self._reader.execute_fetchall(f"{SELECT}{where} ORDER BY seq {order} LIMIT ? OFFSET ?", [*params, limit, offset])
+        rows = await fetch_all(self._reader, f"{SELECT}{where} ORDER BY seq {order} LIMIT ? OFFSET ?", [*params, limit, offset])
         keyring = self._writer.keyring
         return [decode_record(row, keyring) for row in rows]
 
     async def export(self, actor: Actor, filters: Filters = Filters()) -> AsyncIterator[dict[str, Any]]:
         """Every matching record as a dict, oldest first; the export itself is recorded first."""
-        await self.append(Action.AUDIT_EXPORT, actor, payload={"filters": _describe(filters)})
+        await self.append(Entry("audit.export", payload={"filters": _describe(filters)}), actor)
         async for record in self._after(filters, 0):
             yield record.to_dict()
 
@@ -333,9 +319,10 @@ class AuditLog:
             vk = resolve_verify_key(self.paths, verify_key)
             result = await asyncio.to_thread(verify_with, self.paths, self._writer.keyring, vk, self._config.checkpoint_copies)
         except EnclaveError as exc:
-            await self.append(Action.AUDIT_VERIFY, actor, outcome="error", payload={"error": exc.message})
+            await self.append(Entry("audit.verify", outcome="error", payload={"error": exc.message}), actor)
             raise
-        await self.append(Action.AUDIT_VERIFY, actor, outcome="ok" if result.ok else "error", payload={"summary": result.summary})
+        outcome = "ok" if result.ok else "error"
+        await self.append(Entry("audit.verify", outcome=outcome, payload={"summary": result.summary}), actor)
         return result
 
     async def _after(self, filters: Filters, seq: int) -> AsyncIterator[AuditRecord]:
@@ -343,7 +330,7 @@ class AuditLog:
             if self._closing:
                 raise FailedPrecondition("the audit log was closed during the read")
             where, params = filters.where(after_seq=seq)
-            rows = await self._reader.execute_fetchall(f"{SELECT}{where} ORDER BY seq LIMIT {_PAGE}", params)
+            rows = await fetch_all(self._reader, f"{SELECT}{where} ORDER BY seq LIMIT {_PAGE}", params)
             keyring = self._writer.keyring
             for row in rows:
                 yield decode_record(row, keyring)
@@ -399,10 +386,6 @@ class AuditLog:
             self._saved_seq = head.next_seq
             if cp is not None:
                 self._checkpoint_seq, self._checkpoint_at = cp.seq, time.monotonic()
-
-
-def _plain(value: str | None) -> str | None:
-    return None if value is None else str(value)
 
 
 def _describe(filters: Filters) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from enclaved.audit.crypto import encode_fields, evolve, evolve_by, genesis_hash
 from enclaved.audit.errors import AuditError, AuditKeyError
 from enclaved.audit.files import AuditPaths
 from enclaved.audit.keys import Keyring, read_key_file
-from enclaved.audit.records import ACTIONS, HEADER_COLUMNS, OUTCOMES, SELECT, Action
+from enclaved.audit.records import ACTIONS, HEADER_COLUMNS, OUTCOMES, SELECT
 from enclaved.audit.schema import connect_read_only
 from enclaved.audit.sealing import Checkpoint, SealState, VerifyKey, load_verify_key
 
@@ -95,7 +95,7 @@ class ChainWalker:
             return f"key id {row[11]} is not in audit.key: restore the key file from after that rotation"
         except InvalidTag:
             return "payload does not authenticate: altered, or the wrong data key"
-        if row[6] == Action.AUDIT_PRUNE:
+        if row[6] == "audit.prune":
             try:
                 p = json.loads(plain)
                 self.prunes.append(PruneMark(seq, int(p["from_seq"]), int(p["to_seq"]), bytes.fromhex(p["last_removed_hash"])))

@@ -23,8 +23,9 @@ import aiosqlite
 from enclaved.audit.crypto import encode_fields, evolve, payload_aad, record_hash, seal
 from enclaved.audit.errors import AuditError
 from enclaved.audit.keys import Keyring
-from enclaved.audit.records import Actor, format_time
+from enclaved.audit.records import Actor, Entry
 from enclaved.audit.schema import INSERT_RECORD
+from enclaved.audit.times import format_time
 from enclaved.errors import FailedPrecondition
 
 Statement = tuple[str, tuple[Any, ...]]
@@ -48,6 +49,11 @@ class _Op:
 
 
 _STOP = object()
+
+
+def _plain(value: str | None) -> str | None:
+    """A name as a plain str (the header encoding takes exactly str, not a subclass)."""
+    return None if value is None else str(value)
 
 
 def describe(exc: BaseException) -> str:
@@ -106,22 +112,15 @@ class Writer:
             self._queue.put_nowait(_STOP)
         await self._task
 
-    def record(
-        self,
-        action: str,
-        actor: Actor,
-        agent: str | None,
-        model: str | None,
-        turn: str | None,
-        outcome: str,
-        plaintext: bytes,
-    ) -> tuple[Statement, int]:
-        """Form the next record: seq, time (never before the previous one, so time order is
+    def record(self, entry: Entry, actor: Actor, plaintext: bytes) -> tuple[Statement, int]:
+        """Form the next record from ``entry`` (checked) and its ``plaintext`` (built from the
+        entry's payload and text): seq, time (never before the previous one, so time order is
         seq order), encryption with the header as AAD, hash link, seal; advance the head."""
         h = self.head
         ts = max(format_time(self._clock()), h.last_ts)
         key_id = self.keyring.current
-        fields = (h.next_seq, ts, actor.user, actor.uid, actor.pid, actor.auth, action, agent, model, turn, outcome, key_id, h.prev_hash)
+        names = (str(entry.action), _plain(entry.agent), _plain(entry.model), _plain(entry.turn), str(entry.outcome))
+        fields = (h.next_seq, ts, actor.user, actor.uid, actor.pid, actor.auth, *names, key_id, h.prev_hash)
         header = encode_fields(fields)
         nonce, ciphertext = self.keyring.encrypt(key_id, plaintext, payload_aad(header))
         digest = record_hash(header, nonce, ciphertext)
@@ -166,9 +165,11 @@ class Writer:
                     if not op.future.done():
                         op.future.set_result(result)
                 return
+        broken = self.broken
+        assert broken is not None  # set before this batch, or by fail() above
         for op in batch:
             if not op.future.done():
-                op.future.set_exception(AuditError(self.broken.message))  # type: ignore[union-attr]
+                op.future.set_exception(AuditError(broken.message))
 
     async def _commit(self, statements: list[Statement]) -> None:
         db = self._db

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import random
 import re
 from dataclasses import asdict, dataclass, field
 
 from enclaved.audit.recorder import Recorder
-from enclaved.domain.hub import AgentChanged, Change, EventHub, TurnEvent
+from enclaved.audit.records import Entry
+from enclaved.domain.hub import EventHub, Notice, TurnEvent
 from enclaved.engine import SamplingSettings
 from enclaved.errors import FailedPrecondition, InvalidArgument, NotFound
 
@@ -68,6 +70,21 @@ class Agent:
     @property
     def turns(self) -> int:
         return sum(1 for m in self.history if m.role == "assistant")
+
+
+class Change(enum.Enum):
+    CREATED = "created"
+    UPDATED = "updated"
+    DELETED = "deleted"
+    CLEARED = "cleared"
+
+
+@dataclass(frozen=True)
+class AgentChanged(Notice):
+    """An agent was created, edited, deleted or cleared; published on the hub for watchers."""
+
+    change: Change
+    agent: Agent
 
 
 def validate(name: str, system: str, params: AgentParams, max_text_bytes: int) -> None:
@@ -137,11 +154,13 @@ class AgentBook:
         validate(name, system, params, self.max_text_bytes)
         created = name not in self._agents
         await self._recorder.record(
-            "agent.create" if created else "agent.update",
-            agent=name,
-            model=model,
-            payload={"params": _params_dict(params)},
-            text={"system": system},
+            Entry(
+                "agent.create" if created else "agent.update",
+                agent=name,
+                model=model,
+                payload={"params": _params_dict(params)},
+                text={"system": system},
+            )
         )
         await self._recorder.conversations.save_agent(name, {"model": model, "system": system, "params": _params_dict(params)})
         agent = self._agents.get(name)
@@ -154,7 +173,7 @@ class AgentBook:
 
     async def delete(self, name: str) -> Agent:
         agent = self.get(name)
-        await self._recorder.record("agent.delete", agent=name, model=agent.model, payload={"turns": agent.turns})
+        await self._recorder.record(Entry("agent.delete", agent=name, model=agent.model, payload={"turns": agent.turns}))
         await self._recorder.conversations.delete_agent(name)
         del self._agents[name]
         self._changed(Change.DELETED, agent)
@@ -165,7 +184,7 @@ class AgentBook:
         agent = self.get(name)
         if agent.in_flight:
             raise FailedPrecondition(f"agent {agent.name!r} has a turn in flight; cancel it or wait, then clear")
-        await self._recorder.record("agent.update", agent=name, model=agent.model, payload={"cleared_turns": agent.turns})
+        await self._recorder.record(Entry("agent.update", agent=name, model=agent.model, payload={"cleared_turns": agent.turns}))
         await self._recorder.conversations.clear(name)
         agent.history.clear()
         agent.context_tokens = 0

@@ -10,13 +10,9 @@ import asyncio
 import enum
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from enclaved.engine import TurnResult
 from enclaved.errors import EnclaveError, ResourceExhausted
-
-if TYPE_CHECKING:
-    from enclaved.domain.agents import Agent
 
 SUBSCRIBER_QUEUE_LIMIT = 10_000  # events; a subscriber this far behind is dropped
 
@@ -58,22 +54,12 @@ class TurnFailed:
     message: str
 
 
-class Change(enum.Enum):
-    CREATED = "created"
-    UPDATED = "updated"
-    DELETED = "deleted"
-    CLEARED = "cleared"
+class Notice:
+    """Not a turn's event (its turn_id is ""), e.g. ``agents.AgentChanged``: the hub fans it
+    out to the subscribers of its agent without looking inside, so it need not know its type."""
 
 
-@dataclass(frozen=True)
-class AgentChanged:
-    """Not a turn's event: an agent was created, edited, deleted or cleared (turn_id is "")."""
-
-    change: Change
-    agent: Agent
-
-
-Body = Started | PhaseChanged | Delta | Truncated | TurnResult | TurnFailed | AgentChanged  # a TurnResult ends a turn
+Body = Started | PhaseChanged | Delta | Truncated | TurnResult | TurnFailed | Notice  # a TurnResult ends a turn
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from enclaved.audit.recorder import Recorder
+from enclaved.audit.records import Action, Entry
 from enclaved.domain.catalog import Catalog, ModelFile, check_model_name
 from enclaved.domain.config import Config
 from enclaved.engine import Engine, EngineConfig, EngineStats, LoadError
@@ -172,9 +173,9 @@ class ModelRegistry:
             )
             return loaded, evicted
 
-    async def _audit(self, action: str, model: str, outcome: str, payload: dict[str, object]) -> None:
+    async def _audit(self, action: Action, model: str, outcome: str, payload: dict[str, object]) -> None:
         if self.recorder is not None:
-            await self.recorder.record(action, model=model, outcome=outcome, payload=payload)
+            await self.recorder.record(Entry(action, model=model, outcome=outcome, payload=payload))
 
     def _load_blocking(self, f: ModelFile) -> LoadedModel:
         s = self.config.model_settings(f.name)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from enclaved import engine as eng
 from enclaved.audit.recorder import Recorder
+from enclaved.audit.records import Entry
 from enclaved.domain.agents import Agent, AgentBook, Message
 from enclaved.domain.hub import Delta, EventHub, Phase, PhaseChanged, Started, Truncated, TurnEvent, TurnFailed
 from enclaved.domain.models import ModelRegistry
@@ -73,7 +74,7 @@ class TurnManager:
     async def launch(self, turn: Turn) -> None:
         """Record the request, then start the turn: nothing runs that the audit log lacks."""
         agent = turn.agent
-        await self.recorder.record("chat.request", agent=agent.name, model=agent.model, turn=turn.id, text={"prompt": turn.message})
+        await self.recorder.record(Entry("chat.request", agent=agent.name, model=agent.model, turn=turn.id, text={"prompt": turn.message}))
         self._turns[turn.id] = turn
         turn.agent.in_flight += 1
         self.hub.publish(TurnEvent(turn.agent.name, turn.id, Started(turn.agent.model, turn.message)))
@@ -200,26 +201,28 @@ class TurnManager:
         await asyncio.gather(
             *(self.recorder.conversations.save_message(agent.name, m.role, m.content, m.turn_id, m.finish_reason) for m in exchange),
             self.recorder.record(
-                "chat.cancel" if cancelled else "chat.completion",
-                agent=agent.name,
-                model=agent.model,
-                turn=turn.id,
-                outcome="cancelled" if cancelled else "ok",
-                payload={
-                    "finish_reason": result.finish.value,
-                    "usage": {
-                        "prompt_tokens": result.prompt_tokens,
-                        "completion_tokens": result.completion_tokens,
-                        "cached_prompt_tokens": result.cached_prompt_tokens,
+                Entry(
+                    "chat.cancel" if cancelled else "chat.completion",
+                    agent=agent.name,
+                    model=agent.model,
+                    turn=turn.id,
+                    outcome="cancelled" if cancelled else "ok",
+                    payload={
+                        "finish_reason": result.finish.value,
+                        "usage": {
+                            "prompt_tokens": result.prompt_tokens,
+                            "completion_tokens": result.completion_tokens,
+                            "cached_prompt_tokens": result.cached_prompt_tokens,
+                        },
+                        "timings_ms": {
+                            "queue": result.queue_ms,
+                            "first_token": result.time_to_first_token_ms,
+                            "prompt": result.prompt_ms,
+                            "generation": result.generation_ms,
+                        },
                     },
-                    "timings_ms": {
-                        "queue": result.queue_ms,
-                        "first_token": result.time_to_first_token_ms,
-                        "prompt": result.prompt_ms,
-                        "generation": result.generation_ms,
-                    },
-                },
-                text={"completion": reply},
+                    text={"completion": reply},
+                )
             ),
         )
         if said:
@@ -240,12 +243,14 @@ class TurnManager:
         log.info("turn %s of agent %s failed: %s", turn.id, turn.agent.name, exc.code)
         try:
             await self.recorder.record(
-                "chat.error",
-                agent=turn.agent.name,
-                model=turn.agent.model,
-                turn=turn.id,
-                outcome="error",
-                payload={"code": exc.code, "message": exc.message},
+                Entry(
+                    "chat.error",
+                    agent=turn.agent.name,
+                    model=turn.agent.model,
+                    turn=turn.id,
+                    outcome="error",
+                    payload={"code": exc.code, "message": exc.message},
+                )
             )
         except EnclaveError as audit_exc:  # the turn fails either way; say why it is not recorded
             exc = audit_exc

@@ -5,31 +5,22 @@ from __future__ import annotations
 import grpc
 
 from enclave_contract.v1 import agents_pb2, agents_pb2_grpc
-from enclaved.audit.recorder import Recorder
 from enclaved.domain.agents import AgentBook
 from enclaved.domain.models import ModelRegistry
 from enclaved.domain.turns import TurnManager
 from enclaved.errors import FailedPrecondition, InvalidArgument
 from enclaved.services import convert
-from enclaved.services.base import Servicer
-from enclaved.services.errors import unary
-from enclaved.transport.peers import PeerRegistry
 
 
-class AgentsService(Servicer, agents_pb2_grpc.AgentsServicer):
-    def __init__(
-        self, agents: AgentBook, models: ModelRegistry, turns: TurnManager, recorder: Recorder, peers: PeerRegistry | None
-    ) -> None:
-        super().__init__(recorder, peers)
+class AgentsService(agents_pb2_grpc.AgentsServicer):
+    def __init__(self, agents: AgentBook, models: ModelRegistry, turns: TurnManager) -> None:
         self.agents = agents
         self.models = models
         self.turns = turns
 
-    @unary
     async def ListAgents(self, request: agents_pb2.ListAgentsRequest, context: grpc.aio.ServicerContext) -> agents_pb2.ListAgentsResponse:
         return agents_pb2.ListAgentsResponse(agents=[convert.agent(a) for a in self.agents.all()])
 
-    @unary
     async def PutAgent(self, request: agents_pb2.PutAgentRequest, context: grpc.aio.ServicerContext) -> agents_pb2.PutAgentResponse:
         spec = request.agent
         if not spec.name:
@@ -41,7 +32,6 @@ class AgentsService(Servicer, agents_pb2_grpc.AgentsServicer):
         agent, created = await self.agents.put(spec.name, model, spec.system, convert.agent_params(spec.sampling))
         return agents_pb2.PutAgentResponse(agent=convert.agent(agent), created=created)
 
-    @unary
     async def DeleteAgent(
         self, request: agents_pb2.DeleteAgentRequest, context: grpc.aio.ServicerContext
     ) -> agents_pb2.DeleteAgentResponse:
@@ -49,7 +39,6 @@ class AgentsService(Servicer, agents_pb2_grpc.AgentsServicer):
         await self.agents.delete(request.name)
         return agents_pb2.DeleteAgentResponse()
 
-    @unary
     async def GetTranscript(
         self, request: agents_pb2.GetTranscriptRequest, context: grpc.aio.ServicerContext
     ) -> agents_pb2.GetTranscriptResponse:
@@ -58,7 +47,6 @@ class AgentsService(Servicer, agents_pb2_grpc.AgentsServicer):
         messages += [convert.transcript_message(m) for m in agent.history]
         return agents_pb2.GetTranscriptResponse(messages=messages)
 
-    @unary
     async def ClearTranscript(
         self, request: agents_pb2.ClearTranscriptRequest, context: grpc.aio.ServicerContext
     ) -> agents_pb2.ClearTranscriptResponse:

@@ -11,11 +11,9 @@ import grpc
 
 from enclave_contract.v1 import audit_pb2, audit_pb2_grpc
 from enclaved.audit import Filters
-from enclaved.audit.recorder import ACTOR
-from enclaved.audit.records import parse_time
+from enclaved.audit.recorder import ACTOR, Recorder
+from enclaved.audit.times import parse_time
 from enclaved.errors import InvalidArgument
-from enclaved.services.base import Servicer
-from enclaved.services.errors import streaming, unary
 
 MAX_PAGE = 1000
 
@@ -62,33 +60,31 @@ def record(d: dict[str, Any]) -> audit_pb2.AuditRecord:
     )
 
 
-class AuditService(Servicer, audit_pb2_grpc.AuditServicer):
-    @unary
+class AuditService(audit_pb2_grpc.AuditServicer):
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
     async def Count(self, request: audit_pb2.AuditCountRequest, context: grpc.aio.ServicerContext) -> audit_pb2.AuditCountResponse:
         return audit_pb2.AuditCountResponse(count=await self.recorder.log.count(filters(request.query)))
 
-    @unary
     async def Rows(self, request: audit_pb2.AuditRowsRequest, context: grpc.aio.ServicerContext) -> audit_pb2.AuditRowsResponse:
         if not 0 < request.limit <= MAX_PAGE:
             raise InvalidArgument(f"limit must be between 1 and {MAX_PAGE}")
         rows = await self.recorder.log.rows(filters(request.query), request.offset, request.limit)
         return audit_pb2.AuditRowsResponse(records=[record(r.to_dict()) for r in rows])
 
-    @streaming
     async def Follow(
         self, request: audit_pb2.AuditFollowRequest, context: grpc.aio.ServicerContext
     ) -> AsyncGenerator[audit_pb2.AuditRecord, None]:
         async for r in self.recorder.log.follow(filters(request.query), last=max(request.last, 0)):
             yield record(r.to_dict())
 
-    @streaming
     async def Export(
         self, request: audit_pb2.AuditExportRequest, context: grpc.aio.ServicerContext
     ) -> AsyncGenerator[audit_pb2.AuditRecord, None]:
         async for d in self.recorder.log.export(ACTOR.get(), filters(request.query)):
             yield record(d)
 
-    @unary
     async def Verify(self, request: audit_pb2.AuditVerifyRequest, context: grpc.aio.ServicerContext) -> audit_pb2.AuditVerifyResponse:
         r = await self.recorder.log.verify(ACTOR.get())
         return audit_pb2.AuditVerifyResponse(
@@ -100,7 +96,6 @@ class AuditService(Servicer, audit_pb2_grpc.AuditServicer):
             bad_seq=r.bad_seq or 0,
         )
 
-    @unary
     async def RotateKey(
         self, request: audit_pb2.AuditRotateKeyRequest, context: grpc.aio.ServicerContext
     ) -> audit_pb2.AuditRotateKeyResponse:

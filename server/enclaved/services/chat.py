@@ -8,25 +8,19 @@ from contextlib import aclosing
 import grpc
 
 from enclave_contract.v1 import chat_pb2, chat_pb2_grpc
-from enclaved.audit.recorder import Recorder
 from enclaved.domain.agents import AgentBook
 from enclaved.domain.hub import EventHub
 from enclaved.domain.turns import Turn, TurnManager
 from enclaved.errors import FailedPrecondition, InvalidArgument, NotFound
 from enclaved.services import convert
-from enclaved.services.base import Servicer
-from enclaved.services.errors import streaming, unary
-from enclaved.transport.peers import PeerRegistry
 
 
-class ChatService(Servicer, chat_pb2_grpc.ChatServicer):
-    def __init__(self, agents: AgentBook, turns: TurnManager, hub: EventHub, recorder: Recorder, peers: PeerRegistry | None) -> None:
-        super().__init__(recorder, peers)
+class ChatService(chat_pb2_grpc.ChatServicer):
+    def __init__(self, agents: AgentBook, turns: TurnManager, hub: EventHub) -> None:
         self.agents = agents
         self.turns = turns
         self.hub = hub
 
-    @streaming
     async def Chat(self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext) -> AsyncGenerator[chat_pb2.ChatEvent, None]:
         turn = self.turns.prepare(request.agent, request.message, request.detach)
         async with aclosing(self._follow([turn])) as events:
@@ -35,7 +29,6 @@ class ChatService(Servicer, chat_pb2_grpc.ChatServicer):
                 if event.HasField("error"):
                     await context.abort(_code(event.error.code), event.error.message)
 
-    @streaming
     async def Broadcast(
         self, request: chat_pb2.BroadcastRequest, context: grpc.aio.ServicerContext
     ) -> AsyncGenerator[chat_pb2.ChatEvent, None]:
@@ -71,7 +64,6 @@ class ChatService(Servicer, chat_pb2_grpc.ChatServicer):
                 if not t.detach and not t.ended:
                     self.turns.cancel(t)
 
-    @streaming
     async def Watch(self, request: chat_pb2.WatchRequest, context: grpc.aio.ServicerContext) -> AsyncGenerator[chat_pb2.ChatEvent, None]:
         for name in request.agents:
             self.agents.get(name)
@@ -82,7 +74,6 @@ class ChatService(Servicer, chat_pb2_grpc.ChatServicer):
         finally:
             sub.close()
 
-    @unary
     async def Cancel(self, request: chat_pb2.CancelRequest, context: grpc.aio.ServicerContext) -> chat_pb2.CancelResponse:
         target = request.WhichOneof("target")
         if target == "turn_id":

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import grpc
+
 from enclave_contract.v1 import agents_pb2, chat_pb2, models_pb2, status_pb2
 from enclaved.domain import hub
-from enclaved.domain.agents import Agent, AgentParams, Message
+from enclaved.domain.agents import Agent, AgentChanged, AgentParams, Change, Message
 from enclaved.domain.models import ModelView, State
 from enclaved.engine import Finish, TurnResult
-from enclaved.services.errors import status_code
 
 _MODEL_STATE = {
     State.AVAILABLE: models_pb2.MODEL_STATE_AVAILABLE,
@@ -17,10 +18,10 @@ _MODEL_STATE = {
     State.FAILED: models_pb2.MODEL_STATE_FAILED,
 }
 _CHANGE = {
-    hub.Change.CREATED: chat_pb2.AgentChanged.CHANGE_CREATED,
-    hub.Change.UPDATED: chat_pb2.AgentChanged.CHANGE_UPDATED,
-    hub.Change.DELETED: chat_pb2.AgentChanged.CHANGE_DELETED,
-    hub.Change.CLEARED: chat_pb2.AgentChanged.CHANGE_CLEARED,
+    Change.CREATED: chat_pb2.AgentChanged.CHANGE_CREATED,
+    Change.UPDATED: chat_pb2.AgentChanged.CHANGE_UPDATED,
+    Change.DELETED: chat_pb2.AgentChanged.CHANGE_DELETED,
+    Change.CLEARED: chat_pb2.AgentChanged.CHANGE_CLEARED,
 }
 _PHASE = {
     hub.Phase.QUEUED: chat_pb2.TURN_PHASE_QUEUED,
@@ -91,18 +92,16 @@ def agent(a: Agent) -> agents_pb2.Agent:
 
 
 def agent_params(s: agents_pb2.SamplingParams) -> AgentParams:
-    def opt(name: str) -> object:
-        return getattr(s, name) if s.HasField(name) else None
-
+    """Fields the client left unset (proto3 ``optional``) are None: the default."""
     return AgentParams(
-        temperature=opt("temperature"),  # type: ignore[arg-type]
-        top_k=opt("top_k"),  # type: ignore[arg-type]
-        top_p=opt("top_p"),  # type: ignore[arg-type]
-        min_p=opt("min_p"),  # type: ignore[arg-type]
-        repeat_penalty=opt("repeat_penalty"),  # type: ignore[arg-type]
-        seed=opt("seed"),  # type: ignore[arg-type]
+        temperature=s.temperature if s.HasField("temperature") else None,
+        top_k=s.top_k if s.HasField("top_k") else None,
+        top_p=s.top_p if s.HasField("top_p") else None,
+        min_p=s.min_p if s.HasField("min_p") else None,
+        repeat_penalty=s.repeat_penalty if s.HasField("repeat_penalty") else None,
+        seed=s.seed if s.HasField("seed") else None,
         stop=tuple(s.stop),
-        max_tokens=opt("max_tokens"),  # type: ignore[arg-type]
+        max_tokens=s.max_tokens if s.HasField("max_tokens") else None,
     )
 
 
@@ -124,8 +123,8 @@ def chat_event(ev: hub.TurnEvent) -> chat_pb2.ChatEvent:
     elif isinstance(b, TurnResult):
         out.finished.CopyFrom(finished(b))
     elif isinstance(b, hub.TurnFailed):
-        out.error.CopyFrom(chat_pb2.TurnError(code=status_code(b.code).value[0], message=b.message))
-    elif isinstance(b, hub.AgentChanged):
+        out.error.CopyFrom(chat_pb2.TurnError(code=grpc.StatusCode[b.code].value[0], message=b.message))
+    elif isinstance(b, AgentChanged):
         out.agent_changed.CopyFrom(chat_pb2.AgentChanged(change=_CHANGE[b.change], agent=agent(b.agent)))
     return out
 

@@ -7,24 +7,17 @@ import time
 import grpc
 
 from enclave_contract.v1 import models_pb2, models_pb2_grpc
-from enclaved.audit.recorder import Recorder
 from enclaved.domain.models import ModelRegistry
 from enclaved.services import convert
-from enclaved.services.base import Servicer
-from enclaved.services.errors import unary
-from enclaved.transport.peers import PeerRegistry
 
 
-class ModelsService(Servicer, models_pb2_grpc.ModelsServicer):
-    def __init__(self, models: ModelRegistry, recorder: Recorder, peers: PeerRegistry | None) -> None:
-        super().__init__(recorder, peers)
+class ModelsService(models_pb2_grpc.ModelsServicer):
+    def __init__(self, models: ModelRegistry) -> None:
         self.models = models
 
-    @unary
     async def ListModels(self, request: models_pb2.ListModelsRequest, context: grpc.aio.ServicerContext) -> models_pb2.ListModelsResponse:
         return models_pb2.ListModelsResponse(models=[convert.model(v) for v in self.models.views()])
 
-    @unary
     async def LoadModel(self, request: models_pb2.LoadModelRequest, context: grpc.aio.ServicerContext) -> models_pb2.LoadModelResponse:
         started = time.monotonic()
         _, evicted = await self.models.load(request.name)
@@ -34,7 +27,6 @@ class ModelsService(Servicer, models_pb2_grpc.ModelsServicer):
             evicted=evicted,
         )
 
-    @unary
     async def UnloadModel(
         self, request: models_pb2.UnloadModelRequest, context: grpc.aio.ServicerContext
     ) -> models_pb2.UnloadModelResponse:

@@ -10,18 +10,14 @@ import grpc
 
 from enclave_contract.v1 import status_pb2, status_pb2_grpc
 from enclaved import __version__
-from enclaved.audit.recorder import Recorder
 from enclaved.domain.agents import AgentBook
 from enclaved.domain.models import ModelRegistry
 from enclaved.domain.turns import TurnManager
 from enclaved.errors import Unavailable
 from enclaved.services import convert
-from enclaved.services.base import Servicer
-from enclaved.services.errors import streaming
-from enclaved.transport.peers import PeerRegistry
 
 
-class StatusService(Servicer, status_pb2_grpc.StatusServicer):
+class StatusService(status_pb2_grpc.StatusServicer):
     def __init__(
         self,
         models: ModelRegistry,
@@ -29,10 +25,7 @@ class StatusService(Servicer, status_pb2_grpc.StatusServicer):
         turns: TurnManager,
         started: float,
         stopping: asyncio.Event,
-        recorder: Recorder,
-        peers: PeerRegistry | None,
     ) -> None:
-        super().__init__(recorder, peers)
         self.models = models
         self.agents = agents
         self.turns = turns
@@ -49,7 +42,6 @@ class StatusService(Servicer, status_pb2_grpc.StatusServicer):
             memory_budget_bytes=self.models.config.memory_budget,
         )
 
-    @streaming
     async def Status(
         self, request: status_pb2.StatusRequest, context: grpc.aio.ServicerContext
     ) -> AsyncGenerator[status_pb2.StatusSnapshot, None]:

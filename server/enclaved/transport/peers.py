@@ -113,7 +113,7 @@ class PeerRegistry:
 
     async def start(self, socket_path: Path) -> Path:
         """Listen on ``peer_socket_path(socket_path)``, created 0600 from the first instant;
-        returns that path. The folder must already exist (``daemon.prepare_socket_dir``);
+        returns that path. The folder must already exist (``unixsocket.prepare_socket_dir``);
         a stale socket file there is replaced, anything else is a ConfigError."""
         if self._server is not None:
             raise RuntimeError("PeerRegistry already started")

@@ -1,0 +1,96 @@
+"""The gRPC server on the daemon's Unix socket: the five enclave services behind the call
+guard (``guard.py``), plus gRPC health checking and reflection."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+
+from enclave_contract.v1 import (
+    agents_pb2,
+    agents_pb2_grpc,
+    audit_pb2,
+    audit_pb2_grpc,
+    chat_pb2,
+    chat_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
+    status_pb2,
+    status_pb2_grpc,
+)
+from enclaved.audit.recorder import Recorder
+from enclaved.domain.agents import AgentBook
+from enclaved.domain.hub import EventHub
+from enclaved.domain.models import ModelRegistry
+from enclaved.domain.turns import TurnManager
+from enclaved.services.agents import AgentsService
+from enclaved.services.audit import AuditService
+from enclaved.services.chat import ChatService
+from enclaved.services.models import ModelsService
+from enclaved.services.status import StatusService
+from enclaved.transport.guard import CallGuard
+from enclaved.transport.peers import PeerRegistry
+from enclaved.transport.unixsocket import umask
+
+SERVICE_NAMES = [
+    models_pb2.DESCRIPTOR.services_by_name["Models"].full_name,
+    agents_pb2.DESCRIPTOR.services_by_name["Agents"].full_name,
+    chat_pb2.DESCRIPTOR.services_by_name["Chat"].full_name,
+    status_pb2.DESCRIPTOR.services_by_name["Status"].full_name,
+    audit_pb2.DESCRIPTOR.services_by_name["Audit"].full_name,
+]
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+SHUTDOWN_GRACE_SECONDS = 3.0  # calls still running then are cancelled
+
+
+class RpcServer:
+    """Built with everything the services need; ``start`` binds the socket and serves."""
+
+    def __init__(
+        self,
+        *,
+        models: ModelRegistry,
+        agents: AgentBook,
+        turns: TurnManager,
+        hub: EventHub,
+        recorder: Recorder,
+        peers: PeerRegistry,
+        started: float,
+        stopping: asyncio.Event,
+    ) -> None:
+        self.health = health_aio.HealthServicer()
+        server = grpc.aio.server(interceptors=[CallGuard(recorder, peers, SERVICE_NAMES)], options=[("grpc.so_reuseport", 0)])
+        models_pb2_grpc.add_ModelsServicer_to_server(ModelsService(models), server)
+        agents_pb2_grpc.add_AgentsServicer_to_server(AgentsService(agents, models, turns), server)
+        chat_pb2_grpc.add_ChatServicer_to_server(ChatService(agents, turns, hub), server)
+        status_pb2_grpc.add_StatusServicer_to_server(StatusService(models, agents, turns, started, stopping), server)
+        audit_pb2_grpc.add_AuditServicer_to_server(AuditService(recorder), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection([*SERVICE_NAMES, HEALTH_SERVICE, reflection.SERVICE_NAME], server)
+        self._server = server
+
+    async def start(self, socket_path: Path) -> None:
+        """Listen on ``socket_path`` (0600 from the first instant) and report every service
+        as serving."""
+        # gRPC creates the socket with the process umask.
+        with umask(0o177):
+            self._server.add_insecure_port(f"unix:{socket_path}")
+        os.chmod(socket_path, 0o600)
+        await self._server.start()
+        for name in SERVICE_NAMES:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+
+    async def draining(self) -> None:
+        """Report every service as not serving; calls still run."""
+        await self.health.enter_graceful_shutdown()
+
+    async def stop(self) -> None:
+        """Refuse new calls, give running ones ``SHUTDOWN_GRACE_SECONDS``, then cancel them."""
+        await self._server.stop(SHUTDOWN_GRACE_SECONDS)
