@@ -41,7 +41,8 @@ ROOT = Path(__file__).resolve().parent.parent
 from enclave.modelmaker import make_model  # noqa: E402
 from enclave_contract.v1 import agents_pb2, agents_pb2_grpc, chat_pb2, chat_pb2_grpc  # noqa: E402
 from enclaved.domain.prompt import build_prompt, render  # noqa: E402
-from enclaved.llama import Context, ContextParams, Model, Sampler, SamplingSettings  # noqa: E402
+from enclaved.engine import SamplingSettings  # noqa: E402
+from enclaved.llama import Context, ContextParams, Model  # noqa: E402
 
 SYSTEM = "You are a helpful assistant."
 MESSAGE = "Write a short story about a lighthouse keeper who finds a message in a bottle."
@@ -84,21 +85,21 @@ def tokens_per_second_at_once(request: Callable[[int], int], n: int) -> float:
 def inprocess_stream(model: Model, prompt: list[int], n_tokens: int, threads: int, seed: int) -> tuple[float, float, int]:
     """One sequence, a plain decode loop: returns (time to first token s, generation tok/s, tokens)."""
     ctx = Context(model, ContextParams(n_ctx_seq=2048, n_seq_max=1, n_batch=512, n_threads=threads))
-    sampler = Sampler(model, sampling(seed))
+    sampler = sampling(seed).sampler(model, prompt)  # as the engine does: the prompt seen by the penalties
     buf = ctypes.create_string_buffer(256)
     try:
         t0 = time.perf_counter()
-        ctx.clear_batch()
+        ctx.batch.clear()
         for i, tok in enumerate(prompt):
-            ctx.add(tok, i, 0, i == len(prompt) - 1)
+            ctx.batch.add(tok, i, 0, i == len(prompt) - 1)
         assert ctx.decode() == 0
-        tok = sampler.sample(ctx, ctx.n_tokens - 1)
+        tok = sampler.sample(ctx, ctx.batch.n_tokens - 1)
         model.piece(tok, buf)
         t_first = time.perf_counter()
         pos, produced = len(prompt), 1
         while produced < n_tokens and not model.is_eog(tok):
-            ctx.clear_batch()
-            ctx.add(tok, pos, 0, True)
+            ctx.batch.clear()
+            ctx.batch.add(tok, pos, 0, True)
             assert ctx.decode() == 0
             pos += 1
             tok = sampler.sample(ctx, 0)
