@@ -240,7 +240,9 @@ class LlamaServer:
 
 
 class DaemonRun:
-    def __init__(self, model_path: Path, threads: int, slots: int) -> None:
+    def __init__(self, model_path: Path, threads: int, slots: int, python_path: str | None = None) -> None:
+        """``python_path``: run the enclaved found there instead of this checkout's (another
+        version, for a before/after comparison: bench/bench_compare.py)."""
         self.home = Path(tempfile.mkdtemp(prefix="enc-bench-", dir="/tmp"))
         self.socket = self.home / "enclaved.sock"
         name = model_path.stem
@@ -261,6 +263,7 @@ class DaemonRun:
                 "--log-level",
                 "warning",
             ],
+            env={**os.environ, "PYTHONPATH": python_path} if python_path else None,
         )
         deadline = time.monotonic() + 60
         while not self.socket.exists():

@@ -188,16 +188,16 @@ def test_a_passphrase_protected_log_needs_the_passphrase_to_serve(
 
 async def test_the_workbench_is_recorded_as_itself_and_shows_the_verified_log(daemon_factory: Callable[..., Daemon]) -> None:
     from enclave.app import EnclaveApp
-    from enclave.widgets.audit_badge import VerifyBadge
-    from enclave.widgets.audit_list import AuditList
+    from enclave.screens.audit.badge import VerifyBadge
+    from enclave.screens.audit.records import AuditList
     from tests.helpers import wait_until
 
     d = daemon_factory(CONFIG)
     app = EnclaveApp(d.socket, spawn=False)
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_until(pilot, lambda: app.attached)
+        await wait_until(pilot, lambda: app.workbench.attached)
         await pilot.press(*"from the workbench", "enter")
-        await wait_until(pilot, lambda: app.panes["scribe"].state == "idle" and app.panes["scribe"].reply_text != "")
+        await wait_until(pilot, lambda: app.workbench.panes["scribe"].state == "idle" and app.workbench.panes["scribe"].reply_text != "")
         await pilot.press("alt+u")
         await wait_until(pilot, lambda: app.screen.query(VerifyBadge) and app.screen.query_one(VerifyBadge).has_class("-ok"))
         records = app.screen.query_one(AuditList)

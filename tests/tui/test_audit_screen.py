@@ -24,9 +24,9 @@ from textual.widgets import Input, Static
 
 from enclave.app import EnclaveApp
 from enclave.screens.audit import AuditScreen
-from enclave.screens.audit_record import AuditRecordScreen
-from enclave.widgets.audit_badge import VerifyBadge
-from enclave.widgets.audit_list import PAGE_SIZE, AuditList
+from enclave.screens.audit.badge import VerifyBadge
+from enclave.screens.audit.record import AuditRecordScreen
+from enclave.screens.audit.records import PAGE_SIZE, AuditList
 from enclave_contract.v1 import agents_pb2, audit_pb2
 from tests.helpers import wait_until
 from tests.tui.scripted_daemon import ScriptedDaemon, audit_matches
@@ -105,7 +105,7 @@ def settled(app: EnclaveApp) -> bool:
 
 
 async def open_audit(pilot: Pilot, app: EnclaveApp) -> AuditList:
-    await wait_until(pilot, lambda: app.attached)
+    await wait_until(pilot, lambda: app.workbench.attached)
     await pilot.press("alt+u")
     await wait_until(pilot, lambda: settled(app))
     return app.screen.query_one(AuditList)
@@ -269,8 +269,8 @@ async def test_enter_shows_the_payload_and_esc_goes_back_to_the_panes() -> None:
             await wait_until(pilot, lambda: isinstance(app.screen, AuditScreen))
             assert daemon.audit_follows == 1
             await pilot.press("escape")
-            await wait_until(pilot, lambda: app.screen is app.default_screen and daemon.audit_follows == 0)
-            assert app.query_one("#prompt", Input).has_focus and records.live is False
+            await wait_until(pilot, lambda: app.screen is app.workbench and daemon.audit_follows == 0)
+            assert app.workbench.query_one("#prompt", Input).has_focus and records.live is False
             assert not any(n.severity == "error" for n in app._notifications)
 
 
@@ -278,7 +278,7 @@ async def test_the_palette_opens_it() -> None:
     async with scripted() as daemon:
         app = EnclaveApp(daemon.socket, spawn=False)
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_until(pilot, lambda: app.attached)
+            await wait_until(pilot, lambda: app.workbench.attached)
             commands = {c.title: c for c in app.get_system_commands(app.screen)}
             assert commands["Audit log"].help == "alt+u · audit.open"
             await pilot.press("ctrl+p", *"audit log", "enter")

@@ -133,8 +133,13 @@ def svg(snapshot: SnapshotAssertion) -> SnapshotAssertion:
 async def picture(daemon: ScriptedDaemon, size: tuple[int, int], keys: tuple[str, ...] = ()) -> str:
     app = EnclaveApp(daemon.socket, spawn=False)
     async with app.run_test(size=size) as pilot:
-        await wait_until(pilot, lambda: app.attached and app.panes["critic"].state == "error" and app.panes["poet"].state == "queued")
-        await wait_until(pilot, lambda: app.panes["coder"].context_size == 4096)
+        await wait_until(
+            pilot,
+            lambda: (
+                app.workbench.attached and app.workbench.panes["critic"].state == "error" and app.workbench.panes["poet"].state == "queued"
+            ),
+        )
+        await wait_until(pilot, lambda: app.workbench.panes["coder"].context_size == 4096)
         await pilot.press(*keys)
         await pilot.pause(0.3)
         return app.export_screenshot()

@@ -12,16 +12,17 @@ from textual.widgets import Input, Markdown, Static, TextArea
 
 from enclave.app import EnclaveApp
 from enclave.commands import PromptError, Send, parse_prompt
+from enclave.messages import TurnDelta, TurnFinished, TurnStarted
 from enclave.screens.agent_editor import AgentEditor
 from enclave.screens.confirm import ConfirmScreen
 from enclave.settings import Settings, SettingsError, load_settings
+from enclave.views import AgentView, ChatMessage
 from enclave.widgets.agent_pane import SHOWN_MESSAGES, AgentPane
 from enclave.widgets.model_panel import ModelPanel
 from enclave_contract.v1 import agents_pb2, chat_pb2, models_pb2
 from tests.helpers import Daemon, short_tmpdir, wait_until
 
 pytestmark = pytest.mark.timeout(120)
-USER, ASSISTANT = agents_pb2.ROLE_USER, agents_pb2.ROLE_ASSISTANT
 
 
 def last_reply(daemon: Daemon, agent: str) -> str:
@@ -32,24 +33,24 @@ def last_reply(daemon: Daemon, agent: str) -> str:
 async def test_one_pane_per_agent_and_sending_to_the_selected_one(shared_daemon: Daemon) -> None:
     app = EnclaveApp(shared_daemon.socket, spawn=False)
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_until(pilot, lambda: app.attached)
-        assert list(app.panes) == ["a1", "a2", "a3", "a4"]
-        assert app.panes["a1"].selected
+        await wait_until(pilot, lambda: app.workbench.attached)
+        assert list(app.workbench.panes) == ["a1", "a2", "a3", "a4"]
+        assert app.workbench.panes["a1"].selected
         await pilot.press(*"hello", "enter")
-        pane = app.panes["a1"]
+        pane = app.workbench.panes["a1"]
         await wait_until(pilot, lambda: pane.state == "idle" and pane.reply_text != "")
         assert pane.reply_text == last_reply(shared_daemon, "a1")
-        assert all(p.reply_text == "" for name, p in app.panes.items() if name != "a1")
+        assert all(p.reply_text == "" for name, p in app.workbench.panes.items() if name != "a1")
 
 
 async def test_all_sends_to_every_pane(shared_daemon: Daemon) -> None:
     app = EnclaveApp(shared_daemon.socket, spawn=False)
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_until(pilot, lambda: app.attached)
-        before = {n: p.turn_id for n, p in app.panes.items()}
+        await wait_until(pilot, lambda: app.workbench.attached)
+        before = {n: p.turn_id for n, p in app.workbench.panes.items()}
         await pilot.press(*"/all status", "enter")
-        await wait_until(pilot, lambda: all(p.turn_id != before[n] and p.state == "idle" for n, p in app.panes.items()))
-        for name, pane in app.panes.items():
+        await wait_until(pilot, lambda: all(p.turn_id != before[n] and p.state == "idle" for n, p in app.workbench.panes.items()))
+        for name, pane in app.workbench.panes.items():
             assert pane.reply_text == last_reply(shared_daemon, name)
 
 
@@ -58,33 +59,35 @@ async def test_transcripts_are_shown_on_start_and_turns_of_other_clients_stream_
     list(stubs.chat.Chat(chat_pb2.ChatRequest(agent="a2", message="before the TUI"), timeout=60))
     app = EnclaveApp(shared_daemon.socket, spawn=False)
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_until(pilot, lambda: app.attached)
-        pane = app.panes["a2"]
+        await wait_until(pilot, lambda: app.workbench.attached)
+        pane = app.workbench.panes["a2"]
         await wait_until(pilot, lambda: pane.reply_text == last_reply(shared_daemon, "a2"))
         events = await asyncio.to_thread(
             lambda: list(stubs.chat.Chat(chat_pb2.ChatRequest(agent="a3", message="from another client"), timeout=60))
         )
-        await wait_until(pilot, lambda: app.panes["a3"].turn_id == events[0].turn_id and app.panes["a3"].state == "idle")
-        assert app.panes["a3"].reply_text == last_reply(shared_daemon, "a3")
+        await wait_until(
+            pilot, lambda: app.workbench.panes["a3"].turn_id == events[0].turn_id and app.workbench.panes["a3"].state == "idle"
+        )
+        assert app.workbench.panes["a3"].reply_text == last_reply(shared_daemon, "a3")
 
 
 async def test_pane_selection_keys(shared_daemon: Daemon) -> None:
     app = EnclaveApp(shared_daemon.socket, spawn=False)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(pilot, lambda: app.attached)
+        await wait_until(pilot, lambda: app.workbench.attached)
         await pilot.press("alt+right")
-        assert app.selected_pane.agent.name == "a2"
+        assert app.workbench.selected_pane.agent.name == "a2"
         await pilot.press("alt+left", "alt+left")
-        assert app.selected_pane.agent.name == "a4"
+        assert app.workbench.selected_pane.agent.name == "a4"
         await pilot.press("alt+3")
-        assert app.selected_pane.agent.name == "a3"
-        assert [p.selected for p in app.panes.values()] == [False, False, True, False]
+        assert app.workbench.selected_pane.agent.name == "a3"
+        assert [p.selected for p in app.workbench.panes.values()] == [False, False, True, False]
 
 
 async def test_no_daemon_shows_a_banner_not_a_traceback() -> None:
     app = EnclaveApp(short_tmpdir() / "none.sock", spawn=False)
     async with app.run_test(size=(80, 24)) as pilot:
-        banner = app.query_one("#banner", Static)
+        banner = app.workbench.query_one("#banner", Static)
         await wait_until(pilot, lambda: banner.has_class("visible"), timeout=15)
         assert "not connected — retrying: no enclaved answers at" in str(banner.render())
 
@@ -107,25 +110,25 @@ def test_prompt_commands() -> None:
 async def test_layout_fits_the_terminal_and_a_pane_zooms(shared_daemon: Daemon) -> None:
     app = EnclaveApp(shared_daemon.socket, spawn=False)
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_until(pilot, lambda: app.attached)
+        await wait_until(pilot, lambda: app.workbench.attached)
         await pilot.pause()
-        a1, a2, a3 = (app.panes[n].region for n in ("a1", "a2", "a3"))
+        a1, a2, a3 = (app.workbench.panes[n].region for n in ("a1", "a2", "a3"))
         assert a1.y == a2.y and a1.x < a2.x, "2x2 at 160x48: a1 and a2 side by side"
         assert a3.y > a1.y and a3.x == a1.x
         await pilot.press("alt+2", "alt+z")
         await pilot.pause()
-        zoomed = app.panes["a2"].region
+        zoomed = app.workbench.panes["a2"].region
         assert zoomed.width > 150 and zoomed.height > 35
-        assert all(app.panes[n].region.area == 0 for n in ("a1", "a3", "a4"))
+        assert all(app.workbench.panes[n].region.area == 0 for n in ("a1", "a3", "a4"))
         await pilot.press("alt+z")
         await pilot.resize_terminal(80, 24)
         await pilot.pause()
-        a1, a2 = app.panes["a1"].region, app.panes["a2"].region
+        a1, a2 = app.workbench.panes["a1"].region, app.workbench.panes["a2"].region
         assert a1.x == a2.x and a2.y > a1.y, "one column at 80x24"
         assert a1.height == 3 and a2.height > 10, "too small for four: the others fold to their header"
         await pilot.press("alt+1")
         await pilot.pause()
-        assert app.panes["a1"].region.height > 10 and app.panes["a2"].region.height == 3
+        assert app.workbench.panes["a1"].region.height > 10 and app.workbench.panes["a2"].region.height == 3
 
 
 def agents_of(daemon: Daemon) -> dict[str, agents_pb2.Agent]:
@@ -140,15 +143,15 @@ def model_state(daemon: Daemon, name: str) -> int:
 async def test_models_panel_shows_live_status_and_loads_and_unloads(shared_daemon: Daemon) -> None:
     app = EnclaveApp(shared_daemon.socket, spawn=False)
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_until(pilot, lambda: app.attached)
+        await wait_until(pilot, lambda: app.workbench.attached)
         await pilot.press("alt+m")
-        panel = app.query_one(ModelPanel)
+        panel = app.workbench.query_one(ModelPanel)
         assert panel.display and panel.has_focus
         await wait_until(pilot, lambda: "small" in panel.rows)
         assert panel.get_cell("tiny", "ctx") == "4096"
-        await wait_until(pilot, lambda: app.panes["a1"].context_size == 4096)
+        await wait_until(pilot, lambda: app.workbench.panes["a1"].context_size == 4096)
         used = agents_of(shared_daemon)["a1"].context_tokens
-        assert f"ctx {used}/4096" in str(app.panes["a1"]._header.render())
+        assert f"ctx {used}/4096" in str(app.workbench.panes["a1"]._header.render())
         while panel.highlighted_model != "small":
             await pilot.press("down")
         await pilot.press("l")
@@ -159,13 +162,13 @@ async def test_models_panel_shows_live_status_and_loads_and_unloads(shared_daemo
         await wait_until(pilot, lambda: panel.get_cell("small", "state") == "on disk")
         assert model_state(shared_daemon, "small") == models_pb2.MODEL_STATE_AVAILABLE
         await pilot.press("escape")
-        assert not panel.display and app.query_one("#prompt").has_focus
+        assert not panel.display and app.workbench.query_one("#prompt").has_focus
 
 
 async def test_agent_editor_creates_edits_and_deletes(shared_daemon: Daemon) -> None:
     app = EnclaveApp(shared_daemon.socket, spawn=False)
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_until(pilot, lambda: app.attached)
+        await wait_until(pilot, lambda: app.workbench.attached)
         await pilot.press("alt+n")
         await wait_until(pilot, lambda: isinstance(app.screen, AgentEditor))
         await pilot.press(*"scribe")
@@ -173,10 +176,10 @@ async def test_agent_editor_creates_edits_and_deletes(shared_daemon: Daemon) -> 
         editor.query_one("#system", TextArea).text = "You write things down."
         editor.query_one("#max_tokens", Input).value = "12"
         await pilot.press("ctrl+s")
-        await wait_until(pilot, lambda: "scribe" in app.panes)
+        await wait_until(pilot, lambda: "scribe" in app.workbench.panes)
         assert not isinstance(app.screen, AgentEditor)
         made = agents_of(shared_daemon)["scribe"]
-        assert app.panes["a1"].context_tokens == agents_of(shared_daemon)["a1"].context_tokens > 0, "other panes keep their state"
+        assert app.workbench.panes["a1"].context_tokens == agents_of(shared_daemon)["a1"].context_tokens > 0, "other panes keep their state"
         assert made.system == "You write things down." and made.sampling.max_tokens == 12 and made.model == "tiny"
 
         await pilot.press("alt+5", "alt+e")
@@ -191,7 +194,7 @@ async def test_agent_editor_creates_edits_and_deletes(shared_daemon: Daemon) -> 
         editor.query_one("#temperature", Input).value = "0.2"
         editor.query_one("#system", TextArea).text = "You keep notes."
         await pilot.press("ctrl+s")
-        await wait_until(pilot, lambda: app.panes["scribe"].agent.system == "You keep notes.")
+        await wait_until(pilot, lambda: app.workbench.panes["scribe"].agent.system == "You keep notes.")
         assert agents_of(shared_daemon)["scribe"].sampling.temperature == pytest.approx(0.2)
 
         await pilot.press("alt+e")
@@ -199,29 +202,29 @@ async def test_agent_editor_creates_edits_and_deletes(shared_daemon: Daemon) -> 
         await pilot.press("ctrl+d")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
-        await wait_until(pilot, lambda: "scribe" not in app.panes)
+        await wait_until(pilot, lambda: "scribe" not in app.workbench.panes)
         assert "scribe" not in agents_of(shared_daemon)
-        assert app.selected_pane.agent.name in app.panes
+        assert app.workbench.selected_pane.agent.name in app.workbench.panes
 
 
 async def test_broadcast_key_copy_and_clear(shared_daemon: Daemon) -> None:
     app = EnclaveApp(shared_daemon.socket, spawn=False)
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_until(pilot, lambda: app.attached)
-        before = {n: p.turn_id for n, p in app.panes.items()}
+        await wait_until(pilot, lambda: app.workbench.attached)
+        before = {n: p.turn_id for n, p in app.workbench.panes.items()}
         await pilot.press(*"to everyone", "alt+a")
-        await wait_until(pilot, lambda: all(p.turn_id != before[n] and p.state == "idle" for n, p in app.panes.items()))
-        assert app.query_one("#prompt", Input).value == ""
+        await wait_until(pilot, lambda: all(p.turn_id != before[n] and p.state == "idle" for n, p in app.workbench.panes.items()))
+        assert app.workbench.query_one("#prompt", Input).value == ""
         await pilot.press("alt+2", "alt+c")
-        assert app.clipboard == app.panes["a2"].reply_text == last_reply(shared_daemon, "a2")
-        assert app.panes["a2"].context_tokens > 0
+        assert app.clipboard == app.workbench.panes["a2"].reply_text == last_reply(shared_daemon, "a2")
+        assert app.workbench.panes["a2"].context_tokens > 0
         await pilot.press("alt+l")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
-        await wait_until(pilot, lambda: not app.panes["a2"].body.query("Markdown.message"))
-        assert agents_of(shared_daemon)["a2"].turns == 0 and app.panes["a2"].context_tokens == 0
-        assert app.panes["a1"].body.query("Markdown.message"), "only the selected agent is cleared"
-        assert app.panes["a2"].query_one(".system").display, "the system prompt stays"
+        await wait_until(pilot, lambda: not app.workbench.panes["a2"].body.query("Markdown.message"))
+        assert agents_of(shared_daemon)["a2"].turns == 0 and app.workbench.panes["a2"].context_tokens == 0
+        assert app.workbench.panes["a1"].body.query("Markdown.message"), "only the selected agent is cleared"
+        assert app.workbench.panes["a2"].query_one(".system").display, "the system prompt stays"
 
 
 async def test_cancel_keys_stop_turns(shared_daemon: Daemon) -> None:
@@ -236,15 +239,15 @@ async def test_cancel_keys_stop_turns(shared_daemon: Daemon) -> None:
     app = EnclaveApp(shared_daemon.socket, spawn=False)
     try:
         async with app.run_test(size=(160, 48)) as pilot:
-            await wait_until(pilot, lambda: app.attached)
+            await wait_until(pilot, lambda: app.workbench.attached)
             await pilot.press("alt+5", *"go on", "enter")
-            await wait_until(pilot, lambda: app.panes["long1"].state == "generating")
+            await wait_until(pilot, lambda: app.workbench.panes["long1"].state == "generating")
             await pilot.press("escape")
-            await wait_until(pilot, lambda: app.panes["long1"].state == "cancelled")
+            await wait_until(pilot, lambda: app.workbench.panes["long1"].state == "cancelled")
             await pilot.press(*"/to long1,long2 again", "enter")
-            await wait_until(pilot, lambda: all(app.panes[n].state == "generating" for n in ("long1", "long2")))
+            await wait_until(pilot, lambda: all(app.workbench.panes[n].state == "generating" for n in ("long1", "long2")))
             await pilot.press("alt+x")
-            await wait_until(pilot, lambda: all(app.panes[n].state == "cancelled" for n in ("long1", "long2")))
+            await wait_until(pilot, lambda: all(app.workbench.panes[n].state == "cancelled" for n in ("long1", "long2")))
     finally:
         for name in ("long1", "long2"):
             stubs.agents.DeleteAgent(agents_pb2.DeleteAgentRequest(name=name), timeout=10)
@@ -253,9 +256,9 @@ async def test_cancel_keys_stop_turns(shared_daemon: Daemon) -> None:
 async def test_keys_come_from_the_settings_and_every_action_is_in_the_palette(shared_daemon: Daemon) -> None:
     app = EnclaveApp(shared_daemon.socket, Settings(keys={"pane.next": "ctrl+n"}), spawn=False)
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_until(pilot, lambda: app.attached)
+        await wait_until(pilot, lambda: app.workbench.attached)
         await pilot.press("ctrl+n")
-        assert app.selected_pane.agent.name == "a2"
+        assert app.workbench.selected_pane.agent.name == "a2"
         commands = {c.title: c for c in app.get_system_commands(app.screen)}
         for binding in EnclaveApp.BINDINGS:
             if binding.id not in {f"pane.{i}" for i in range(5, 10)}:
@@ -263,7 +266,7 @@ async def test_keys_come_from_the_settings_and_every_action_is_in_the_palette(sh
         assert "ctrl+n" in commands["Next pane"].help
         await pilot.press("ctrl+p")
         await pilot.press(*"zoom", "enter")
-        await wait_until(pilot, lambda: app.query_one("#panes").has_class("zoomed"))
+        await wait_until(pilot, lambda: app.workbench.query_one("#panes").has_class("zoomed"))
 
 
 def test_settings_file(tmp_path: Path) -> None:
@@ -305,22 +308,22 @@ async def test_daemon_killed_and_restarted_mid_stream(daemon_factory: Callable[.
     daemon = daemon_factory(SOLO_CONFIG, home=home)
     app = EnclaveApp(daemon.socket, spawn=False)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_until(pilot, lambda: app.attached)
-        pane = app.panes["solo"]
+        await wait_until(pilot, lambda: app.workbench.attached)
+        pane = app.workbench.panes["solo"]
         await pilot.press(*"a long story", "enter")
         await wait_until(pilot, lambda: pane.state == "generating" and pane.reply_text != "")
         daemon.proc.kill()
         daemon.proc.wait()
-        banner = app.query_one("#banner", Static)
+        banner = app.workbench.query_one("#banner", Static)
         await wait_until(pilot, lambda: "disconnected — retrying" in str(banner.render()) and banner.has_class("visible"))
-        assert pane.state == "offline" and not app.attached
+        assert pane.state == "offline" and not app.workbench.attached
         await asyncio.sleep(1)  # the workbench keeps trying while nothing answers
         assert app.is_running and "retrying" in str(banner.render())
 
         restarted = await asyncio.to_thread(daemon_factory, SOLO_CONFIG, home=home)
         assert restarted.socket == daemon.socket
-        await wait_until(pilot, lambda: app.attached and not banner.has_class("visible"))
-        pane = app.panes["solo"]
+        await wait_until(pilot, lambda: app.workbench.attached and not banner.has_class("visible"))
+        pane = app.workbench.panes["solo"]
         assert pane.state == "idle"
         restarted.stubs().agents.PutAgent(
             agents_pb2.PutAgentRequest(
@@ -341,21 +344,21 @@ async def test_without_a_daemon_the_workbench_starts_one(model_dir: Path) -> Non
     app = EnclaveApp(socket, settings)
     try:
         async with app.run_test(size=(120, 40)) as pilot:
-            await wait_until(pilot, lambda: app.attached, timeout=60)
-            assert app.spawned is not None and list(app.panes) == ["solo"]
+            await wait_until(pilot, lambda: app.workbench.attached, timeout=60)
+            assert app.session.spawned is not None and list(app.workbench.panes) == ["solo"]
             assert any("started enclaved in the background" in n.message for n in app._notifications)
-        assert app.spawned.process.poll() is None, "quitting the workbench leaves the daemon running"
+        assert app.session.spawned.process.poll() is None, "quitting the workbench leaves the daemon running"
         assert (socket.parent / "enclaved.log").stat().st_mode & 0o777 == 0o600
     finally:
-        if app.spawned is not None:
-            app.spawned.process.terminate()
-            app.spawned.process.wait(20)
+        if app.session.spawned is not None:
+            app.session.spawned.process.terminate()
+            app.session.spawned.process.wait(20)
 
 
 async def test_a_streamed_reply_ends_as_the_same_markdown_as_a_whole_one() -> None:
     """Tables and fences built up by appends in awkward pieces settle into the same blocks."""
     text = "Intro\n\n```python\ndef f(x):\n    return x * 2\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\nEnd **bold**."
-    pane = AgentPane(agents_pb2.Agent(name="m", model="tiny"), 1)
+    pane = AgentPane(AgentView(name="m", model="tiny"), 1)
 
     class Host(App[None]):
         def compose(self) -> ComposeResult:
@@ -364,12 +367,12 @@ async def test_a_streamed_reply_ends_as_the_same_markdown_as_a_whole_one() -> No
 
     app = Host()
     async with app.run_test(size=(80, 60)) as pilot:
-        await pane.handle(chat_pb2.ChatEvent(agent="m", turn_id="t", started=chat_pb2.TurnStarted(user_message="q")))
+        await pane.handle(TurnStarted("m", "t", user_message="q"))
         for i in range(0, len(text), 3):
-            await pane.handle(chat_pb2.ChatEvent(agent="m", turn_id="t", delta=chat_pb2.TokenDelta(text=text[i : i + 3], tokens=1)))
+            await pane.handle(TurnDelta("m", "t", text[i : i + 3], tokens=1))
             await pane.flush()
             await pilot.pause(0)
-        await pane.handle(chat_pb2.ChatEvent(agent="m", turn_id="t", finished=chat_pb2.TurnFinished()))
+        await pane.handle(TurnFinished("m", "t", finish_reason="end_of_turn", context_tokens=0, tokens_per_second=0.0))
         await pilot.pause(0.2)
         reply = pane.body.query("Markdown.reply").last()
         assert [type(w).__name__ for w in reply.query("*")] == [type(w).__name__ for w in app.query_one("#whole").query("*")]
@@ -377,16 +380,14 @@ async def test_a_streamed_reply_ends_as_the_same_markdown_as_a_whole_one() -> No
 
 
 async def test_a_long_conversation_keeps_the_last_messages_on_screen() -> None:
-    pane = AgentPane(agents_pb2.Agent(name="m", model="tiny"), 1)
+    pane = AgentPane(AgentView(name="m", model="tiny"), 1)
 
     class Host(App[None]):
         def compose(self) -> ComposeResult:
             yield pane
 
     async with Host().run_test(size=(80, 30)) as pilot:
-        messages = [
-            agents_pb2.TranscriptMessage(role=USER if i % 2 == 0 else ASSISTANT, content=f"message {i}") for i in range(SHOWN_MESSAGES + 6)
-        ]
+        messages = [ChatMessage(role="user" if i % 2 == 0 else "assistant", content=f"message {i}") for i in range(SHOWN_MESSAGES + 6)]
         await pane.show_transcript(messages)
         await pilot.pause()
         shown = pane.body.query("Markdown.message")

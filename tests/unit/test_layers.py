@@ -6,6 +6,10 @@
   (transport → services → domain → engine → llama), with ``errors`` under all of them and the
   audit log beside them (transport, services and domain may record; the audit log imports no
   layer); only the engine touches ``llama``, and services see only the engine's public types;
+- in the client only the connection (``enclave.protocol``, ``enclave.convert``) and the
+  scripting side (``enclave.cli``, ``enclave.client``, ``enclave.audit_cli``) see the generated
+  stubs; screens and widgets see neither the stubs nor the connection: they are fed view models
+  and messages;
 - no import cycle anywhere, ``if TYPE_CHECKING:`` imports included;
 - no module over 500 lines.
 
@@ -32,6 +36,11 @@ AUDIT = "enclaved.audit"
 AUDIT_USERS = LAYERS[:3]
 ROOT_MODULES = ("enclaved", "enclaved.cli", "enclaved.daemon")  # the composition root wires every layer
 SHARED = ("enclaved", "enclaved.errors")  # the version, and the errors every layer raises
+# The client: who may import the generated stubs, and what screens and widgets may not reach.
+STUBS = "enclave_contract.v1"
+STUB_USERS = ("enclave.protocol", "enclave.convert", "enclave.cli", "enclave.client", "enclave.audit_cli")
+VIEW_SIDE = ("enclave.screens", "enclave.widgets", "enclave.views", "enclave.messages")
+CONNECTION = ("enclave.protocol", "enclave.convert")
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,12 @@ def violations(imp: Import) -> str | None:
         return "the contract imports neither the daemon nor the client"
     if {src_pkg, dst_pkg} == {"enclaved", "enclave"}:
         return "the daemon and the client never import each other; share it through enclave_contract"
+    if src_pkg == "enclave":
+        if _within(dst, STUBS) and src not in STUB_USERS:
+            return "only enclave.protocol and enclave.convert see the stubs; take view models from enclave.views"
+        if any(_within(src, side) for side in VIEW_SIDE) and dst in CONNECTION:
+            return "screens and widgets are fed by the session (messages, view models), never by the connection"
+        return None
     if src_pkg != "enclaved" or dst_pkg != "enclaved" or src in ROOT_MODULES or dst in SHARED:
         return None
     if _within(dst, AUDIT):
@@ -258,6 +273,25 @@ def test_checker_finds_a_cycle_through_type_checking_imports(tmp_path: Path) -> 
         },
     )
     assert check(roots) == ["import cycle: enclaved.domain.agents ↔ enclaved.domain.hub"]
+
+
+def test_checker_finds_a_widget_reading_protobuf(tmp_path: Path) -> None:
+    roots = _tree(
+        tmp_path,
+        {
+            "proto/enclave_contract/__init__.py": "",
+            "proto/enclave_contract/v1/__init__.py": "",
+            "proto/enclave_contract/v1/chat_pb2.py": "ChatEvent = 1\n",
+            "tui/enclave/__init__.py": "",
+            "tui/enclave/protocol.py": "from enclave_contract.v1 import chat_pb2\n",
+            "tui/enclave/widgets/__init__.py": "",
+            "tui/enclave/widgets/pane.py": "from enclave_contract.v1 import chat_pb2\nfrom enclave.protocol import x\n",
+        },
+    )
+    assert check(roots) == [
+        "enclave.widgets.pane line 1 imports enclave_contract.v1.chat_pb2: only enclave.protocol and enclave.convert see the stubs; take view models from enclave.views",
+        "enclave.widgets.pane line 2 imports enclave.protocol: screens and widgets are fed by the session (messages, view models), never by the connection",
+    ]
 
 
 def test_checker_finds_a_long_module(tmp_path: Path) -> None:

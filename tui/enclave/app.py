@@ -1,67 +1,35 @@
-"""The workbench: one live pane per agent, a prompt line, a model panel, keys for everything."""
+"""The enclave app: settings, the keymap, global keys and the screens; the workbench does the rest.
+
+Shaped like posting and Toad: the app holds what every screen shares (the settings, the
+connection, the keymap) and pushes the workbench screen (``screens.workbench``), which shows
+what the session (``enclave.session``) follows; the audit log is a screen of its own.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import gc
-import re
-from collections.abc import Awaitable, Iterable
+from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
 
-from textual import events, on, work
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.containers import Grid
-from textual.geometry import Size
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
 
-from enclave.commands import PromptError, parse_prompt
-from enclave.protocol import DaemonClient, DaemonError
-from enclave.screens.agent_editor import AgentEditor, EditorResult
+from enclave.protocol import DaemonClient
+from enclave.screens.agent_editor import AgentEditor
 from enclave.screens.audit import AuditScreen
-from enclave.screens.confirm import ConfirmScreen
+from enclave.screens.workbench import WorkbenchScreen
+from enclave.session import Session
 from enclave.settings import Settings
-from enclave.spawn import Spawned, spawn_daemon
-from enclave.widgets.agent_pane import AgentPane
 from enclave.widgets.model_panel import ModelPanel
-from enclave.widgets.prompt import PromptInput
-from enclave_contract.v1 import agents_pb2, chat_pb2, models_pb2, status_pb2
-
-RETRY_FIRST, RETRY_MAX = 0.5, 5.0  # seconds between attempts to reach the daemon
-SPAWN_TIMEOUT = 60.0
-_CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
-_CHANGE = chat_pb2.AgentChanged
-T = TypeVar("T")
 
 
 class EnclaveApp(App[None]):
-    CSS_PATH = "enclave.tcss"
     TITLE = "enclave"
-    # Every action has an id (for [keys] in the settings file) and a command palette entry.
     BINDINGS = [
-        Binding("alt+right", "select_offset(1)", "Next pane", id="pane.next"),
-        Binding("alt+left", "select_offset(-1)", "Previous pane", show=False, id="pane.previous"),
-        *[Binding(f"alt+{i}", f"select_pane({i})", f"Pane {i}", show=False, id=f"pane.{i}") for i in range(1, 10)],
-        Binding("alt+z", "zoom", "Zoom", id="pane.zoom"),
-        Binding("alt+a", "broadcast", "Send to all", id="prompt.broadcast"),
-        Binding("escape", "cancel_selected", "Cancel turn", id="turn.cancel"),
-        Binding("alt+x", "cancel_all", "Cancel all", id="turn.cancel_all"),
-        Binding("alt+l", "clear", "Clear conversation", show=False, id="agent.clear"),
-        Binding("alt+n", "new_agent", "New agent", show=False, id="agent.new"),
-        Binding("alt+e", "edit_agent", "Edit agent", show=False, id="agent.edit"),
-        Binding("alt+m", "toggle_models", "Models", id="models.toggle"),
-        Binding("alt+u", "audit", "Audit log", show=False, id="audit.open"),
-        Binding("alt+c", "copy_answer", "Copy answer", id="copy.answer"),
-        Binding("alt+k", "copy_code", "Copy code block", show=False, id="copy.code"),
         Binding("ctrl+q", "quit", "Quit", id="app.quit"),
     ]
-
-    WIDE = 120  # columns from which panes sit two side by side
-    WIDER = 150  # columns from which three panes sit side by side
-    COMPACT_ROWS = 8  # a pane smaller than this in one column folds the others
 
     def __init__(
         self,
@@ -74,28 +42,17 @@ class EnclaveApp(App[None]):
         super().__init__()
         self.settings = settings or Settings()
         self.client = DaemonClient(socket_path)
-        self.first_message = first_message  # sent to every agent once attached (the demo)
-        self.spawn = self.settings.spawn if spawn is None else spawn
-        self.spawned: Spawned | None = None
-        self.panes: dict[str, AgentPane] = {}
-        self.selected = 0
-        self.attached = False  # panes and transcripts are shown; live events follow
-        self.context_sizes: dict[str, int] = {}  # model -> tokens per sequence
-        self.status: status_pb2.StatusSnapshot | None = None  # the latest, for the models panel
+        spawn = self.settings.spawn if spawn is None else spawn
+        self.session = Session(self.client, spawn=spawn, daemon_args=self.settings.daemon_args)
+        self.workbench = WorkbenchScreen(self.session, stream_hz=self.settings.stream_hz, first_message=first_message)
         self.set_keymap(self.settings.keys)
 
     @classmethod
     def binding_ids(cls) -> set[str]:
-        """Every id a settings file may bind keys to: the workbench's, the models panel's, the
-        agent editor's and the audit screen's."""
-        return {b.id for c in (cls, ModelPanel, AgentEditor, AuditScreen) for b in c.BINDINGS if isinstance(b, Binding) and b.id}
-
-    def compose(self) -> ComposeResult:
-        yield Static(id="banner")
-        yield Grid(id="panes")
-        yield ModelPanel()
-        yield PromptInput(placeholder="message to the selected agent · /all TEXT · /to a,b TEXT · alt+a: to all", id="prompt")
-        yield Footer()
+        """Every id a settings file may bind keys to: the app's, the workbench's, the models
+        panel's, the agent editor's and the audit screen's."""
+        holders = (cls, WorkbenchScreen, ModelPanel, AgentEditor, AuditScreen)
+        return {b.id for c in holders for b in c.BINDINGS if isinstance(b, Binding) and b.id}
 
     def on_mount(self) -> None:
         # A full collection pass scans every live object, mid-frame (a key press waits for
@@ -103,372 +60,25 @@ class EnclaveApp(App[None]):
         # the collector's view. (Rarer full passes were tried: each then took long enough to
         # stall keys for a second at 2,000 tok/s.)
         gc.freeze()
-        self.query_one(ModelPanel).display = False
-        self.query_one("#prompt", Input).focus()
-        self.set_interval(1 / self.settings.stream_hz, self._flush_panes)
-        self.attach()
-
-    async def _flush_panes(self) -> None:
-        """Streamed text reaches the screen in ticks, every pane in the same frame."""
-        with self.batch_update():
-            for pane in list(self.panes.values()):
-                await pane.flush()
+        self.push_screen(self.workbench)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The palette lists every workbench action with its keys (pane N only for panes that
+        exist), whichever screen it is opened from."""
         yield from super().get_system_commands(screen)
         keymap = self._keymap
-        for binding in self.BINDINGS:
+        for binding in WorkbenchScreen.BINDINGS:
             assert isinstance(binding, Binding) and binding.id
-            if binding.id.startswith("pane.") and binding.id[5:].isdigit() and int(binding.id[5:]) > len(self.panes):
+            number = binding.id.removeprefix("pane.")
+            if number.isdigit() and int(number) > len(self.workbench.panes):
                 continue
             keys = keymap.get(binding.id, binding.key)
-            yield SystemCommand(binding.description, f"{keys} · {binding.id}", partial(self.run_action, binding.action))
-
-    # ---- daemon ----------------------------------------------------------------------------
-
-    @work(exclusive=True, group="daemon")
-    async def attach(self) -> None:
-        """Attach to the daemon and follow it; when it goes away, say so and keep trying.
-
-        The first time, if nothing answers and spawning is allowed, start enclaved in the
-        background. After a daemon restart the panes are rebuilt from what the new one holds.
-        """
-        delay = RETRY_FIRST
-        while True:
-            try:
-                await self._connect()
-                delay = RETRY_FIRST
-                await self._follow()
-                problem = "enclaved ended the event stream"
-            except DaemonError as exc:
-                problem = str(exc)
-            except Exception as exc:
-                problem = f"unexpected {type(exc).__name__}: {exc}"
-            was_attached, self.attached = self.attached, False
-            self.workers.cancel_group(self, "status")
-            for pane in self.panes.values():
-                pane.disconnected()
-            state = "disconnected" if was_attached else "not connected"
-            self.show_banner(f"{state} — retrying: {problem}")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX)
-
-    async def _connect(self) -> None:
-        try:
-            await self.client.connect()
-        except DaemonError:
-            if not self.spawn:
-                raise
-            self.spawn = False  # once, at start: after that a missing daemon is waited for
-            self.spawned = spawn_daemon(self.client.socket_path, self.settings.daemon_args)
-            self.show_banner(f"no enclaved was running: starting one in the background (pid {self.spawned.pid}) …")
-            await self._wait_for_spawned(self.spawned)
-            self.notify(f"started enclaved in the background (pid {self.spawned.pid}, log {self.spawned.log})")
-        self.spawn = False
-
-    async def _wait_for_spawned(self, spawned: Spawned) -> None:
-        deadline = asyncio.get_running_loop().time() + SPAWN_TIMEOUT
-        while True:
-            if spawned.exited():
-                raise DaemonError(f"the enclaved started in the background exited; see {spawned.log}")
-            try:
-                return await self.client.connect(timeout=0.5)
-            except DaemonError:
-                if asyncio.get_running_loop().time() > deadline:
-                    raise
-
-    async def _follow(self) -> None:
-        """Show the daemon's agents and transcripts, then every turn and agent change live.
-
-        Watch is subscribed before the transcripts are read, so a turn that ends in between is
-        not lost; its events are skipped if the transcript already has it.
-        """
-        agents = await self.client.list_agents()
-        await self._show_agents(agents)
-        stream = self.client.watch()
-        first = asyncio.ensure_future(anext(stream))
-        try:
-            shown: set[str] = set()
-            for name, pane in self.panes.items():
-                messages = await self.client.transcript(name)
-                shown |= {m.turn_id for m in messages if m.turn_id}
-                await pane.show_transcript(messages)
-            self.attached = True
-            self.show_banner("")
-            self.follow_status()
-            if self.first_message:
-                self.send(self.first_message, list(self.panes))
-                self.first_message = None
-            event = await first
-            while True:
-                await self._dispatch(event, shown)
-                event = await anext(stream)
-        except StopAsyncIteration:
-            return
-        finally:
-            first.cancel()
-
-    async def _dispatch(self, event: chat_pb2.ChatEvent, shown: set[str]) -> None:
-        if event.HasField("agent_changed"):
-            await self._agent_changed(event.agent_changed)
-            return
-        pane = self.panes.get(event.agent)
-        if pane is not None and event.turn_id not in shown:
-            await pane.handle(event)
-
-    async def _agent_changed(self, changed: chat_pb2.AgentChanged) -> None:
-        agent = changed.agent
-        pane = self.panes.get(agent.name)
-        if changed.change == _CHANGE.CHANGE_CREATED and pane is None:
-            await self._show_agents([*(p.agent for p in self.panes.values()), agent], fresh=False)
-        elif changed.change == _CHANGE.CHANGE_DELETED and pane is not None:
-            await self._show_agents([p.agent for p in self.panes.values() if p is not pane], fresh=False)
-        elif changed.change == _CHANGE.CHANGE_UPDATED and pane is not None:
-            pane.set_agent(agent)
-            pane.set_context_size(self.context_sizes.get(agent.model, 0))
-        elif changed.change == _CHANGE.CHANGE_CLEARED and pane is not None:
-            pane.set_agent(agent)
-            await pane.show_transcript([])
-
-    async def _show_agents(self, agents: list[agents_pb2.Agent], fresh: bool = True) -> None:
-        """One pane per agent, numbered 1…N in the daemon's order. Panes that stay keep what
-        they show; if the order changed (a different daemon), the panes are built anew.
-        ``fresh``: the agents were just listed by the daemon, so kept panes take their
-        settings; otherwise (one agent added or removed) kept panes are only renumbered."""
-        names = [a.name for a in agents]
-        selected = self.selected_pane.agent.name if self.panes else None
-        grid = self.query_one("#panes", Grid)
-        kept = [n for n in self.panes if n in names]
-        if kept != names[: len(kept)]:
-            kept = []  # new panes only ever go at the end
-        for name in [n for n in self.panes if n not in kept]:
-            await self.panes.pop(name).remove()
-        panes: dict[str, AgentPane] = {}
-        new: list[AgentPane] = []
-        for index, agent in enumerate(agents, start=1):
-            pane = self.panes.get(agent.name)
-            if pane is None:
-                pane = AgentPane(agent, index)
-                new.append(pane)
-            else:
-                pane.renumber(index)
-                if fresh:
-                    pane.set_agent(agent)
-            pane.set_context_size(self.context_sizes.get(agent.model, 0))
-            panes[agent.name] = pane
-        self.panes = panes
-        await grid.mount_all(new)  # kept panes come first in the daemon's order, new ones after
-        self._select(names.index(selected) if selected in names else min(self.selected, max(len(names) - 1, 0)))
-        self._layout()
-
-    @work(exclusive=True, group="status")
-    async def follow_status(self) -> None:
-        """The models panel and each pane's context size, live from the Status stream."""
-        panel = self.query_one(ModelPanel)
-        try:
-            async for snapshot in self.client.status():
-                self._show_status(snapshot, panel)
-        except DaemonError:
-            pass  # the attach loop reports the disconnection and starts this again
-
-    def _show_status(self, snapshot: status_pb2.StatusSnapshot, panel: ModelPanel) -> None:
-        self.context_sizes = {m.name: m.context_size for m in snapshot.models}
-        for pane in self.panes.values():
-            pane.set_context_size(self.context_sizes.get(pane.agent.model, 0))
-        self.status = snapshot
-        if panel.display:  # a hidden table still lays itself out on every change
-            panel.show(snapshot)
-
-    def show_banner(self, text: str) -> None:
-        banner = self.query_one("#banner", Static)
-        banner.update(text)
-        banner.set_class(bool(text), "visible")
-
-    # ---- prompt ----------------------------------------------------------------------------
-
-    async def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id != "prompt" or not event.value.strip() or not self.panes:
-            return
-        try:
-            send = parse_prompt(event.value, list(self.panes))
-        except PromptError as exc:
-            self.notify(str(exc), severity="error")
-            return
-        event.input.value = ""
-        self.send(send.text, send.agents or [self.selected_pane.agent.name])
-
-    def action_broadcast(self) -> None:
-        """Send the prompt line, as it is, to every agent."""
-        prompt = self.query_one("#prompt", Input)
-        if prompt.value.strip() and self.panes:
-            self.send(prompt.value.strip(), list(self.panes))
-            prompt.value = ""
-
-    @work(group="send")
-    async def send(self, text: str, agents: list[str]) -> None:
-        await self._call(self.client.send(text, agents))
-
-    # ---- panes -----------------------------------------------------------------------------
-
-    @property
-    def selected_pane(self) -> AgentPane:
-        return list(self.panes.values())[self.selected]
-
-    def _select(self, index: int) -> None:
-        panes = list(self.panes.values())
-        if not panes:
-            return
-        self.selected = index % len(panes)
-        for i, pane in enumerate(panes):
-            pane.selected = i == self.selected
-        self._layout()
-
-    def on_resize(self, event: events.Resize) -> None:
-        self._layout(event.size)
-
-    def _layout(self, size: Size | None = None) -> None:
-        """Fit the panes to the terminal.
-
-        Wide: two columns (three panes side by side from 150 columns), an odd last pane
-        spanning the row. Narrow: one column; if that leaves a pane fewer than
-        ``COMPACT_ROWS`` rows, the other panes fold to their header line, so the selected
-        conversation keeps the room and every agent's state stays in sight. Zoomed: the
-        selected pane alone.
-        """
-        size = size or self.size
-        grid = self.query_one("#panes", Grid)
-        panes = list(self.panes.values())
-        zoomed = grid.has_class("zoomed")
-        n = len(panes)
-        if zoomed or n <= 1 or size.width < self.WIDE:
-            columns = 1
-        else:
-            columns = 3 if n == 3 and size.width >= self.WIDER else 2
-        compact = columns == 1 and not zoomed and n > 1 and (size.height - 5) // n < self.COMPACT_ROWS
-        grid.styles.grid_size_columns = columns
-        grid.set_class(compact, "compact")
-        for i, pane in enumerate(panes):
-            pane.styles.column_span = 2 if columns == 2 and n % 2 and i == n - 1 else 1
-        rows = " ".join("1fr" if p.selected else "3" for p in panes) if compact else "1fr"
-        grid.set_styles(f"grid-rows: {rows};")
-
-    def action_zoom(self) -> None:
-        """Show only the selected pane, full size; again to show them all."""
-        self.query_one("#panes", Grid).toggle_class("zoomed")
-        self._layout()
-
-    def action_select_offset(self, offset: int) -> None:
-        self._select(self.selected + offset)
-
-    def action_select_pane(self, number: int) -> None:
-        if number <= len(self.panes):
-            self._select(number - 1)
-
-    @work(group="cancel")
-    async def action_cancel_selected(self) -> None:
-        if self.panes:
-            await self._call(self.client.cancel(self.selected_pane.agent.name))
-
-    @work(group="cancel")
-    async def action_cancel_all(self) -> None:
-        await self._call(self.client.cancel(None))
-
-    async def _call(self, call: Awaitable[T]) -> T | None:
-        """Await a daemon call; a failure becomes a notification and None."""
-        try:
-            return await call
-        except DaemonError as exc:
-            self.notify(str(exc), severity="error")
-            return None
-
-    # ---- agents ----------------------------------------------------------------------------
-
-    @work(group="agents")
-    async def action_clear(self) -> None:
-        if not self.panes:
-            return
-        name = self.selected_pane.agent.name
-        if await self.push_screen_wait(ConfirmScreen(f"Clear {name}'s conversation, for every client?", yes="Clear")):
-            await self._call(self.client.clear(name))
-
-    def action_new_agent(self) -> None:
-        self._edit(None)
-
-    def action_edit_agent(self) -> None:
-        if self.panes:
-            self._edit(self.selected_pane.agent)
-
-    @work(group="agents")
-    async def _edit(self, agent: agents_pb2.Agent | None) -> None:
-        models = await self._call(self.client.list_models())
-        if models is None:
-            return
-        usable = [m.name for m in models if m.state not in (models_pb2.MODEL_STATE_INVALID, models_pb2.MODEL_STATE_FAILED)]
-        default = self.selected_pane.agent.model if self.panes else ""
-        result: EditorResult = await self.push_screen_wait(AgentEditor(agent, usable, self._save_agent, default))
-        if result == "delete" and agent is not None:
-            question = f"Delete agent {agent.name} and its conversation, for every client?"
-            if await self.push_screen_wait(ConfirmScreen(question, yes="Delete")):
-                if await self._call(self.client.delete_agent(agent.name)):
-                    self.notify(f"deleted agent {agent.name}")
-
-    async def _save_agent(self, agent: agents_pb2.Agent) -> None:
-        saved = await self.client.put_agent(agent)
-        self.notify(f"saved agent {saved.name}")
-
-    # ---- models ----------------------------------------------------------------------------
-
-    def action_toggle_models(self) -> None:
-        panel = self.query_one(ModelPanel)
-        panel.display = not panel.display
-        if panel.display and self.status is not None:
-            panel.show(self.status)
-        (panel if panel.display else self.query_one("#prompt", Input)).focus()
-
-    @on(ModelPanel.LoadRequested)
-    @work(group="models")
-    async def load_or_unload(self, request: ModelPanel.LoadRequested) -> None:
-        if request.load:
-            self.notify(f"loading {request.model} …")
-            reply = await self._call(self.client.load_model(request.model))
-            if reply is None:
-                return
-            evicted = f"; unloaded {', '.join(reply.evicted)} to make room" if reply.evicted else ""
-            self.notify(f"loaded {request.model} in {reply.load_seconds:.1f} s{evicted}")
-        elif await self._call(self.client.unload_model(request.model)):
-            self.notify(f"unloaded {request.model}")
-
-    # ---- audit -----------------------------------------------------------------------------
+            yield SystemCommand(binding.description, f"{keys} · {binding.id}", partial(self.workbench.run_action, binding.action))
 
     def action_audit(self) -> None:
         """The audit log, in place of the panes; Esc comes back to them."""
         if not any(isinstance(screen, AuditScreen) for screen in self.screen_stack):
             self.push_screen(AuditScreen(self.client))
-
-    # ---- copy ------------------------------------------------------------------------------
-
-    def action_copy_answer(self) -> None:
-        """The selected pane's last answer to the clipboard, through OSC 52 (works over SSH)."""
-        if not self.panes:
-            return
-        pane = self.selected_pane
-        if not pane.reply_text:
-            self.notify(f"{pane.agent.name} has no answer to copy yet", severity="warning")
-            return
-        self.copy_to_clipboard(pane.reply_text)
-        self.notify(f"copied {pane.agent.name}'s last answer ({len(pane.reply_text)} characters)")
-
-    def action_copy_code(self) -> None:
-        """The last code block of the selected pane's last answer to the clipboard."""
-        if not self.panes:
-            return
-        pane = self.selected_pane
-        blocks = _CODE_BLOCK.findall(pane.reply_text)
-        if not blocks:
-            self.notify(f"{pane.agent.name}'s last answer has no code block", severity="warning")
-            return
-        self.copy_to_clipboard(blocks[-1])
-        self.notify(f"copied a code block from {pane.agent.name} ({len(blocks[-1])} characters)")
 
     async def on_unmount(self) -> None:
         await self.client.close()

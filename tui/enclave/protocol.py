@@ -1,4 +1,5 @@
-"""The workbench's connection to enclaved: asyncio gRPC, apart from any widget.
+"""The workbench's connection to enclaved: asyncio gRPC, apart from any widget; what it returns
+is view models (``enclave.views``, converted in ``enclave.convert``), never protobuf.
 
 The TUI attaches, it does not own: it shows what the daemon holds (agents, transcripts, turns
 in progress via Watch) and sends turns with ``detach=true``, so quitting leaves them running.
@@ -14,7 +15,11 @@ from typing import Any
 
 import grpc
 
+from enclave import convert
+from enclave.errors import DaemonError
+from enclave.messages import WatchEvent
 from enclave.peer import PeerHandshakeError, PeerSession, handshake
+from enclave.views import AgentView, AuditQuery, AuditRecord, ChatMessage, LoadResult, ModelView, StatusView, VerifyResult
 from enclave_contract.v1 import (
     agents_pb2,
     agents_pb2_grpc,
@@ -31,10 +36,6 @@ from enclave_contract.v1 import (
 CONNECT_TIMEOUT = 5.0
 CALL_TIMEOUT = 30.0
 LOAD_TIMEOUT = 600.0  # a large model from a slow disk
-
-
-class DaemonError(Exception):
-    """A failed call, as one line for the screen."""
 
 
 @contextmanager
@@ -95,40 +96,44 @@ class DaemonClient:
             peer, self.peer = self.peer, None
             peer.close()
 
-    async def list_agents(self) -> list[agents_pb2.Agent]:
+    async def list_agents(self) -> list[AgentView]:
         with _one_line_errors():
-            return list((await self._agents.ListAgents(agents_pb2.ListAgentsRequest(), timeout=CALL_TIMEOUT)).agents)
+            reply = await self._agents.ListAgents(agents_pb2.ListAgentsRequest(), timeout=CALL_TIMEOUT)
+        return [convert.agent(a) for a in reply.agents]
 
-    async def put_agent(self, agent: agents_pb2.Agent) -> agents_pb2.Agent:
+    async def put_agent(self, agent: AgentView) -> AgentView:
         """Create the agent, or change its settings (its conversation stays)."""
+        request = agents_pb2.PutAgentRequest(agent=convert.agent_message(agent))
         with _one_line_errors():
-            reply = await self._agents.PutAgent(agents_pb2.PutAgentRequest(agent=agent), timeout=CALL_TIMEOUT)
-        return reply.agent
+            reply = await self._agents.PutAgent(request, timeout=CALL_TIMEOUT)
+        return convert.agent(reply.agent)
 
-    async def delete_agent(self, name: str) -> agents_pb2.DeleteAgentResponse:
+    async def delete_agent(self, name: str) -> None:
         with _one_line_errors():
-            return await self._agents.DeleteAgent(agents_pb2.DeleteAgentRequest(name=name), timeout=CALL_TIMEOUT)
+            await self._agents.DeleteAgent(agents_pb2.DeleteAgentRequest(name=name), timeout=CALL_TIMEOUT)
 
-    async def clear(self, name: str) -> agents_pb2.ClearTranscriptResponse:
+    async def clear(self, name: str) -> None:
         with _one_line_errors():
-            return await self._agents.ClearTranscript(agents_pb2.ClearTranscriptRequest(name=name), timeout=CALL_TIMEOUT)
+            await self._agents.ClearTranscript(agents_pb2.ClearTranscriptRequest(name=name), timeout=CALL_TIMEOUT)
 
-    async def list_models(self) -> list[models_pb2.Model]:
+    async def list_models(self) -> list[ModelView]:
         with _one_line_errors():
-            return list((await self._models.ListModels(models_pb2.ListModelsRequest(), timeout=CALL_TIMEOUT)).models)
+            reply = await self._models.ListModels(models_pb2.ListModelsRequest(), timeout=CALL_TIMEOUT)
+        return [convert.model(m) for m in reply.models]
 
-    async def load_model(self, name: str) -> models_pb2.LoadModelResponse:
+    async def load_model(self, name: str) -> LoadResult:
         with _one_line_errors():
-            return await self._models.LoadModel(models_pb2.LoadModelRequest(name=name), timeout=LOAD_TIMEOUT)
+            reply = await self._models.LoadModel(models_pb2.LoadModelRequest(name=name), timeout=LOAD_TIMEOUT)
+        return convert.load_result(reply)
 
-    async def unload_model(self, name: str) -> models_pb2.UnloadModelResponse:
+    async def unload_model(self, name: str) -> None:
         with _one_line_errors():
-            return await self._models.UnloadModel(models_pb2.UnloadModelRequest(name=name), timeout=CALL_TIMEOUT)
+            await self._models.UnloadModel(models_pb2.UnloadModelRequest(name=name), timeout=CALL_TIMEOUT)
 
-    async def transcript(self, agent: str) -> list[agents_pb2.TranscriptMessage]:
+    async def transcript(self, agent: str) -> list[ChatMessage]:
         with _one_line_errors():
             reply = await self._agents.GetTranscript(agents_pb2.GetTranscriptRequest(name=agent), timeout=CALL_TIMEOUT)
-        return list(reply.messages)
+        return [convert.chat_message(m) for m in reply.messages]
 
     async def send(self, text: str, agents: list[str]) -> None:
         """Start a turn on one agent, or on several; its events arrive through ``watch``.
@@ -151,31 +156,39 @@ class DaemonClient:
         with _one_line_errors():
             return len((await self._chat.Cancel(request, timeout=CALL_TIMEOUT)).cancelled_turn_ids)
 
-    def watch(self) -> AsyncIterator[chat_pb2.ChatEvent]:
+    async def watch(self) -> AsyncIterator[WatchEvent]:
         """Every agent's events, starting with the turns in progress."""
-        return _stream(self._chat.Watch(chat_pb2.WatchRequest()))
+        async for event in _stream(self._chat.Watch(chat_pb2.WatchRequest())):
+            message = convert.watch_event(event)
+            if message is not None:
+                yield message
 
-    def status(self, interval: float = 1.0) -> AsyncIterator[status_pb2.StatusSnapshot]:
+    async def status(self, interval: float = 1.0) -> AsyncIterator[StatusView]:
         """The daemon's status, a snapshot every ``interval`` seconds."""
-        return _stream(self._status.Status(status_pb2.StatusRequest(interval_seconds=interval)))
+        async for snapshot in _stream(self._status.Status(status_pb2.StatusRequest(interval_seconds=interval))):
+            yield convert.status(snapshot)
 
-    async def audit_count(self, query: audit_pb2.AuditQuery) -> int:
+    async def audit_count(self, query: AuditQuery) -> int:
         """How many audit records match; counted on the clear headers, nothing is decrypted."""
+        request = audit_pb2.AuditCountRequest(query=convert.audit_query(query))
         with _one_line_errors():
-            return (await self._audit.Count(audit_pb2.AuditCountRequest(query=query), timeout=CALL_TIMEOUT)).count
+            return (await self._audit.Count(request, timeout=CALL_TIMEOUT)).count
 
-    async def audit_rows(self, query: audit_pb2.AuditQuery, offset: int, limit: int) -> list[audit_pb2.AuditRecord]:
+    async def audit_rows(self, query: AuditQuery, offset: int, limit: int) -> list[AuditRecord]:
         """One page of matching records in seq order: the daemon decrypts only these."""
-        request = audit_pb2.AuditRowsRequest(query=query, offset=offset, limit=limit)
+        request = audit_pb2.AuditRowsRequest(query=convert.audit_query(query), offset=offset, limit=limit)
         with _one_line_errors():
-            return list((await self._audit.Rows(request, timeout=CALL_TIMEOUT)).records)
+            reply = await self._audit.Rows(request, timeout=CALL_TIMEOUT)
+        return [convert.audit_record(r) for r in reply.records]
 
-    def audit_follow(self, query: audit_pb2.AuditQuery, last: int = 0) -> AsyncIterator[audit_pb2.AuditRecord]:
+    async def audit_follow(self, query: AuditQuery, last: int = 0) -> AsyncIterator[AuditRecord]:
         """The last ``last`` matching records, then every new one as the daemon writes it."""
-        return _stream(self._audit.Follow(audit_pb2.AuditFollowRequest(query=query, last=last)))
+        request = audit_pb2.AuditFollowRequest(query=convert.audit_query(query), last=last)
+        async for record in _stream(self._audit.Follow(request)):
+            yield convert.audit_record(record)
 
-    async def audit_verify(self, timeout: float = LOAD_TIMEOUT) -> audit_pb2.AuditVerifyResponse:
+    async def audit_verify(self, timeout: float = LOAD_TIMEOUT) -> VerifyResult:
         """Verify the whole log (the daemon records that it did). It reads every record, about
         80,000 a second, so it gets the long timeout."""
         with _one_line_errors():
-            return await self._audit.Verify(audit_pb2.AuditVerifyRequest(), timeout=timeout)
+            return convert.verify_result(await self._audit.Verify(audit_pb2.AuditVerifyRequest(), timeout=timeout))

@@ -7,6 +7,7 @@ as one line on the screen, which stays open with what was typed.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Literal
 
 from textual import work
@@ -16,14 +17,15 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static, TextArea
 
-from enclave.protocol import DaemonError
-from enclave_contract.v1 import agents_pb2
+from enclave.errors import DaemonError
+from enclave.views import AgentView, Sampling
 
 EditorResult = Literal["saved", "delete"] | None
-Save = Callable[[agents_pb2.Agent], Awaitable[None]]
+Save = Callable[[AgentView], Awaitable[None]]
 
 
 class AgentEditor(ModalScreen[EditorResult]):
+    CSS_PATH = "dialog.tcss"
     # priority: they work from inside the text fields too (TextArea has its own ctrl+d)
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", id="editor.save", priority=True),
@@ -31,7 +33,7 @@ class AgentEditor(ModalScreen[EditorResult]):
         Binding("escape", "dismiss_editor", "Cancel", id="editor.cancel"),
     ]
 
-    def __init__(self, agent: agents_pb2.Agent | None, models: list[str], save: Save, default_model: str = "") -> None:
+    def __init__(self, agent: AgentView | None, models: list[str], save: Save, default_model: str = "") -> None:
         """``default_model`` is offered for a new agent (the workbench passes the selected
         pane's model)."""
         super().__init__(classes="dialog-screen")
@@ -42,11 +44,11 @@ class AgentEditor(ModalScreen[EditorResult]):
 
     def compose(self) -> ComposeResult:
         a = self.agent
-        sampling = a.sampling if a else agents_pb2.SamplingParams()
+        sampling = a.sampling if a else Sampling()
         options = [(m, m) for m in self.models]
         current = self.default_model if self.default_model in self.models else (self.models[0] if self.models else Select.BLANK)
-        temperature = f"{sampling.temperature:g}" if sampling.HasField("temperature") else ""
-        max_tokens = str(sampling.max_tokens) if sampling.HasField("max_tokens") else ""
+        temperature = "" if sampling.temperature is None else f"{sampling.temperature:g}"
+        max_tokens = "" if sampling.max_tokens is None else str(sampling.max_tokens)
         with VerticalScroll(classes="dialog editor"):
             yield Static(f"edit agent {a.name}" if a else "new agent", classes="question")
             with Horizontal(classes="field"):
@@ -92,22 +94,26 @@ class AgentEditor(ModalScreen[EditorResult]):
         if self.agent is not None:
             self.dismiss("delete")
 
-    def _form(self) -> agents_pb2.Agent:
-        """The agent as the form describes it; ValueError names a field that cannot be read."""
-        sampling = agents_pb2.SamplingParams()
-        if self.agent is not None:
-            sampling.CopyFrom(self.agent.sampling)  # keep what this form does not show
-        for field, kind in (("temperature", float), ("max_tokens", int)):
-            text = self.query_one(f"#{field}", Input).value.strip()
-            if not text:
-                sampling.ClearField(field)
-                continue
-            try:
-                setattr(sampling, field, kind(text))
-            except ValueError:
-                raise ValueError(f"{field.replace('_', ' ')} must be a number") from None
+    def _number(self, field: str, kind: type[float] | type[int]) -> float | None:
+        """A number field: None when empty; ValueError, naming the field, when not a number."""
+        text = self.query_one(f"#{field}", Input).value.strip()
+        try:
+            return kind(text) if text else None
+        except ValueError:
+            raise ValueError(f"{field.replace('_', ' ')} must be a number") from None
+
+    def _form(self) -> AgentView:
+        """The agent as the form describes it; ValueError names a field that cannot be read.
+        Sampling settings the form does not show are kept as they were."""
+        temperature = self._number("temperature", float)
+        max_tokens = self._number("max_tokens", int)
+        sampling = replace(
+            self.agent.sampling if self.agent else Sampling(),
+            temperature=temperature,
+            max_tokens=None if max_tokens is None else int(max_tokens),
+        )
         model = self.query_one("#model", Select).value
-        return agents_pb2.Agent(
+        return AgentView(
             name=self.query_one("#name", Input).value.strip(),
             model=model if isinstance(model, str) else "",
             system=self.query_one("#system", TextArea).text,

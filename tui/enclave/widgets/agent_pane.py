@@ -1,6 +1,6 @@
 """One agent: a header (name, model, state, speed, context) over its conversation, streaming live.
 
-Deltas are coalesced: text is kept aside until the app's flush tick (``flush``) writes it to the
+Deltas are coalesced: text is kept aside until the workbench's flush tick (``flush``) writes it to the
 Markdown stream, for every pane at once, so four panes at full speed cost one frame per tick.
 Only the last ``SHOWN_MESSAGES`` messages stay on screen: every mounted widget costs layout
 time in every frame, and the daemon keeps the whole conversation.
@@ -8,6 +8,7 @@ time in every frame, and the daemon keeps the whole conversation.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from textual.app import ComposeResult
@@ -16,26 +17,22 @@ from textual.reactive import reactive
 from textual.widgets import Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
+from enclave.messages import TurnDelta, TurnEvent, TurnFailed, TurnFinished, TurnPhase, TurnStarted
 from enclave.text import safe_text
-from enclave_contract.v1 import agents_pb2, chat_pb2
+from enclave.views import AgentView, ChatMessage
 
 SHOWN_MESSAGES = 16
 _SETTLE = ("|", "```", "~~~")  # what streaming can leave half-formed: tables and fences
-
-_PHASE = {
-    chat_pb2.TURN_PHASE_QUEUED: "queued",
-    chat_pb2.TURN_PHASE_PREFILL: "prefill",
-    chat_pb2.TURN_PHASE_GENERATING: "generating",
-}
+BUSY = ("queued", "prefill", "generating")
 
 
 class AgentPane(Vertical):
-    """Shows what the daemon holds for one agent; fed by the app's Watch stream."""
+    """Shows what the daemon holds for one agent; fed turn events by the workbench screen."""
 
     state: reactive[str] = reactive("idle")
     selected: reactive[bool] = reactive(False)
 
-    def __init__(self, agent: agents_pb2.Agent, index: int) -> None:
+    def __init__(self, agent: AgentView, index: int) -> None:
         super().__init__(classes="agent-pane")
         self.agent = agent
         self.index = index
@@ -70,7 +67,7 @@ class AgentPane(Vertical):
         context = f" · ctx {used}/{self.context_size}" if self.context_size else (f" · ctx {used}" if used else "")
         return f"{self.index}  {self.agent.name} · {self.agent.model} · {self.state}{speed}{context}"
 
-    def set_agent(self, agent: agents_pb2.Agent) -> None:
+    def set_agent(self, agent: AgentView) -> None:
         """The agent as the daemon holds it now (another client may have edited it)."""
         self.agent = agent
         if not self.busy:
@@ -107,14 +104,14 @@ class AgentPane(Vertical):
 
     @property
     def busy(self) -> bool:
-        return self.state in _PHASE.values()
+        return self.state in BUSY
 
     @property
     def reply_text(self) -> str:
         """The last reply shown, as text (for tests and copying)."""
         return self._reply
 
-    async def show_transcript(self, messages: list[agents_pb2.TranscriptMessage]) -> None:
+    async def show_transcript(self, messages: list[ChatMessage]) -> None:
         """Show the conversation as the daemon holds it, replacing whatever the pane showed."""
         await self._finish_stream()
         self._reply, self._tokens, self.tokens_per_second = "", 0, 0.0
@@ -123,9 +120,9 @@ class AgentPane(Vertical):
         self._hidden = 0
         self._older.display = False
         for m in messages:  # the system prompt comes from the agent, kept up to date
-            if m.role == agents_pb2.ROLE_USER:
+            if m.role == "user":
                 await self._add_message(m.content, "user")
-            elif m.role == agents_pb2.ROLE_ASSISTANT:
+            elif m.role == "assistant":
                 await self._add_message(m.content, "reply")
                 self._reply = m.content
 
@@ -141,33 +138,31 @@ class AgentPane(Vertical):
             self._older.display = True
         return md
 
-    async def handle(self, event: chat_pb2.ChatEvent) -> None:
-        kind = event.WhichOneof("kind")
-        if kind == "started":
+    async def handle(self, event: TurnEvent) -> None:
+        if isinstance(event, TurnStarted):
             # the pane's state changes before anything awaits: nobody sees the new turn "idle"
             self.turn_id, self.state = event.turn_id, "queued"
             self._reply, self._tokens, self._started, self.tokens_per_second = "", 0, time.monotonic(), 0.0
             await self._finish_stream()
-            await self._add_message(event.started.user_message, "user")
+            await self._add_message(event.user_message, "user")
             self._stream = Markdown.get_stream(await self._add_message("", "reply"))
         elif event.turn_id != self.turn_id:
             return
-        elif kind == "phase":
-            self.state = _PHASE.get(event.phase.phase, "queued")
-        elif kind == "delta":
-            self._reply += event.delta.text
-            self._pending += event.delta.text
-            self._tokens += event.delta.tokens
-        elif kind == "finished":
+        elif isinstance(event, TurnPhase):
+            self.state = event.phase
+        elif isinstance(event, TurnDelta):
+            self._reply += event.text
+            self._pending += event.text
+            self._tokens += event.tokens
+        elif isinstance(event, TurnFinished):
             await self._finish_stream()
-            f = event.finished
-            self.context_tokens = f.usage.prompt_tokens + f.usage.completion_tokens or self.context_tokens
+            self.context_tokens = event.context_tokens or self.context_tokens
             self._tokens = 0
-            self.tokens_per_second = f.timings.generation_tokens_per_second
-            self.state = "idle" if f.finish_reason != chat_pb2.FINISH_REASON_CANCELLED else "cancelled"
-        elif kind == "error":
+            self.tokens_per_second = event.tokens_per_second
+            self.state = "cancelled" if event.finish_reason == "cancelled" else "idle"
+        elif isinstance(event, TurnFailed):
             await self._finish_stream()
-            await self._add_message(f"**error:** {event.error.message}", "error")
+            await self._add_message(f"**error:** {event.problem}", "error")
             self._tokens = 0
             self.state = "error"
 
@@ -189,6 +184,10 @@ class AgentPane(Vertical):
         A table or fence built up by appends can be left half-formed (cells that stay plain
         text), so a reply with one is parsed once more in full; other replies are left as
         streamed, since a full parse of a long reply costs a frame.
+
+        A stream stopped before its task first ran (a turn that ends in the same batch of
+        messages that started it) raises CancelledError in the caller, and has written
+        nothing: then the reply is written in full.
         """
         if self._stream is None:
             return
@@ -196,6 +195,13 @@ class AgentPane(Vertical):
         if self._pending:
             await stream.write(safe_text(self._pending))
             self._pending = ""
-        await stream.stop()
-        if any(mark in self._reply for mark in _SETTLE):
+        settle = any(mark in self._reply for mark in _SETTLE)
+        try:
+            await stream.stop()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this handler itself is being cancelled
+            settle = True
+        if settle:
             await stream.markdown_widget.update(safe_text(self._reply))

@@ -1,6 +1,6 @@
 """The model status panel: every model the daemon sees, live from its Status stream.
 
-Load and unload from here: the panel asks, the app calls the daemon.
+Load and unload from here: the panel asks, the workbench screen calls the daemon.
 """
 
 from __future__ import annotations
@@ -10,15 +10,8 @@ from textual.message import Message
 from textual.widgets import DataTable
 
 from enclave.text import human_bytes
-from enclave_contract.v1 import models_pb2, status_pb2
+from enclave.views import StatusView
 
-_STATE = {
-    models_pb2.MODEL_STATE_AVAILABLE: "on disk",
-    models_pb2.MODEL_STATE_LOADING: "loading",
-    models_pb2.MODEL_STATE_LOADED: "loaded",
-    models_pb2.MODEL_STATE_INVALID: "invalid",
-    models_pb2.MODEL_STATE_FAILED: "failed",
-}
 COLUMNS = ("model", "state", "size", "quant", "memory", "ctx", "slots", "active", "queued", "tok/s", "prompt tok/s")
 
 
@@ -28,7 +21,7 @@ class ModelPanel(DataTable[str]):
     BINDINGS = [
         Binding("l,enter", "load", "Load model", id="models.load"),
         Binding("u", "unload", "Unload model", id="models.unload"),
-        Binding("escape", "app.toggle_models", "Close", id="models.close"),
+        Binding("escape", "screen.toggle_models", "Close", id="models.close"),
     ]
 
     class LoadRequested(Message):
@@ -45,7 +38,7 @@ class ModelPanel(DataTable[str]):
         for name in COLUMNS:
             self.add_column(name, key=name)
 
-    def show(self, snapshot: status_pb2.StatusSnapshot) -> None:
+    def show(self, snapshot: StatusView) -> None:
         """Update the rows in place, so the highlighted row stays where the person left it."""
         names = [m.name for m in snapshot.models]
         for key in [k for k in self.rows if k.value not in names]:
@@ -53,7 +46,7 @@ class ModelPanel(DataTable[str]):
         for m in snapshot.models:
             cells = (
                 m.name,
-                _STATE.get(m.state, "?"),
+                m.state,
                 human_bytes(m.size_bytes),
                 m.quantization or "-",
                 human_bytes(m.memory_bytes) if m.memory_bytes else "-",

@@ -8,7 +8,7 @@ import re
 from textual.widgets import Static
 
 from enclave.text import safe_text
-from enclave_contract.v1 import audit_pb2
+from enclave.views import VerifyResult
 
 _FAILED_AT = re.compile(r"^FAILED at seq \d+: ")  # how the daemon's summary begins; the badge names the seq itself
 STATES = ("ok", "failed", "unknown")
@@ -24,7 +24,7 @@ class VerifyBadge(Static):
     def unavailable(self, problem: str) -> None:
         self._show(f"verification unavailable: {problem}", "unknown")
 
-    def show(self, result: audit_pb2.AuditVerifyResponse) -> None:
+    def show(self, result: VerifyResult) -> None:
         if result.ok:
             checkpoint = f"checkpoint #{result.checkpoint_seq}" if result.checkpoint_seq else "no checkpoint yet"
             self._show(f"✓ verified · {result.records:,} records · {checkpoint}", "ok")

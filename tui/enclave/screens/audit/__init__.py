@@ -1,9 +1,15 @@
 """The audit log: every record the daemon kept, paged as it is shown, filtered, followed live,
-under a badge that says whether the log verifies."""
+under a badge that says whether the log verifies.
+
+The screen's parts sit here together: the badge (``badge``), the filters (``filters``), the
+virtual list (``records``), one record in full (``record``) and their stylesheet.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from typing import Protocol
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -11,17 +17,30 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Input, Static
 
-from enclave.protocol import DaemonClient, DaemonError
-from enclave.screens.audit_record import AuditRecordScreen
-from enclave.widgets.audit_badge import VerifyBadge
-from enclave.widgets.audit_filters import AuditFilters
-from enclave.widgets.audit_list import AuditList
-from enclave_contract.v1 import audit_pb2
+from enclave.errors import DaemonError
+from enclave.screens.audit.badge import VerifyBadge
+from enclave.screens.audit.filters import AuditFilters
+from enclave.screens.audit.record import AuditRecordScreen
+from enclave.screens.audit.records import AuditList
+from enclave.views import AuditQuery, AuditRecord, VerifyResult
 
 KEYS = "end: follow · enter: payload · /: filter · v: verify · r: reload · esc: back"
 
 
+class AuditSource(Protocol):
+    """What the screen reads the log through (the workbench's DaemonClient)."""
+
+    async def audit_count(self, query: AuditQuery) -> int: ...
+
+    async def audit_rows(self, query: AuditQuery, offset: int, limit: int) -> list[AuditRecord]: ...
+
+    def audit_follow(self, query: AuditQuery, last: int = 0) -> AsyncIterator[AuditRecord]: ...
+
+    async def audit_verify(self) -> VerifyResult: ...
+
+
 class AuditScreen(Screen[None]):
+    CSS_PATH = "audit.tcss"
     BINDINGS = [
         Binding("escape", "dismiss", "Back to the panes", show=False, id="audit.back"),
         Binding("v", "verify", "Verify the audit log", show=False, id="audit.verify"),
@@ -29,10 +48,10 @@ class AuditScreen(Screen[None]):
         Binding("r", "reload", "Reload", show=False, id="audit.reload"),
     ]
 
-    def __init__(self, client: DaemonClient) -> None:
+    def __init__(self, client: AuditSource) -> None:
         super().__init__()
         self.client = client
-        self.audit_query = audit_pb2.AuditQuery()  # the filters applied
+        self.audit_query = AuditQuery()  # the filters applied
 
     def compose(self) -> ComposeResult:
         yield VerifyBadge(id="audit-badge")
@@ -52,7 +71,7 @@ class AuditScreen(Screen[None]):
     # ---- records ---------------------------------------------------------------------------
 
     @work(exclusive=True, group="audit-follow")
-    async def load(self, query: audit_pb2.AuditQuery) -> None:
+    async def load(self, query: AuditQuery) -> None:
         """Count what matches and show it from the newest, then follow new records.
 
         Follow is asked for before the count, as the workbench subscribes Watch before it
@@ -80,7 +99,7 @@ class AuditScreen(Screen[None]):
             records.live = False
 
     @work(exclusive=True, group="audit-recount")
-    async def recount(self, query: audit_pb2.AuditQuery) -> None:
+    async def recount(self, query: AuditQuery) -> None:
         try:
             count = await self.client.audit_count(query)
         except DaemonError as exc:

@@ -24,9 +24,9 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from enclave.protocol import DaemonError
+from enclave.errors import DaemonError
 from enclave.text import safe_text
-from enclave_contract.v1 import audit_pb2
+from enclave.views import AuditQuery, AuditRecord
 
 PAGE_SIZE = 100  # records per Audit.Rows call
 CACHED_PAGES = 20  # pages kept in memory; the least recently drawn goes first
@@ -34,7 +34,7 @@ NARROW = 100  # below this many columns the time column drops the year
 HEADINGS = ("seq", "time (UTC)", "actor", "action", "agent/model", "turn", "outcome")
 OUTCOMES = ("error", "denied", "cancelled")  # outcomes with a colour of their own
 
-Fetch = Callable[[audit_pb2.AuditQuery, int, int], Awaitable[Sequence[audit_pb2.AuditRecord]]]
+Fetch = Callable[[AuditQuery, int, int], Awaitable[Sequence[AuditRecord]]]
 
 
 @lru_cache(maxsize=8)
@@ -50,7 +50,7 @@ def column_widths(width: int) -> tuple[int, ...]:
     return (7, 19, actor, 15, min(width - fixed - actor, 40), 12, 9)
 
 
-def record_cells(record: audit_pb2.AuditRecord, narrow: bool) -> tuple[str, ...]:
+def record_cells(record: AuditRecord, narrow: bool) -> tuple[str, ...]:
     """A record's columns as text, as the daemon sent it (not yet made safe)."""
     actor = record.actor
     who = actor.user or (f"uid {actor.uid}" if actor.uid >= 0 else "?")
@@ -96,7 +96,7 @@ class AuditList(ScrollView, can_focus=True):
     class Opened(Message):
         """Enter on a record: show it with its payload."""
 
-        def __init__(self, record: audit_pb2.AuditRecord) -> None:
+        def __init__(self, record: AuditRecord) -> None:
             super().__init__()
             self.record = record
 
@@ -110,16 +110,16 @@ class AuditList(ScrollView, can_focus=True):
     def __init__(self, fetch: Fetch, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._fetch = fetch
-        self.audit_query = audit_pb2.AuditQuery()  # what the records shown match
+        self.audit_query = AuditQuery()  # what the records shown match
         self.count = 0
         self.cursor = 0
-        self._pages: OrderedDict[int, list[audit_pb2.AuditRecord]] = OrderedDict()
+        self._pages: OrderedDict[int, list[AuditRecord]] = OrderedDict()
         self._asked: set[int] = set()  # pages asked for and not in memory: being read, or failed
         self._generation = 0  # pages read for an earlier reset are dropped
 
     # ---- what is shown ---------------------------------------------------------------------
 
-    def reset(self, query: audit_pb2.AuditQuery, count: int) -> None:
+    def reset(self, query: AuditQuery, count: int) -> None:
         """Show the ``count`` records that match ``query``, from the newest; forget every page."""
         self.audit_query = query
         self._generation += 1
@@ -135,7 +135,7 @@ class AuditList(ScrollView, can_focus=True):
         self._asked.clear()
         self._set_count(count, following)
 
-    def add_live(self, record: audit_pb2.AuditRecord) -> bool:
+    def add_live(self, record: AuditRecord) -> bool:
         """A record the daemon just wrote (from Follow). False when it cannot be placed, because
         the newest row is not in memory to compare with: then the count must be asked again."""
         if self.count:
@@ -163,7 +163,7 @@ class AuditList(ScrollView, can_focus=True):
         self._show_position()
         self.refresh()
 
-    def record(self, index: int) -> audit_pb2.AuditRecord | None:
+    def record(self, index: int) -> AuditRecord | None:
         """Record ``index`` (0 is the oldest matching) if its page is in memory."""
         page, slot = divmod(index, PAGE_SIZE)
         rows = self._pages.get(page)
@@ -178,7 +178,7 @@ class AuditList(ScrollView, can_focus=True):
         self._show_position()
 
     def _show_position(self) -> None:
-        matching = " matching" if any(value for _, value in self.audit_query.ListFields()) else ""
+        matching = " matching" if self.audit_query.filtered else ""
         self.border_title = f"audit log · {self.count:,}{matching} records"
         if not self.count:
             self.border_subtitle = "live" if self.live else ""
@@ -229,7 +229,7 @@ class AuditList(ScrollView, can_focus=True):
             self._read_page(self.audit_query, self._generation, page)
 
     @work(group="audit-pages")
-    async def _read_page(self, query: audit_pb2.AuditQuery, generation: int, page: int) -> None:
+    async def _read_page(self, query: AuditQuery, generation: int, page: int) -> None:
         try:
             rows = await self._fetch(query, page * PAGE_SIZE, PAGE_SIZE)
         except DaemonError as exc:

@@ -11,7 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from enclave.text import safe_text
-from enclave_contract.v1 import audit_pb2
+from enclave.views import AuditRecord
 
 
 def pretty_payload(payload_json: str) -> str:
@@ -24,7 +24,7 @@ def pretty_payload(payload_json: str) -> str:
         return payload_json
 
 
-def record_header(r: audit_pb2.AuditRecord) -> str:
+def record_header(r: AuditRecord) -> str:
     a = r.actor
     ids = ", ".join(f"{name} {value}" for name, value in (("uid", a.uid), ("pid", a.pid)) if value >= 0)
     lines = [
@@ -37,9 +37,10 @@ def record_header(r: audit_pb2.AuditRecord) -> str:
 
 
 class AuditRecordScreen(ModalScreen[None]):
+    CSS_PATH = "../dialog.tcss"
     BINDINGS = [Binding("escape,enter,q", "dismiss", "Close", show=False)]
 
-    def __init__(self, record: audit_pb2.AuditRecord) -> None:
+    def __init__(self, record: AuditRecord) -> None:
         super().__init__(classes="dialog-screen")
         self.record = record
 

@@ -8,8 +8,8 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Input
 
+from enclave.views import AuditQuery
 from enclave.widgets.prompt import PromptInput
-from enclave_contract.v1 import audit_pb2
 
 FIELDS = {  # AuditQuery field: placeholder
     "actor": "actor (user)",
@@ -21,7 +21,7 @@ FIELDS = {  # AuditQuery field: placeholder
 
 class AuditFilters(Horizontal):
     class Applied(Message):
-        def __init__(self, query: audit_pb2.AuditQuery) -> None:
+        def __init__(self, query: AuditQuery) -> None:
             super().__init__()
             self.query = query
 
@@ -30,8 +30,8 @@ class AuditFilters(Horizontal):
             yield PromptInput(placeholder=placeholder, id=f"audit-{field}", compact=True)
 
     @property
-    def audit_query(self) -> audit_pb2.AuditQuery:
-        return audit_pb2.AuditQuery(**{f: self.query_one(f"#audit-{f}", Input).value.strip() for f in FIELDS})
+    def audit_query(self) -> AuditQuery:
+        return AuditQuery(**{f: self.query_one(f"#audit-{f}", Input).value.strip() for f in FIELDS})
 
     @on(Input.Submitted)
     def _apply(self, event: Input.Submitted) -> None:

@@ -1,0 +1,374 @@
+"""The workbench: one live pane per agent, a prompt line, a models panel, keys for everything.
+
+What the daemon holds arrives from the session (``enclave.session``) as messages; the screen
+routes turn events to their pane, and calls the daemon for what the person asks.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from textual import events, on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid
+from textual.geometry import Size
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
+
+from enclave.commands import PromptError, parse_prompt
+from enclave.errors import DaemonError
+from enclave.messages import AgentChanged, Attached, Disconnected, SessionNotice, StatusChanged, TurnEvent
+from enclave.screens.agent_editor import AgentEditor, EditorResult
+from enclave.screens.confirm import ConfirmScreen
+from enclave.session import Session
+from enclave.views import AgentView, StatusView
+from enclave.widgets.agent_pane import AgentPane
+from enclave.widgets.model_panel import ModelPanel
+from enclave.widgets.prompt import PromptInput
+
+_CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+T = TypeVar("T")
+
+
+class WorkbenchScreen(Screen[None]):
+    CSS_PATH = "workbench.tcss"
+    # Every action has an id (for [keys] in the settings file) and a command palette entry.
+    # Quit is the app's, repeated here so that the footer shows it first, as it always did.
+    BINDINGS = [
+        Binding("ctrl+q", "app.quit", "Quit", id="app.quit"),
+        Binding("alt+right", "select_offset(1)", "Next pane", id="pane.next"),
+        Binding("alt+left", "select_offset(-1)", "Previous pane", show=False, id="pane.previous"),
+        *[Binding(f"alt+{i}", f"select_pane({i})", f"Pane {i}", show=False, id=f"pane.{i}") for i in range(1, 10)],
+        Binding("alt+z", "zoom", "Zoom", id="pane.zoom"),
+        Binding("alt+a", "broadcast", "Send to all", id="prompt.broadcast"),
+        Binding("escape", "cancel_selected", "Cancel turn", id="turn.cancel"),
+        Binding("alt+x", "cancel_all", "Cancel all", id="turn.cancel_all"),
+        Binding("alt+l", "clear", "Clear conversation", show=False, id="agent.clear"),
+        Binding("alt+n", "new_agent", "New agent", show=False, id="agent.new"),
+        Binding("alt+e", "edit_agent", "Edit agent", show=False, id="agent.edit"),
+        Binding("alt+m", "toggle_models", "Models", id="models.toggle"),
+        Binding("alt+u", "app.audit", "Audit log", show=False, id="audit.open"),
+        Binding("alt+c", "copy_answer", "Copy answer", id="copy.answer"),
+        Binding("alt+k", "copy_code", "Copy code block", show=False, id="copy.code"),
+    ]
+
+    WIDE = 120  # columns from which panes sit two side by side
+    WIDER = 150  # columns from which three panes sit side by side
+    COMPACT_ROWS = 8  # a pane smaller than this in one column folds the others
+
+    def __init__(self, session: Session, *, stream_hz: int, first_message: str | None = None) -> None:
+        super().__init__()
+        self.session = session
+        self.client = session.client
+        self.stream_hz = stream_hz
+        self.first_message = first_message  # sent to every agent once attached (the demo)
+        self.panes: dict[str, AgentPane] = {}
+        self.selected = 0
+        self.attached = False  # panes and transcripts are shown; live events follow
+        self.context_sizes: dict[str, int] = {}  # model -> tokens per sequence
+        self.status: StatusView | None = None  # the latest, for the models panel
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="banner")
+        yield Grid(id="panes")
+        yield ModelPanel()
+        yield PromptInput(placeholder="message to the selected agent · /all TEXT · /to a,b TEXT · alt+a: to all", id="prompt")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(ModelPanel).display = False
+        self.query_one("#prompt", Input).focus()
+        self.set_interval(1 / self.stream_hz, self._flush_panes)
+        self.run_worker(self.session.run(self), exclusive=True, group="daemon")
+
+    async def _flush_panes(self) -> None:
+        """Streamed text reaches the screen in ticks, every pane in the same frame."""
+        with self.app.batch_update():
+            for pane in list(self.panes.values()):
+                await pane.flush()
+
+    # ---- what the session tells -----------------------------------------------------------
+
+    @on(Attached)
+    async def _attached(self, message: Attached) -> None:
+        await self._show_agents(message.agents)
+        for name, pane in self.panes.items():
+            await pane.show_transcript(message.transcripts.get(name, []))
+        self.attached = True
+        self.show_banner("")
+        if self.first_message:
+            self.send(self.first_message, list(self.panes))
+            self.first_message = None
+
+    @on(TurnEvent)
+    async def _turn_event(self, event: TurnEvent) -> None:
+        pane = self.panes.get(event.agent)
+        if pane is not None:
+            await pane.handle(event)
+
+    @on(AgentChanged)
+    async def _agent_changed(self, changed: AgentChanged) -> None:
+        agent = changed.agent
+        pane = self.panes.get(agent.name)
+        if changed.change == "created" and pane is None:
+            await self._show_agents([*(p.agent for p in self.panes.values()), agent], fresh=False)
+        elif changed.change == "deleted" and pane is not None:
+            await self._show_agents([p.agent for p in self.panes.values() if p is not pane], fresh=False)
+        elif changed.change == "updated" and pane is not None:
+            pane.set_agent(agent)
+            pane.set_context_size(self.context_sizes.get(agent.model, 0))
+        elif changed.change == "cleared" and pane is not None:
+            pane.set_agent(agent)
+            await pane.show_transcript([])
+
+    @on(StatusChanged)
+    def _status_changed(self, message: StatusChanged) -> None:
+        self.status = status = message.status
+        self.context_sizes = {m.name: m.context_size for m in status.models}
+        for pane in self.panes.values():
+            pane.set_context_size(self.context_sizes.get(pane.agent.model, 0))
+        panel = self.query_one(ModelPanel)
+        if panel.display:  # a hidden table still lays itself out on every change
+            panel.show(status)
+
+    @on(Disconnected)
+    def _disconnected(self, message: Disconnected) -> None:
+        self.attached = False
+        for pane in self.panes.values():
+            pane.disconnected()
+        state = "disconnected" if message.was_attached else "not connected"
+        self.show_banner(f"{state} — retrying: {message.problem}")
+
+    @on(SessionNotice)
+    def _notice(self, notice: SessionNotice) -> None:
+        if notice.banner:
+            self.show_banner(notice.text)
+        else:
+            self.notify(notice.text)
+
+    def show_banner(self, text: str) -> None:
+        banner = self.query_one("#banner", Static)
+        banner.update(text)
+        banner.set_class(bool(text), "visible")
+
+    async def _show_agents(self, agents: list[AgentView], fresh: bool = True) -> None:
+        """One pane per agent, numbered 1…N in the daemon's order. Panes that stay keep what
+        they show; if the order changed (a different daemon), the panes are built anew.
+        ``fresh``: the agents were just listed by the daemon, so kept panes take their
+        settings; otherwise (one agent added or removed) kept panes are only renumbered."""
+        names = [a.name for a in agents]
+        selected = self.selected_pane.agent.name if self.panes else None
+        grid = self.query_one("#panes", Grid)
+        kept = [n for n in self.panes if n in names]
+        if kept != names[: len(kept)]:
+            kept = []  # new panes only ever go at the end
+        for name in [n for n in self.panes if n not in kept]:
+            await self.panes.pop(name).remove()
+        panes: dict[str, AgentPane] = {}
+        new: list[AgentPane] = []
+        for index, agent in enumerate(agents, start=1):
+            pane = self.panes.get(agent.name)
+            if pane is None:
+                pane = AgentPane(agent, index)
+                new.append(pane)
+            else:
+                pane.renumber(index)
+                if fresh:
+                    pane.set_agent(agent)
+            pane.set_context_size(self.context_sizes.get(agent.model, 0))
+            panes[agent.name] = pane
+        self.panes = panes
+        await grid.mount_all(new)  # kept panes come first in the daemon's order, new ones after
+        self._select(names.index(selected) if selected in names else min(self.selected, max(len(names) - 1, 0)))
+        self._layout()
+
+    # ---- prompt ----------------------------------------------------------------------------
+
+    async def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "prompt" or not event.value.strip() or not self.panes:
+            return
+        try:
+            send = parse_prompt(event.value, list(self.panes))
+        except PromptError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        event.input.value = ""
+        self.send(send.text, send.agents or [self.selected_pane.agent.name])
+
+    def action_broadcast(self) -> None:
+        """Send the prompt line, as it is, to every agent."""
+        prompt = self.query_one("#prompt", Input)
+        if prompt.value.strip() and self.panes:
+            self.send(prompt.value.strip(), list(self.panes))
+            prompt.value = ""
+
+    @work(group="send")
+    async def send(self, text: str, agents: list[str]) -> None:
+        await self._done(self.client.send(text, agents))
+
+    # ---- panes -----------------------------------------------------------------------------
+
+    @property
+    def selected_pane(self) -> AgentPane:
+        return list(self.panes.values())[self.selected]
+
+    def _select(self, index: int) -> None:
+        panes = list(self.panes.values())
+        if not panes:
+            return
+        self.selected = index % len(panes)
+        for i, pane in enumerate(panes):
+            pane.selected = i == self.selected
+        self._layout()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._layout(event.size)
+
+    def _layout(self, size: Size | None = None) -> None:
+        """Fit the panes to the terminal.
+
+        Wide: two columns (three panes side by side from 150 columns), an odd last pane
+        spanning the row. Narrow: one column; if that leaves a pane fewer than
+        ``COMPACT_ROWS`` rows, the other panes fold to their header line, so the selected
+        conversation keeps the room and every agent's state stays in sight. Zoomed: the
+        selected pane alone.
+        """
+        size = size or self.size
+        grid = self.query_one("#panes", Grid)
+        panes = list(self.panes.values())
+        zoomed = grid.has_class("zoomed")
+        n = len(panes)
+        if zoomed or n <= 1 or size.width < self.WIDE:
+            columns = 1
+        else:
+            columns = 3 if n == 3 and size.width >= self.WIDER else 2
+        compact = columns == 1 and not zoomed and n > 1 and (size.height - 5) // n < self.COMPACT_ROWS
+        grid.styles.grid_size_columns = columns
+        grid.set_class(compact, "compact")
+        for i, pane in enumerate(panes):
+            pane.styles.column_span = 2 if columns == 2 and n % 2 and i == n - 1 else 1
+        rows = " ".join("1fr" if p.selected else "3" for p in panes) if compact else "1fr"
+        grid.set_styles(f"grid-rows: {rows};")
+
+    def action_zoom(self) -> None:
+        """Show only the selected pane, full size; again to show them all."""
+        self.query_one("#panes", Grid).toggle_class("zoomed")
+        self._layout()
+
+    def action_select_offset(self, offset: int) -> None:
+        self._select(self.selected + offset)
+
+    def action_select_pane(self, number: int) -> None:
+        if number <= len(self.panes):
+            self._select(number - 1)
+
+    @work(group="cancel")
+    async def action_cancel_selected(self) -> None:
+        if self.panes:
+            await self._call(self.client.cancel(self.selected_pane.agent.name))
+
+    @work(group="cancel")
+    async def action_cancel_all(self) -> None:
+        await self._call(self.client.cancel(None))
+
+    async def _call(self, call: Awaitable[T]) -> T | None:
+        """Await a daemon call; a failure becomes a notification and None."""
+        try:
+            return await call
+        except DaemonError as exc:
+            self.notify(str(exc), severity="error")
+            return None
+
+    async def _done(self, call: Awaitable[None]) -> bool:
+        """Await a daemon call that returns nothing: whether it succeeded."""
+        try:
+            await call
+        except DaemonError as exc:
+            self.notify(str(exc), severity="error")
+            return False
+        return True
+
+    # ---- agents ----------------------------------------------------------------------------
+
+    @work(group="agents")
+    async def action_clear(self) -> None:
+        if not self.panes:
+            return
+        name = self.selected_pane.agent.name
+        if await self.app.push_screen_wait(ConfirmScreen(f"Clear {name}'s conversation, for every client?", yes="Clear")):
+            await self._done(self.client.clear(name))
+
+    def action_new_agent(self) -> None:
+        self._edit(None)
+
+    def action_edit_agent(self) -> None:
+        if self.panes:
+            self._edit(self.selected_pane.agent)
+
+    @work(group="agents")
+    async def _edit(self, agent: AgentView | None) -> None:
+        models = await self._call(self.client.list_models())
+        if models is None:
+            return
+        usable = [m.name for m in models if m.usable]
+        default = self.selected_pane.agent.model if self.panes else ""
+        result: EditorResult = await self.app.push_screen_wait(AgentEditor(agent, usable, self._save_agent, default))
+        if result == "delete" and agent is not None:
+            question = f"Delete agent {agent.name} and its conversation, for every client?"
+            if await self.app.push_screen_wait(ConfirmScreen(question, yes="Delete")):
+                if await self._done(self.client.delete_agent(agent.name)):
+                    self.notify(f"deleted agent {agent.name}")
+
+    async def _save_agent(self, agent: AgentView) -> None:
+        saved = await self.client.put_agent(agent)
+        self.notify(f"saved agent {saved.name}")
+
+    # ---- models ----------------------------------------------------------------------------
+
+    def action_toggle_models(self) -> None:
+        panel = self.query_one(ModelPanel)
+        panel.display = not panel.display
+        if panel.display and self.status is not None:
+            panel.show(self.status)
+        (panel if panel.display else self.query_one("#prompt", Input)).focus()
+
+    @on(ModelPanel.LoadRequested)
+    @work(group="models")
+    async def load_or_unload(self, request: ModelPanel.LoadRequested) -> None:
+        if request.load:
+            self.notify(f"loading {request.model} …")
+            reply = await self._call(self.client.load_model(request.model))
+            if reply is None:
+                return
+            evicted = f"; unloaded {', '.join(reply.evicted)} to make room" if reply.evicted else ""
+            self.notify(f"loaded {request.model} in {reply.load_seconds:.1f} s{evicted}")
+        elif await self._done(self.client.unload_model(request.model)):
+            self.notify(f"unloaded {request.model}")
+
+    # ---- copy ------------------------------------------------------------------------------
+
+    def action_copy_answer(self) -> None:
+        """The selected pane's last answer to the clipboard, through OSC 52 (works over SSH)."""
+        if not self.panes:
+            return
+        pane = self.selected_pane
+        if not pane.reply_text:
+            self.notify(f"{pane.agent.name} has no answer to copy yet", severity="warning")
+            return
+        self.app.copy_to_clipboard(pane.reply_text)
+        self.notify(f"copied {pane.agent.name}'s last answer ({len(pane.reply_text)} characters)")
+
+    def action_copy_code(self) -> None:
+        """The last code block of the selected pane's last answer to the clipboard."""
+        if not self.panes:
+            return
+        pane = self.selected_pane
+        blocks = _CODE_BLOCK.findall(pane.reply_text)
+        if not blocks:
+            self.notify(f"{pane.agent.name}'s last answer has no code block", severity="warning")
+            return
+        self.app.copy_to_clipboard(blocks[-1])
+        self.notify(f"copied a code block from {pane.agent.name} ({len(blocks[-1])} characters)")
