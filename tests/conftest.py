@@ -7,7 +7,9 @@ folder's marker (``pytest -m unit`` is the quick run).
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,6 +40,11 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_f16_model(d / "plain.gguf", SIZES["tiny"], chat_template=None)
     (d / "broken.gguf").write_bytes(b"this is not a gguf file" * 100)
     _write_unloadable(d / "alien.gguf")
+    # Files as an operator leaves them: written a while ago. (A file that is not GGUF and was
+    # written seconds ago is listed as still being written; tests/daemon/test_discovery.py.)
+    an_hour_ago = time.time() - 3600
+    for f in d.iterdir():
+        os.utime(f, (an_hour_ago, an_hour_ago))
     return d
 
 

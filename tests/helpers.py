@@ -22,6 +22,8 @@ from enclave_contract.v1 import agents_pb2_grpc, chat_pb2, chat_pb2_grpc, models
 from enclaved.audit import Actor, AuditConfig, AuditLog, Entry
 
 MARKER = "ZEBRA-7731-CONFIDENTIAL"  # put in prompts; must never show up in logs or errors
+# The real models `make models` fetches (SmolLM2-135M-Instruct, Gemma 3 270M); `make test` needs them.
+REAL_MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
 # ---- real daemons ---------------------------------------------------------------------------

@@ -68,10 +68,12 @@ class Daemon:
     async def serve(self) -> None:
         """Run until SIGTERM or SIGINT, then shut down gracefully."""
         self.config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.models.catalog.start()  # lists the folders now; headers are read on its own thread
         await self.recorder.open(self.config.data_dir, self.config.audit)
         try:
             await self._serve()
         finally:
+            self.models.catalog.stop()
             await self.recorder.close()
 
     async def _serve(self) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from enclave.modelmaker import SIZES, make_model, synthetic_vocab
-from enclaved.domain.catalog import read_header
+from enclaved.domain.catalog import read_model_file
 from enclaved.llama import Model
 
 
@@ -13,7 +13,7 @@ def test_tiny_model_header_and_load(tmp_path: Path) -> None:
     path = make_model(tmp_path / "t.gguf", "tiny")
     size = path.stat().st_size
     assert 100_000 < size < 1_000_000, "tiny should be a few hundred KB"
-    info = read_header("t", path)
+    info = read_model_file("t", path)
     assert info.valid, info.problem
     assert info.architecture == "llama"
     assert info.quantization == "F16"

@@ -21,6 +21,7 @@ async def test_a_model_in_use_is_neither_unloaded_nor_evicted(tmp_path: Path, mo
     shutil.copy(model_dir / "tiny.gguf", tmp_path / "a.gguf")
     shutil.copy(model_dir / "tiny.gguf", tmp_path / "b.gguf")
     reg = registry(tmp_path, memory_budget=600_000)  # room for one of them
+    reg.catalog.refresh()  # a discovery pass; the files were written just now, so they are pending
     try:
         async with reg.using("a") as engine:
             assert engine.n_ctx_seq == 256
@@ -37,7 +38,12 @@ async def test_a_model_in_use_is_neither_unloaded_nor_evicted(tmp_path: Path, mo
 
 async def test_files_dropped_in_are_found_without_a_restart(tmp_path: Path, model_dir: Path) -> None:
     reg = registry(tmp_path)
+    reg.catalog.refresh()
     assert reg.views() == [] and reg.first_valid() is None
     shutil.copy(model_dir / "tiny.gguf", tmp_path / "a.gguf")
-    assert [v.file.name for v in reg.views()] == ["a"]
+    reg.catalog.refresh()  # what the discovery thread does every POLL_SECONDS
+    assert [(v.file.name, v.state) for v in reg.views()] == [("a", State.PENDING)]
     assert reg.first_valid() == "a"
+    _, evicted = await reg.load("a")  # loading reads a pending header at once
+    assert evicted == [] and reg.view("a").state is State.LOADED
+    await reg.close()

@@ -86,6 +86,9 @@ def cmd_models(client: Client, args: argparse.Namespace) -> int:
         )
     print_table(rows)
     for m in models:
+        if m.target:
+            print(f"{m.name} → {m.target}")
+    for m in models:
         if m.problem:
             print(f"{m.name}: {m.problem}", file=sys.stderr)
     return 0

@@ -40,6 +40,7 @@ MODEL_STATES = {
     models_pb2.MODEL_STATE_LOADED: "loaded",
     models_pb2.MODEL_STATE_INVALID: "invalid",
     models_pb2.MODEL_STATE_FAILED: "failed",
+    models_pb2.MODEL_STATE_PENDING: "pending",
 }
 _PHASES: dict[int, Phase] = {
     chat_pb2.TURN_PHASE_QUEUED: "queued",

@@ -15,15 +15,17 @@ class ModelState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_STATE_LOADED: _ClassVar[ModelState]
     MODEL_STATE_INVALID: _ClassVar[ModelState]
     MODEL_STATE_FAILED: _ClassVar[ModelState]
+    MODEL_STATE_PENDING: _ClassVar[ModelState]
 MODEL_STATE_UNSPECIFIED: ModelState
 MODEL_STATE_AVAILABLE: ModelState
 MODEL_STATE_LOADING: ModelState
 MODEL_STATE_LOADED: ModelState
 MODEL_STATE_INVALID: ModelState
 MODEL_STATE_FAILED: ModelState
+MODEL_STATE_PENDING: ModelState
 
 class Model(_message.Message):
-    __slots__ = ("name", "path", "size_bytes", "architecture", "parameter_count", "quantization", "context_length", "state", "problem", "has_chat_template")
+    __slots__ = ("name", "path", "size_bytes", "architecture", "parameter_count", "quantization", "context_length", "state", "problem", "has_chat_template", "target")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +36,7 @@ class Model(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     PROBLEM_FIELD_NUMBER: _ClassVar[int]
     HAS_CHAT_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
     name: str
     path: str
     size_bytes: int
@@ -44,7 +47,8 @@ class Model(_message.Message):
     state: ModelState
     problem: str
     has_chat_template: bool
-    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., size_bytes: _Optional[int] = ..., architecture: _Optional[str] = ..., parameter_count: _Optional[int] = ..., quantization: _Optional[str] = ..., context_length: _Optional[int] = ..., state: _Optional[_Union[ModelState, str]] = ..., problem: _Optional[str] = ..., has_chat_template: _Optional[bool] = ...) -> None: ...
+    target: str
+    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., size_bytes: _Optional[int] = ..., architecture: _Optional[str] = ..., parameter_count: _Optional[int] = ..., quantization: _Optional[str] = ..., context_length: _Optional[int] = ..., state: _Optional[_Union[ModelState, str]] = ..., problem: _Optional[str] = ..., has_chat_template: _Optional[bool] = ..., target: _Optional[str] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from enclaved.audit.recorder import Recorder
 from enclaved.audit.records import Action, Entry
-from enclaved.domain.catalog import Catalog, ModelFile, check_model_name
+from enclaved.domain.catalog import Catalog, ModelFile, check_model_name, model_name
 from enclaved.domain.config import Config
 from enclaved.engine import Engine, EngineConfig, EngineStats, LoadError
 from enclaved.errors import FailedPrecondition, NotFound, ResourceExhausted
@@ -28,6 +28,7 @@ class State(enum.Enum):
     LOADED = "loaded"
     INVALID = "invalid"
     FAILED = "failed"
+    PENDING = "pending"  # found; its header is not read yet (or the file is still being written)
 
 
 @dataclass
@@ -60,7 +61,7 @@ class ModelRegistry:
     def __init__(self, config: Config, recorder: Recorder | None = None) -> None:
         self.config = config
         self.recorder = recorder  # every load, unload and eviction is audited when given
-        self.catalog = Catalog(config.models_dirs)
+        self.catalog = Catalog(config.models_dirs, cache_file=config.data_dir / "model-headers.json")
         self._loaded: dict[str, LoadedModel] = {}
         self._failed: dict[str, str] = {}
         self._load_tasks: dict[str, asyncio.Task[tuple[LoadedModel, list[str]]]] = {}
@@ -70,6 +71,8 @@ class ModelRegistry:
     # ---- queries ----------------------------------------------------------------------------
 
     def file(self, name: str) -> ModelFile:
+        """The model called ``name`` (``name.gguf`` works too); NotFound if there is none."""
+        name = model_name(name)
         check_model_name(name)
         found = self.catalog.scan().get(name)
         if found is None:
@@ -100,6 +103,8 @@ class ModelRegistry:
             )
         if not f.valid:
             return ModelView(file=f, state=State.INVALID, problem=f.problem)
+        if f.pending:
+            return ModelView(file=f, state=State.PENDING, problem=f.pending)
         if f.name in self._loading:
             return ModelView(file=f, state=State.LOADING)
         if f.name in self._failed:
@@ -130,8 +135,13 @@ class ModelRegistry:
         never orphaned.
         """
         f = self.file(name)
+        name = f.name
+        if f.pending:
+            f = await asyncio.to_thread(self.catalog.read_now, f)
         if not f.valid:
             raise FailedPrecondition(f.problem)
+        if f.pending:
+            raise FailedPrecondition(f"model {name!r} is {f.pending}; try again once the file is complete")
         if name in self._loaded:
             return self._loaded[name], []
         task = self._load_tasks.get(name)
@@ -216,7 +226,7 @@ class ModelRegistry:
         return evicted
 
     async def unload(self, name: str) -> None:
-        self.file(name)
+        name = self.file(name).name
         loaded = self._loaded.get(name)
         if loaded is None:
             return

@@ -16,6 +16,7 @@ _MODEL_STATE = {
     State.LOADED: models_pb2.MODEL_STATE_LOADED,
     State.INVALID: models_pb2.MODEL_STATE_INVALID,
     State.FAILED: models_pb2.MODEL_STATE_FAILED,
+    State.PENDING: models_pb2.MODEL_STATE_PENDING,
 }
 _CHANGE = {
     Change.CREATED: chat_pb2.AgentChanged.CHANGE_CREATED,
@@ -43,6 +44,7 @@ def model(view: ModelView) -> models_pb2.Model:
     return models_pb2.Model(
         name=f.name,
         path=str(f.path),
+        target=str(f.target) if f.target else "",
         size_bytes=f.size_bytes,
         architecture=f.architecture,
         parameter_count=f.parameter_count,
