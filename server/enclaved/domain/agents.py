@@ -53,6 +53,9 @@ class Message:
     content: str
     turn_id: str
     finish_reason: str = ""
+    # an assistant reply's tokens as the model generated them (in memory only): the next
+    # prompt reuses them, so it begins with exactly what the agent's KV sequence holds
+    tokens: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass

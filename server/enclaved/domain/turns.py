@@ -19,7 +19,7 @@ from enclaved.audit.records import Entry
 from enclaved.domain.agents import Agent, AgentBook, Message
 from enclaved.domain.hub import Delta, EventHub, Phase, PhaseChanged, Started, Truncated, TurnEvent, TurnFailed
 from enclaved.domain.models import ModelRegistry
-from enclaved.domain.prompt import build_prompt
+from enclaved.domain.prompt import Said, build_prompt
 from enclaved.errors import EnclaveError, FailedPrecondition, InvalidArgument, Unavailable
 
 log = logging.getLogger("enclaved.turns")
@@ -141,7 +141,7 @@ class TurnManager:
 
     async def _generate_on(self, turn: Turn, engine: eng.Engine) -> None:
         agent = turn.agent
-        history = [{"role": m.role, "content": m.content} for m in agent.history]
+        history = [Said(m.role, m.content, m.tokens) for m in agent.history]
         n_ctx = engine.n_ctx_seq
         reserve = min(agent.params.reply_limit, n_ctx // REPLY_RESERVE_FRACTION)
         tokenizing = asyncio.ensure_future(
@@ -196,7 +196,10 @@ class TurnManager:
         agent = turn.agent
         cancelled = result.finish is eng.Finish.CANCELLED
         said = bool(reply or result.completion_tokens)  # a turn cancelled before any token leaves no trace
-        exchange = [Message("user", turn.message, turn.id), Message("assistant", reply, turn.id, result.finish.value)] if said else []
+        # the generated tokens are the reply exactly unless a stop string or a cancel cut it
+        whole = result.finish in (eng.Finish.END_OF_TURN, eng.Finish.MAX_TOKENS, eng.Finish.CONTEXT_FULL)
+        answer = Message("assistant", reply, turn.id, result.finish.value, tokens=result.tokens if whole else ())
+        exchange = [Message("user", turn.message, turn.id), answer] if said else []
         # submitted together, the record and the two messages share one commit (one fsync)
         await asyncio.gather(
             *(self.recorder.conversations.save_message(agent.name, m.role, m.content, m.turn_id, m.finish_reason) for m in exchange),

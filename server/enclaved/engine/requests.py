@@ -90,6 +90,7 @@ class TurnResult:
     time_to_first_token_ms: float = 0.0  # from submit to the first token; 0 if none
     prompt_ms: float = 0.0
     generation_ms: float = 0.0
+    tokens: tuple[int, ...] = field(default=(), repr=False)  # the generated tokens (no end-of-generation token)
 
     @property
     def prompt_tokens_per_second(self) -> float:

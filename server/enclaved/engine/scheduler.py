@@ -23,6 +23,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
 from enclaved.engine.queue import RequestQueue
 from enclaved.engine.requests import Admitted, Failed, Finish, Generating, Request, Text
 from enclaved.engine.slots import SeqState, Sequence, Slot
@@ -32,6 +35,7 @@ from enclaved.llama import Context, ContextParams, Model, ModelParams
 log = logging.getLogger("enclaved.engine")
 
 COALESCE_SECONDS = 0.02  # text of one sequence is sent at most this often (the first at once)
+REUSE_MIN_RUN = 32  # cached tokens worth shifting into place, rather than evaluating again
 _CRASHED = "the model's engine stopped after an internal error; reload the model"
 
 
@@ -168,13 +172,28 @@ class Engine:
                 slot = max(free, key=lambda s: (s.common_prefix(seq.prompt), -s.last_used))
                 slot.busy = True
                 self._active.append(seq)
-            cached = min(slot.common_prefix(seq.prompt), len(seq.prompt) - 1)
-            if cached <= 0 or not self.ctx.forget(slot.seq_id, cached):
-                self.ctx.forget(slot.seq_id)
-                cached = 0
+            cached = self._reuse(slot, seq.prompt)
             slot.keep(cached)
             seq.admit(slot, seq.req.sampling.sampler(self.model, seq.req.prompt), cached, now)
             seq.req.sink(Admitted(cached_tokens=cached))
+
+    def _reuse(self, slot: Slot, prompt: npt.NDArray[np.int32]) -> int:
+        """Keep what the slot's cells share with the prompt: the common prefix, then (when the
+        model's cache can shift) later runs moved back into place. Frees every other cell of
+        the sequence; returns how many prompt tokens are cached."""
+        seq_id = slot.seq_id
+        cached = min(slot.common_prefix(prompt), len(prompt) - 1)
+        plan = slot.reuse_plan(prompt, cached, REUSE_MIN_RUN) if self.ctx.can_shift and cached > 0 else []
+        for to, frm, n in plan:
+            if not self.ctx.forget_between(seq_id, to, frm):
+                break  # the cache cannot free cells in the middle: keep the prefix only
+            self.ctx.shift(seq_id, frm, frm + n, to - frm)
+            slot.move(to, frm, n)
+            cached = to + n
+        if cached <= 0 or not self.ctx.forget(seq_id, cached):
+            self.ctx.forget(seq_id)
+            cached = 0
+        return cached
 
     def _build_batch(self) -> tuple[int, int]:
         """The next token of every generating sequence, then prompt chunks in the room left;
@@ -242,6 +261,7 @@ class Engine:
             self._finish(seq, Finish.END_OF_TURN)
             return
         seq.generated += 1
+        seq.generated_tokens.append(tok)
         self._steps.sampled()
         text, stopped = seq.text.feed(self.model.piece(tok, self._piece_buf))
         seq.out_text += text

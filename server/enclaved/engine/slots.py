@@ -47,6 +47,35 @@ class Slot:
         differ = np.flatnonzero(self._cells[:n] != prompt[:n])
         return int(differ[0]) if differ.size else n
 
+    def reuse_plan(self, prompt: npt.NDArray[np.int32], start: int, min_run: int) -> list[tuple[int, int, int]]:
+        """Runs of cells past the common prefix ``start`` that the prompt repeats further on:
+        ``(prompt position, cell position, length)``, each at least ``min_run`` tokens, in
+        order. Shifting those cells back to the prompt's positions reuses them: what a
+        conversation that dropped its oldest turns still shares with the cache (llama.cpp's
+        server does the same, ``--cache-reuse``). The prompt's last token is never reused: its
+        logits are needed."""
+        cells, n_cells, end = self._cells, self._n_cells, len(prompt) - 1
+        plan: list[tuple[int, int, int]] = []
+        head_p = head_c = start
+        while head_c < n_cells and head_p < end:
+            width = min(n_cells - head_c, end - head_p)
+            differ = np.flatnonzero(cells[head_c : head_c + width] != prompt[head_p : head_p + width])
+            run = int(differ[0]) if differ.size else width
+            if run >= min_run:
+                plan.append((head_p, head_c, run))
+                head_p += run
+                head_c += run
+                continue
+            ahead = np.flatnonzero(cells[head_c + 1 : n_cells] == prompt[head_p])  # where a run could begin
+            if not ahead.size:
+                break
+            head_c += 1 + int(ahead[0])
+        return plan
+
+    def move(self, to: int, frm: int, n: int) -> None:
+        """The cells at ``frm`` now sit at ``to`` (the caller shifted them in llama.cpp)."""
+        self._cells[to : to + n] = self._cells[frm : frm + n].copy()
+
     def keep(self, n: int) -> None:
         """Only the first ``n`` cells stay (the caller freed the rest in llama.cpp)."""
         self._n_cells = min(n, self._n_cells)
@@ -78,6 +107,7 @@ class Sequence:
         self.logits_index = -1  # batch index whose logits to sample this step, or -1
         self.next_token: int | None = None  # sampled, to be decoded next step
         self.generated = 0
+        self.generated_tokens: list[int] = []
         self.first_token_at = 0.0
         self.out_text = ""  # text and tokens not sent yet (sends are coalesced)
         self.out_tokens = 0
@@ -128,6 +158,7 @@ class Sequence:
             time_to_first_token_ms=_ms(first - req.submitted_at) if first else 0.0,
             prompt_ms=_ms((first or now) - self.admitted_at),
             generation_ms=_ms(now - first) if first else 0.0,
+            tokens=tuple(self.generated_tokens),
         )
 
 

@@ -101,6 +101,7 @@ class Context:
         cp.n_threads = params.n_threads
         cp.n_threads_batch = params.n_threads
         cp.kv_unified = False
+        cp.swa_full = True  # sliding-window layers keep every cell too, so a prefix can be reused
         cp.no_perf = True
         self._ptr = L.llama_init_from_model(model.ptr, cp)
         if not self._ptr:
@@ -110,6 +111,7 @@ class Context:
         self.n_seq_max = int(L.llama_n_seq_max(self._ptr))
         self.n_batch = params.n_batch
         self.batch = Batch(params.n_batch)
+        self.can_shift = bool(L.llama_memory_can_shift(self.memory))
 
     @property
     def ptr(self) -> L.llama_context_p:
@@ -123,6 +125,15 @@ class Context:
     def forget(self, seq: int, from_pos: int = 0) -> bool:
         """Free the KV cells of ``seq`` from ``from_pos`` on; False if llama.cpp cannot."""
         return bool(L.llama_memory_seq_rm(self.memory, seq, from_pos, -1))
+
+    def forget_between(self, seq: int, start: int, end: int) -> bool:
+        """Free the cells of ``seq`` at positions ``start`` to ``end`` (exclusive)."""
+        return bool(L.llama_memory_seq_rm(self.memory, seq, start, end))
+
+    def shift(self, seq: int, start: int, end: int, delta: int) -> None:
+        """Move the cells of ``seq`` at positions ``start`` to ``end`` by ``delta`` positions
+        (llama.cpp re-rotates their keys at the next decode); only if ``can_shift``."""
+        L.llama_memory_seq_add(self.memory, seq, start, end, delta)
 
     def close(self) -> None:
         if self._ptr:

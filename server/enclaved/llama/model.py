@@ -10,6 +10,9 @@ import llama_cpp as L
 
 from enclaved.llama.backend import init_backend
 
+# llama.cpp's built-in chat templates, by the architecture of a model whose GGUF has none
+BUILTIN_TEMPLATES = {"gemma": "gemma", "gemma2": "gemma", "gemma3": "gemma", "qwen2": "chatml", "phi3": "phi3"}
+
 
 class LoadError(Exception):
     """llama.cpp could not load a model file or create a context for it."""
@@ -38,6 +41,7 @@ class Model:
         self.bos_text = self.token_text(L.llama_vocab_bos(self.vocab))
         self.eos_text = self.token_text(L.llama_vocab_eos(self.vocab))
         self.chat_template = self.metadata("tokenizer.chat_template")
+        self.architecture = self.metadata("general.architecture") or ""
 
     @property
     def ptr(self) -> L.llama_model_p:
@@ -50,6 +54,26 @@ class Model:
         buf = ctypes.create_string_buffer(size + 1)
         L.llama_model_meta_val_str(self._ptr, key.encode(), buf, size + 1)
         return buf.value.decode("utf-8", "replace")
+
+    def builtin_template(self, messages: list[dict[str, str]]) -> str | None:
+        """The conversation through llama.cpp's built-in template for this architecture, with
+        the assistant's turn begun; None when llama.cpp has none for it."""
+        name = BUILTIN_TEMPLATES.get(self.architecture)
+        if name is None:
+            return None
+        chat = (L.llama_chat_message * len(messages))(
+            *(L.llama_chat_message(role=m["role"].encode(), content=m["content"].encode()) for m in messages)
+        )
+        size = 1024 + sum(len(m["content"]) * 4 for m in messages)
+        for _ in range(2):
+            buf = ctypes.create_string_buffer(size)
+            n = L.llama_chat_apply_template(name.encode(), chat, len(messages), True, buf, size)
+            if n < 0:
+                return None
+            if n < size:
+                return buf.raw[:n].decode("utf-8", "replace")
+            size = n + 1
+        return None
 
     def token_text(self, token: int) -> str:
         if token < 0:
