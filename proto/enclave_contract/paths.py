@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 
@@ -22,3 +23,28 @@ def default_socket_path() -> Path:
 
 def resolve_socket(arg: str | None) -> Path:
     return Path(arg).expanduser() if arg else default_socket_path()
+
+
+def lock_path(socket_path: Path) -> Path:
+    """The daemon's single-instance lock beside its socket, held while it runs (and starts)."""
+    return socket_path.with_name(socket_path.name + ".lock")
+
+
+def starting_pid(socket_path: Path) -> str | None:
+    """The pid of a daemon that holds the socket's lock, or None when none does. A client that
+    cannot connect uses this to say "enclaved is starting" rather than "not running"."""
+    try:
+        fd = os.open(lock_path(socket_path), os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.read(fd, 32).decode(errors="replace").strip() or "?"
+    except OSError:
+        return None
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

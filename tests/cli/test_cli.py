@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
 from enclave.text import safe_text
-from tests.helpers import Daemon, enclave
+from tests.helpers import Daemon, enclave, short_tmpdir
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -86,3 +89,23 @@ def test_no_daemon_is_a_clear_message() -> None:
 
 def test_control_characters_from_the_model_cannot_drive_the_terminal() -> None:
     assert safe_text("ok\x1b[2Jhi\x07\ttab\nline\x9b") == "ok\ufffd[2Jhi\ufffd\ttab\nline\ufffd"
+
+
+def test_a_daemon_that_holds_its_lock_but_does_not_answer_yet_is_starting() -> None:
+    """Between taking its lock and opening its socket the daemon is starting, not absent."""
+    from enclaved.transport.lock import InstanceLock
+
+    home = short_tmpdir()
+    socket = home / "enclaved.sock"
+    lock = InstanceLock(socket)
+    lock.acquire()  # as enclaved does first
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "enclave.cli", "--socket", str(socket), "status"], capture_output=True, text=True, timeout=60
+        )
+        assert r.returncode == 1
+        assert r.stderr == f"enclave: enclaved is starting at {socket} (pid {os.getpid()}); try again in a moment\n"
+    finally:
+        lock.release()
+    r = subprocess.run([sys.executable, "-m", "enclave.cli", "--socket", str(socket), "status"], capture_output=True, text=True, timeout=60)
+    assert "no enclaved is running" in r.stderr

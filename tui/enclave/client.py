@@ -7,6 +7,7 @@ from pathlib import Path
 import grpc
 
 from enclave.peer import PeerHandshakeError, handshake
+from enclave_contract.paths import starting_pid
 from enclave_contract.v1 import agents_pb2_grpc, audit_pb2_grpc, chat_pb2_grpc, models_pb2_grpc, status_pb2_grpc
 
 
@@ -44,6 +45,8 @@ class Client:
         """One line for the user: the daemon's own message, or why it could not be reached."""
         code = err.code() if hasattr(err, "code") else None
         details = err.details() if hasattr(err, "details") else str(err)
+        if code == grpc.StatusCode.UNAVAILABLE and (pid := starting_pid(self.socket_path)):
+            return ClientError(f"enclaved is starting at {self.socket_path} (pid {pid}); try again in a moment")
         if code == grpc.StatusCode.UNAVAILABLE and not self.socket_path.exists():
             return ClientError(f"no enclaved is running at {self.socket_path}; start it with `enclaved`")
         if code == grpc.StatusCode.UNAVAILABLE and "connect" in (details or "").lower():

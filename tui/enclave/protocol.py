@@ -20,6 +20,7 @@ from enclave.errors import DaemonError
 from enclave.messages import WatchEvent
 from enclave.peer import PeerHandshakeError, PeerSession, handshake
 from enclave.views import AgentView, AuditQuery, AuditRecord, ChatMessage, LoadResult, ModelView, StatusView, VerifyResult
+from enclave_contract.paths import starting_pid
 from enclave_contract.v1 import (
     agents_pb2,
     agents_pb2_grpc,
@@ -86,6 +87,8 @@ class DaemonClient:
         try:
             await asyncio.wait_for(self.channel.channel_ready(), timeout)
         except TimeoutError:
+            if pid := starting_pid(self.socket_path):
+                raise DaemonError(f"enclaved is starting at {self.socket_path} (pid {pid}); waiting for it") from None
             raise DaemonError(f"no enclaved answers at {self.socket_path}; start it with `enclaved`") from None
 
     async def close(self) -> None:

@@ -11,6 +11,8 @@ import fcntl
 import os
 from pathlib import Path
 
+from enclave_contract.paths import lock_path
+
 
 class AlreadyRunning(Exception):
     def __init__(self, pid: str) -> None:
@@ -20,7 +22,7 @@ class AlreadyRunning(Exception):
 
 class InstanceLock:
     def __init__(self, socket_path: Path) -> None:
-        self.path = socket_path.with_name(socket_path.name + ".lock")
+        self.path = lock_path(socket_path)
         self._fd: int | None = None
 
     def acquire(self) -> None:
