@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from enclave_contract.v1 import agents_pb2, chat_pb2
+from enclave_contract.v1 import agents_pb2, chat_pb2, status_pb2
 from enclaved.llama import Model
 from tests.helpers import REAL_MODELS, Daemon, chat, short_tmpdir, start_daemon
 
@@ -121,3 +121,40 @@ def test_a_conversation_stays_in_the_kv_cache_past_a_full_context(real: Daemon) 
     for prompt, cached, new, _ in turns[1:]:
         history = prompt - new
         assert cached >= 0.9 * history, turns
+
+
+KEPT = """
+[[models]]
+name = "smollm2"
+n_ctx = 1024
+n_seq_max = 2
+n_threads = 2
+state_cache = "{cache}"
+""" + "".join(
+    f'\n[[agents]]\nname = "{name}"\nmodel = "smollm2"\nsystem = "You are agent {name}. {filler}"\ntemperature = 0.0\nmax_tokens = 24\n'
+    for name, filler in [("a", "Keep answers short. " * 30), ("b", "Be kind."), ("c", "Be precise.")]
+)
+
+
+@pytest.mark.parametrize("cache", ["64MiB", "0"])
+def test_an_agent_whose_slot_was_taken_comes_back_warm(cache: str) -> None:
+    """Two slots, three agents: when a speaks again after b and c took both slots, its history
+    is restored from the state cache, not evaluated again (unless the cache is off)."""
+    d = start_daemon(short_tmpdir(), REAL_MODELS, KEPT.replace("{cache}", cache))
+    try:
+        _turn(d, "a", "Name a colour.")
+        _, first, _ = _turn(d, "a", "Name another one.")
+        _turn(d, "b", "Name a fruit.")
+        _turn(d, "c", "Name a tree.")
+        _, back, _ = _turn(d, "a", "And a third colour?")
+        history = first.usage.prompt_tokens + first.usage.completion_tokens
+        snapshot = next(iter(d.stubs().status.Status(status_pb2.StatusRequest(once=True), timeout=30)))
+        status = next(m for m in snapshot.models if m.name == "smollm2")
+        if cache == "0":
+            assert back.usage.cached_prompt_tokens < 0.5 * history
+            assert status.state_cache_budget_bytes == 0
+        else:
+            assert back.usage.cached_prompt_tokens >= 0.9 * history, (back.usage, history)
+            assert status.state_cache_budget_bytes == 64 << 20
+    finally:
+        d.stop()

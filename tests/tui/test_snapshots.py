@@ -102,6 +102,9 @@ STATUS = status_pb2.StatusSnapshot(
             decode_tokens_per_second=412.5,
             prompt_tokens_per_second=2310.0,
             tokens_generated=98765,
+            state_cache_entries=2,
+            state_cache_bytes=48 << 20,
+            state_cache_budget_bytes=256 << 20,
         ),
         status_pb2.ModelStatus(
             name="big-70b",

@@ -19,7 +19,7 @@ from google.protobuf import json_format
 from enclave.audit_cli import OFFLINE_ONLY, offline_argv, run_offline_audit
 from enclave.audit_cli import add_parser as add_audit_parser
 from enclave.client import Client, ClientError
-from enclave.text import human_bytes, safe_text
+from enclave.text import human_bytes, kept_states, safe_text
 from enclave_contract.paths import resolve_socket
 from enclave_contract.v1 import agents_pb2, chat_pb2, models_pb2, status_pb2
 
@@ -220,7 +220,7 @@ def cmd_status(client: Client, args: argparse.Namespace) -> int:
             print(json.dumps(to_dict(snap)), flush=True)
             continue
         print(f"enclaved {snap.version}  up {snap.uptime_seconds:.0f}s  agents {snap.agents}  active turns {snap.active_turns}")
-        rows = [["MODEL", "STATE", "MEMORY", "CTX", "SLOTS", "ACTIVE", "QUEUED", "TOK/S", "PROMPT TOK/S"]]
+        rows = [["MODEL", "STATE", "MEMORY", "CTX", "SLOTS", "ACTIVE", "QUEUED", "TOK/S", "PROMPT TOK/S", "KEPT"]]
         for m in snap.models:
             rows.append(
                 [
@@ -233,6 +233,7 @@ def cmd_status(client: Client, args: argparse.Namespace) -> int:
                     str(m.queued_requests),
                     f"{m.decode_tokens_per_second:.1f}",
                     f"{m.prompt_tokens_per_second:.1f}",
+                    kept_states(m.state_cache_entries, m.state_cache_bytes, m.state_cache_budget_bytes),
                 ]
             )
         print_table(rows)

@@ -120,6 +120,9 @@ def model_status(m: status_pb2.ModelStatus) -> ModelView:
         queued_requests=m.queued_requests,
         decode_tokens_per_second=m.decode_tokens_per_second,
         prompt_tokens_per_second=m.prompt_tokens_per_second,
+        kept_states=m.state_cache_entries,
+        kept_bytes=m.state_cache_bytes,
+        kept_budget_bytes=m.state_cache_budget_bytes,
     )
 
 

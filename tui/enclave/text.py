@@ -19,3 +19,8 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GiB"
+
+
+def kept_states(entries: int, size: int, budget: int) -> str:
+    """The state cache in a few characters: ``3 · 48.0 MiB/256.0 MiB``; ``-`` when it is off."""
+    return f"{entries} · {human_bytes(size)}/{human_bytes(budget)}" if budget else "-"

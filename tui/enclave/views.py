@@ -64,6 +64,9 @@ class ModelView:
     queued_requests: int = 0
     decode_tokens_per_second: float = 0.0
     prompt_tokens_per_second: float = 0.0
+    kept_states: int = 0  # KV states of agents whose slot another took, held in RAM
+    kept_bytes: int = 0
+    kept_budget_bytes: int = 0
 
     @property
     def usable(self) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,8 @@ class ModelSettings:
     n_gpu_layers: int = 0
     n_batch: int = 512
     prefill_chunk: int = 256
+    # RAM for the KV states of agents whose slot another agent took (restored when they speak)
+    state_cache: int | str = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -71,13 +73,13 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
-def parse_size(value: int | str) -> int:
+def parse_size(value: int | str, key: str = "memory_budget") -> int:
     """``8GiB``, ``512M``, ``1.5G`` or a number of bytes."""
     if isinstance(value, int):
         return value
     m = _SIZE.match(str(value))
     if not m:
-        raise ConfigError(f'memory_budget: cannot read {value!r}; write it like "8GiB" or "512MiB"')
+        raise ConfigError(f'{key}: cannot read {value!r}; write it like "8GiB" or "512MiB"')
     unit = (m.group(2) or "").upper().rstrip("B").rstrip("I")
     return int(float(m.group(1)) * _UNITS[unit])
 
@@ -110,6 +112,7 @@ def load_config(path: Path | None, *, models_dirs: list[Path] | None = None, dat
         raise ConfigError(f"config: unknown setting {unknown[0]!r}; known: {', '.join(sorted(allowed))}")
 
     models = [_build(ModelSettings, t, f"[[models]] #{i + 1}") for i, t in enumerate(raw.get("models", []))]
+    models = [replace(m, state_cache=parse_size(m.state_cache, f"[[models]] {m.name!r} state_cache")) for m in models]
     agents = [_agent(t, f"[[agents]] #{i + 1}") for i, t in enumerate(raw.get("agents", []))]
     for kind, items in (("models", models), ("agents", agents)):
         names = [x.name for x in items]

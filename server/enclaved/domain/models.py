@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enclaved.audit.recorder import Recorder
 from enclaved.audit.records import Action, Entry
 from enclaved.domain.catalog import Catalog, ModelFile, check_model_name, model_name
-from enclaved.domain.config import Config
+from enclaved.domain.config import Config, parse_size
 from enclaved.engine import Engine, EngineConfig, EngineStats, LoadError
 from enclaved.errors import FailedPrecondition, NotFound, ResourceExhausted
 
@@ -195,6 +195,7 @@ class ModelRegistry:
             n_threads=s.n_threads or os.cpu_count() or 1,
             n_batch=s.n_batch,
             prefill_chunk=s.prefill_chunk,
+            state_cache_bytes=parse_size(s.state_cache, "state_cache"),
         )
         engine = Engine.load(f.path, config, n_gpu_layers=s.n_gpu_layers, name=f.name)
         engine.start()

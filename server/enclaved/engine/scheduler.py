@@ -20,7 +20,7 @@ import ctypes
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ import numpy.typing as npt
 from enclaved.engine.queue import RequestQueue
 from enclaved.engine.requests import Admitted, Failed, Finish, Generating, Request, Text
 from enclaved.engine.slots import SeqState, Sequence, Slot
+from enclaved.engine.statecache import MIN_TOKENS, StateCache
 from enclaved.engine.stats import EngineStats, StepLog
 from enclaved.llama import Context, ContextParams, Model, ModelParams
 
@@ -46,6 +47,7 @@ class EngineConfig:
     n_threads: int
     n_batch: int = 512
     prefill_chunk: int = 256  # prompt tokens per step while other sequences generate
+    state_cache_bytes: int = 0  # RAM for the KV states of conversations that lost their slot; 0 = none
 
 
 class Engine:
@@ -65,6 +67,7 @@ class Engine:
         self._active: list[Sequence] = []  # admitted, in admission order
         self._lock = threading.Lock()  # _active and slot.busy, against submit/stats/busy; before the queue's
         self._steps = StepLog()
+        self._states = StateCache(config.state_cache_bytes) if config.state_cache_bytes else None
         self._piece_buf = ctypes.create_string_buffer(256)
         self._thread = threading.Thread(target=self._run, name=f"engine-{name}", daemon=True)
 
@@ -102,7 +105,10 @@ class Engine:
     def stats(self) -> EngineStats:
         with self._lock:
             active, queued = len(self._active), len(self._queue)
-        return self._steps.stats(time.monotonic(), active, queued)
+            states = self._states
+            cached = (states.bytes, states.budget_bytes, len(states)) if states is not None else (0, 0, 0)
+        stats = self._steps.stats(time.monotonic(), active, queued)
+        return replace(stats, state_cache_bytes=cached[0], state_cache_budget=cached[1], state_cache_entries=cached[2])
 
     @property
     def busy(self) -> bool:
@@ -172,10 +178,32 @@ class Engine:
                 slot = max(free, key=lambda s: (s.common_prefix(seq.prompt), -s.last_used))
                 slot.busy = True
                 self._active.append(seq)
+            if self._states is not None:
+                self._swap_states(slot, seq.prompt)
             cached = self._reuse(slot, seq.prompt)
             slot.keep(cached)
             seq.admit(slot, seq.req.sampling.sampler(self.model, seq.req.prompt), cached, now)
             seq.req.sink(Admitted(cached_tokens=cached))
+
+    def _swap_states(self, slot: Slot, prompt: npt.NDArray[np.int32]) -> None:
+        """Before another conversation takes the slot, keep the one it holds; then, if a kept
+        state shares more with the prompt than the slot does, restore it into the slot."""
+        assert self._states is not None
+        prefix = slot.common_prefix(prompt)
+        if slot.n_cells >= MIN_TOKENS and prefix < slot.n_cells // 2:
+            data = self.ctx.save_sequence(slot.seq_id)
+            with self._lock:
+                self._states.put(slot.tokens, data)
+        with self._lock:
+            saved = self._states.take(prompt, better_than=prefix)
+        if saved is None:
+            return
+        self.ctx.forget(slot.seq_id)
+        if self.ctx.restore_sequence(slot.seq_id, saved.data):
+            slot.hold(saved.tokens)
+        else:  # the prompt is read again instead
+            log.warning("a saved sequence state could not be restored; evaluating the prompt again")
+            slot.keep(0)
 
     def _reuse(self, slot: Slot, prompt: npt.NDArray[np.int32]) -> int:
         """Keep what the slot's cells share with the prompt: the common prefix, then (when the

@@ -76,6 +76,20 @@ class Slot:
         """The cells at ``frm`` now sit at ``to`` (the caller shifted them in llama.cpp)."""
         self._cells[to : to + n] = self._cells[frm : frm + n].copy()
 
+    @property
+    def n_cells(self) -> int:
+        return self._n_cells
+
+    @property
+    def tokens(self) -> npt.NDArray[np.int32]:
+        """What the cells hold (a view: copy it to keep it)."""
+        return self._cells[: self._n_cells]
+
+    def hold(self, tokens: npt.NDArray[np.int32]) -> None:
+        """The cells now hold ``tokens`` (the caller restored a saved state into them)."""
+        self._cells[: len(tokens)] = tokens
+        self._n_cells = len(tokens)
+
     def keep(self, n: int) -> None:
         """Only the first ``n`` cells stay (the caller freed the rest in llama.cpp)."""
         self._n_cells = min(n, self._n_cells)

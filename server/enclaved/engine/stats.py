@@ -17,6 +17,9 @@ class EngineStats:
     prompt_tps: float
     tokens_generated: int
     occupancy: float
+    state_cache_bytes: int = 0  # saved sequence states of conversations that lost their slot
+    state_cache_budget: int = 0
+    state_cache_entries: int = 0
 
 
 class StepLog:

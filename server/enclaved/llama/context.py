@@ -135,6 +135,18 @@ class Context:
         (llama.cpp re-rotates their keys at the next decode); only if ``can_shift``."""
         L.llama_memory_seq_add(self.memory, seq, start, end, delta)
 
+    def save_sequence(self, seq: int) -> bytes:
+        """The serialized KV state of ``seq`` (its cells, for ``restore_sequence``)."""
+        size = int(L.llama_state_seq_get_size(self._ptr, seq))
+        buf = (ctypes.c_ubyte * size)()
+        written = int(L.llama_state_seq_get_data(self._ptr, buf, size, seq))
+        return bytes(buf)[:written]
+
+    def restore_sequence(self, seq: int, data: bytes) -> bool:
+        """Put a saved state into ``seq`` (empty it first); False if llama.cpp refuses it."""
+        buf = (ctypes.c_ubyte * len(data)).from_buffer_copy(data)
+        return int(L.llama_state_seq_set_data(self._ptr, buf, len(data), seq)) > 0
+
     def close(self) -> None:
         if self._ptr:
             L.llama_free(self._ptr)

@@ -72,6 +72,9 @@ def model_status(view: ModelView) -> status_pb2.ModelStatus:
         prompt_tokens_per_second=s.prompt_tps if s else 0.0,
         tokens_generated=s.tokens_generated if s else 0,
         batch_occupancy=s.occupancy if s else 0.0,
+        state_cache_bytes=s.state_cache_bytes if s else 0,
+        state_cache_budget_bytes=s.state_cache_budget if s else 0,
+        state_cache_entries=s.state_cache_entries if s else 0,
     )
 
 

@@ -9,10 +9,10 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
-from enclave.text import human_bytes
+from enclave.text import human_bytes, kept_states
 from enclave.views import StatusView
 
-COLUMNS = ("model", "state", "size", "quant", "memory", "ctx", "slots", "active", "queued", "tok/s", "prompt tok/s")
+COLUMNS = ("model", "state", "size", "quant", "memory", "ctx", "slots", "active", "queued", "tok/s", "prompt tok/s", "kept")
 
 
 class ModelPanel(DataTable[str]):
@@ -56,6 +56,7 @@ class ModelPanel(DataTable[str]):
                 str(m.queued_requests),
                 f"{m.decode_tokens_per_second:.1f}",
                 f"{m.prompt_tokens_per_second:.1f}",
+                kept_states(m.kept_states, m.kept_bytes, m.kept_budget_bytes),
             )
             if m.name in self.rows:
                 for column, value in zip(COLUMNS, cells):
