@@ -123,6 +123,9 @@ def test_model_larger_than_the_budget_is_refused(daemon_factory: callable) -> No
         ('[[agents]]\nname = "a"\ncolour = "red"\n', "unknown setting 'colour'"),
         ('[[agents]]\nname = "a"\n[[agents]]\nname = "a"\n', "'a' is defined twice"),
         ('memory_budget = "lots"\n', "memory_budget"),
+        ('[[agents]]\nname = "a"\ntemperature = "hot"\n', "temperature must be a number, not 'hot'"),
+        ('[[agents]]\nname = "a"\nmax_tokens = 1.5\n', "max_tokens must be a whole number"),
+        ('[[models]]\nname = "m"\nstate_cache = "lots"\n', "state_cache: cannot read 'lots'"),
     ],
 )
 def test_config_mistakes_are_one_clear_line(config: str, words: str) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from textual import events
 from textual.app import App, ComposeResult
 from textual.widgets import Input, Markdown, Static, TextArea
 
@@ -19,6 +20,7 @@ from enclave.settings import Settings, SettingsError, load_settings
 from enclave.views import AgentView, ChatMessage
 from enclave.widgets.agent_pane import SHOWN_MESSAGES, AgentPane
 from enclave.widgets.model_panel import ModelPanel
+from enclave.widgets.prompt import PromptInput
 from enclave_contract.v1 import agents_pb2, chat_pb2, models_pb2
 from tests.helpers import Daemon, short_tmpdir, wait_until
 
@@ -97,11 +99,12 @@ def test_prompt_commands() -> None:
     assert parse_prompt("hi there", known) == Send("hi there", [])
     assert parse_prompt("/all  go", known) == Send("go", known)
     assert parse_prompt("/to a,c go on", known) == Send("go on", ["a", "c"])
+    assert parse_prompt("//etc/hosts: what is this?", known) == Send("/etc/hosts: what is this?", [])
     for bad, words in [
         ("/all", "needs a message"),
         ("/to a", "needs agents"),
         ("/to z hi", "no agent named 'z'"),
-        ("/x", "unknown command"),
+        ("/etc/hosts: what?", "or // to send a message that begins with /"),
     ]:
         with pytest.raises(PromptError, match=words):
             parse_prompt(bad, known)
@@ -394,3 +397,29 @@ async def test_a_long_conversation_keeps_the_last_messages_on_screen() -> None:
         assert len(shown) == SHOWN_MESSAGES and shown.first().source == "message 6"
         assert "6 earlier messages" in str(pane.query_one(".older").render())
         assert pane.reply_text == f"message {SHOWN_MESSAGES + 5}"
+
+
+def test_alt_digit_as_terminals_send_it_is_alt_digit() -> None:
+    """tmux and xterm send alt+3 as ESC 3; Textual alone reads it as '£'."""
+    from textual._xterm_parser import XTermParser
+
+    from enclave.terminal import read_alt_digits
+
+    read_alt_digits()
+    parser = XTermParser(debug=False)
+    keys = [e.key for e in [*parser.feed("\x1b3"), *parser.feed("")] if isinstance(e, events.Key)]
+    assert keys == ["alt+3"]
+
+
+async def test_a_multi_line_paste_is_kept_whole() -> None:
+    prompt = PromptInput(id="p")
+
+    class Host(App[None]):
+        def compose(self) -> ComposeResult:
+            yield prompt
+
+    async with Host().run_test() as pilot:
+        prompt.post_message(events.Paste("line one\r\nline two\nline three\n"))
+        await pilot.pause()
+        assert prompt.value == "line one⏎line two⏎line three"
+        assert PromptInput.message(prompt.value) == "line one\nline two\nline three"

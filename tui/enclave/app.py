@@ -22,13 +22,14 @@ from enclave.screens.audit import AuditScreen
 from enclave.screens.workbench import WorkbenchScreen
 from enclave.session import Session
 from enclave.settings import Settings
+from enclave.terminal import read_alt_digits
 from enclave.widgets.model_panel import ModelPanel
 
 
 class EnclaveApp(App[None]):
     TITLE = "enclave"
     BINDINGS = [
-        Binding("ctrl+q", "quit", "Quit", id="app.quit"),
+        Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),  # in dialogs and fields too
     ]
 
     def __init__(
@@ -40,6 +41,7 @@ class EnclaveApp(App[None]):
         spawn: bool | None = None,
     ) -> None:
         super().__init__()
+        read_alt_digits()
         self.settings = settings or Settings()
         self.client = DaemonClient(socket_path)
         spawn = self.settings.spawn if spawn is None else spawn
@@ -69,6 +71,8 @@ class EnclaveApp(App[None]):
         keymap = self._keymap
         for binding in WorkbenchScreen.BINDINGS:
             assert isinstance(binding, Binding) and binding.id
+            if binding.id == "app.quit":
+                continue  # Textual's own palette entry quits
             number = binding.id.removeprefix("pane.")
             if number.isdigit() and int(number) > len(self.workbench.panes):
                 continue

@@ -1,4 +1,5 @@
-"""What the prompt line means: a message to the selected agent, `/all TEXT`, `/to a,b TEXT`."""
+"""What the prompt line means: a message to the selected agent, `/all TEXT`, `/to a,b TEXT`;
+`//TEXT` sends `/TEXT` (a message that begins with a slash)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ class PromptError(ValueError):
 
 def parse_prompt(line: str, known: list[str]) -> Send:
     stripped = line.strip()
+    if stripped.startswith("//"):
+        return Send(stripped[1:], [])
     if stripped.startswith("/all"):
         text = stripped[4:].strip()
         if not text:
@@ -32,5 +35,5 @@ def parse_prompt(line: str, known: list[str]) -> Send:
             raise PromptError(f"no agent named {unknown[0]!r}")
         return Send(parts[1].strip(), names)
     if stripped.startswith("/"):
-        raise PromptError(f"unknown command {stripped.split()[0]!r}; use /all or /to")
+        raise PromptError(f"unknown command {stripped.split()[0]!r}; use /all or /to, or // to send a message that begins with /")
     return Send(line, [])

@@ -104,9 +104,17 @@ def validate(name: str, system: str, params: AgentParams, max_text_bytes: int) -
         (params.max_tokens, lambda v: 1 <= v <= 1_000_000, "max_tokens must be between 1 and 1000000"),
         (params.seed, lambda v: 0 <= v < 2**32, "seed must be between 0 and 4294967295"),
     ]
-    for value, ok, message in checks:
-        if value is not None and not ok(value):
+    whole = {"top_k", "max_tokens", "seed"}
+    for (value, ok, message), name in zip(checks, ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "max_tokens", "seed")):
+        if value is None:
+            continue
+        number = isinstance(value, int) if name in whole else isinstance(value, int | float)
+        if not number or isinstance(value, bool):
+            raise InvalidArgument(f"{name} must be a {'whole ' if name in whole else ''}number, not {value!r}")
+        if not ok(value):
             raise InvalidArgument(message)
+    if not isinstance(params.stop, tuple) or not all(isinstance(s, str) for s in params.stop):
+        raise InvalidArgument('stop must be a list of strings, like ["\\n\\n", "END"]')
     if len(params.stop) > MAX_STOP_STRINGS or any(not s or len(s) > 256 for s in params.stop):
         raise InvalidArgument(f"stop takes at most {MAX_STOP_STRINGS} non-empty strings of up to 256 characters")
 

@@ -191,23 +191,28 @@ class WorkbenchScreen(Screen[None]):
         if event.input.id != "prompt" or not event.value.strip() or not self.panes:
             return
         try:
-            send = parse_prompt(event.value, list(self.panes))
+            send = parse_prompt(PromptInput.message(event.value), list(self.panes))
         except PromptError as exc:
             self.notify(str(exc), severity="error")
             return
         event.input.value = ""
-        self.send(send.text, send.agents or [self.selected_pane.agent.name])
+        self.send(send.text, send.agents or [self.selected_pane.agent.name], sent_from=event.value)
 
     def action_broadcast(self) -> None:
         """Send the prompt line, as it is, to every agent."""
-        prompt = self.query_one("#prompt", Input)
+        prompt = self.query_one("#prompt", PromptInput)
         if prompt.value.strip() and self.panes:
-            self.send(prompt.value.strip(), list(self.panes))
+            self.send(PromptInput.message(prompt.value.strip()), list(self.panes), sent_from=prompt.value)
             prompt.value = ""
 
     @work(group="send")
-    async def send(self, text: str, agents: list[str]) -> None:
-        await self._done(self.client.send(text, agents))
+    async def send(self, text: str, agents: list[str], sent_from: str | None = None) -> None:
+        """Start the turns. If the daemon refuses them or is gone, the line they came from
+        (``sent_from``) goes back into the prompt, if it is empty, so nothing typed is lost."""
+        if not await self._done(self.client.send(text, agents)) and sent_from is not None:
+            prompt = self.query_one("#prompt", PromptInput)
+            if not prompt.value:
+                prompt.value = sent_from
 
     # ---- panes -----------------------------------------------------------------------------
 
@@ -267,6 +272,12 @@ class WorkbenchScreen(Screen[None]):
 
     @work(group="cancel")
     async def action_cancel_selected(self) -> None:
+        """Cancel the selected agent's turn; not while the person is typing (Esc then only
+        leaves the text alone: clear the line first, or use alt+x)."""
+        prompt = self.query_one("#prompt", PromptInput)
+        if prompt.has_focus and prompt.value:
+            self.notify("Esc cancels a turn when the prompt is empty; alt+x cancels every turn", severity="warning")
+            return
         if self.panes:
             await self._call(self.client.cancel(self.selected_pane.agent.name))
 
