@@ -1,5 +1,6 @@
 """The TOML config file."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,13 @@ def test_bad_model_settings(tmp_path: Path) -> None:
     (tmp_path / "c.toml").write_text('[[models]]\nname = "m"\nn_ctx = 8\n')
     with pytest.raises(ConfigError, match="n_ctx must be >= 64"):
         load_config(tmp_path / "c.toml")
+
+
+def test_the_readme_config_example_loads_as_documented(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = re.findall(r"```toml\n(.*?)```", readme, re.S)[0]
+    (tmp_path / "c.toml").write_text(block)
+    config = load_config(tmp_path / "c.toml")
+    bench = config.model_settings("bench")
+    assert bench.n_ctx == 8192 and bench.state_cache == 256 << 20
+    assert config.memory_budget == 8 << 30 and config.agents[0].name == "narrator"

@@ -8,6 +8,8 @@ entries lets Textual's own rule apply: ESC and a key is alt+key.
 
 from __future__ import annotations
 
+from typing import cast
+
 from textual._ansi_sequences import ANSI_SEQUENCES_KEYS
 
 ALT_DIGITS = tuple(f"\x1b{d}" for d in "0123456789")
@@ -15,5 +17,6 @@ ALT_DIGITS = tuple(f"\x1b{d}" for d in "0123456789")
 
 def read_alt_digits() -> None:
     """ESC+digit is alt+digit from now on (idempotent)."""
+    table = cast(dict[str, object], ANSI_SEQUENCES_KEYS)  # typed a Mapping; it is the dict Textual reads
     for sequence in ALT_DIGITS:
-        ANSI_SEQUENCES_KEYS.pop(sequence, None)  # type: ignore[attr-defined]
+        table.pop(sequence, None)

@@ -288,7 +288,6 @@ class Engine:
         if self.model.is_eog(tok):
             self._finish(seq, Finish.END_OF_TURN)
             return
-        seq.generated += 1
         seq.generated_tokens.append(tok)
         self._steps.sampled()
         text, stopped = seq.text.feed(self.model.piece(tok, self._piece_buf))

@@ -24,6 +24,13 @@ from enclaved.engine.textstream import TextStream
 from enclaved.llama import Sampler
 
 
+def prefix_length(a: npt.NDArray[np.int32], b: npt.NDArray[np.int32]) -> int:
+    """How many leading tokens ``a`` and ``b`` share."""
+    n = min(len(a), len(b))
+    differ = np.flatnonzero(a[:n] != b[:n])
+    return int(differ[0]) if differ.size else n
+
+
 class SeqState(enum.Enum):
     QUEUED = "queued"  # waiting in the request queue for a free slot
     PREFILL = "prefill"  # in a slot; its prompt goes into the batch in chunks
@@ -43,9 +50,7 @@ class Slot:
 
     def common_prefix(self, prompt: npt.NDArray[np.int32]) -> int:
         """How many leading tokens of ``prompt`` the cells already hold."""
-        n = min(self._n_cells, len(prompt))
-        differ = np.flatnonzero(self._cells[:n] != prompt[:n])
-        return int(differ[0]) if differ.size else n
+        return prefix_length(self._cells[: self._n_cells], prompt)
 
     def reuse_plan(self, prompt: npt.NDArray[np.int32], start: int, min_run: int) -> list[tuple[int, int, int]]:
         """Runs of cells past the common prefix ``start`` that the prompt repeats further on:
@@ -58,9 +63,7 @@ class Slot:
         plan: list[tuple[int, int, int]] = []
         head_p = head_c = start
         while head_c < n_cells and head_p < end:
-            width = min(n_cells - head_c, end - head_p)
-            differ = np.flatnonzero(cells[head_c : head_c + width] != prompt[head_p : head_p + width])
-            run = int(differ[0]) if differ.size else width
+            run = prefix_length(cells[head_c:n_cells], prompt[head_p:end])
             if run >= min_run:
                 plan.append((head_p, head_c, run))
                 head_p += run
@@ -120,8 +123,7 @@ class Sequence:
         self.pos = 0  # next KV position; in PREFILL also the next prompt token
         self.logits_index = -1  # batch index whose logits to sample this step, or -1
         self.next_token: int | None = None  # sampled, to be decoded next step
-        self.generated = 0
-        self.generated_tokens: list[int] = []
+        self.generated_tokens: list[int] = []  # sampled so far, the end-of-generation token not among them
         self.first_token_at = 0.0
         self.out_text = ""  # text and tokens not sent yet (sends are coalesced)
         self.out_tokens = 0
@@ -136,6 +138,10 @@ class Sequence:
     def sampler(self) -> Sampler:
         assert self._sampler is not None, "a queued sequence has no sampler"
         return self._sampler
+
+    @property
+    def generated(self) -> int:
+        return len(self.generated_tokens)
 
     @property
     def prompt_left(self) -> int:

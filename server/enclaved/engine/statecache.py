@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from enclaved.engine.slots import prefix_length
+
 MIN_TOKENS = 64  # a shorter conversation is cheaper to read again than to keep
 
 
@@ -25,9 +27,7 @@ class SavedState:
     data: bytes  # llama.cpp's serialized sequence state
 
     def common_prefix(self, prompt: npt.NDArray[np.int32]) -> int:
-        n = min(len(self.tokens), len(prompt))
-        differ = np.flatnonzero(self.tokens[:n] != prompt[:n])
-        return int(differ[0]) if differ.size else n
+        return prefix_length(self.tokens, prompt)
 
 
 class StateCache:
