@@ -13,7 +13,9 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from enclaved import __version__
 from enclaved.audit.recorder import DAEMON, Recorder
@@ -45,6 +47,7 @@ class Daemon:
         self.agents = AgentBook(config.max_message_bytes, self.hub, self.recorder)
         self.turns = TurnManager(self.agents, self.models, self.hub, config.max_message_bytes, self.recorder)
         self._stop = asyncio.Event()
+        self._tasks: set[asyncio.Future[None]] = set()
 
     async def _define_agents(self) -> None:
         """The config file's agents, then those created at run time and every transcript from
@@ -61,6 +64,11 @@ class Daemon:
                 self.agents.define("assistant", first, "You are a helpful assistant.", AgentParams())
             else:
                 log.warning("no agents configured and no model found: add a .gguf file to %s", self.config.models_dirs[0])
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -116,6 +124,9 @@ class Daemon:
             stopping=self._stop,
         )
         await server.start(self.socket_path)
+        # Health follows the audit log: NOT_SERVING while it refuses writes, SERVING again
+        # once it has recovered by itself.
+        self.recorder.log.on_state = lambda error: self._spawn(server.set_serving(error is None))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)

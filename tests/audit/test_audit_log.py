@@ -171,25 +171,38 @@ async def test_no_plaintext_in_any_file_before_or_after_the_wal_is_checkpointed(
             assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o600, name
 
 
-async def test_a_failed_write_fails_closed_until_reopened(tmp_path: Path) -> None:
+async def test_a_failed_write_fails_closed_then_recovers_by_itself(tmp_path: Path) -> None:
     log = await AuditLog.open(tmp_path)
+    states: list[AuditError | None] = []
+    log.on_state = states.append
     await fill(log, 3)
     pages = (await log._db.execute_fetchall("PRAGMA page_count"))[0][0]
     await log._db.execute(f"PRAGMA max_page_count={pages}")  # the disk is now full
     big = {"blob": "x" * 200_000}
     results = await asyncio.gather(*(log.append(Entry("chat.request", payload=big), ACTOR) for _ in range(3)), return_exceptions=True)
+    await log._db.execute("PRAGMA query_only=1")  # and not even a small record fits now
     assert all(isinstance(r, AuditError) for r in results)
     message = str(results[0])
-    assert "\n" not in message and "full" in message and "reopened" in message
-    with pytest.raises(AuditError, match="reopened"):
+    assert "\n" not in message and "full" in message and "refused until it can write again" in message
+    with pytest.raises(AuditError, match="can write again"):
         await log.append(Entry("chat.request"), ACTOR)
     with pytest.raises(AuditError):
         await log.conversations.save_message("a", "user", "x", "t")
+    await asyncio.sleep(1)  # retries go on failing while the disk is full
+    assert len(states) == 1 and log.last_seq == 3
+    await log._db.execute("PRAGMA max_page_count=1073741823")  # space again
+    await log._db.execute("PRAGMA query_only=0")
+    for _ in range(100):
+        if states[-1] is None:
+            break
+        await asyncio.sleep(0.1)
+    assert states[-1] is None, "the log did not recover"
+    assert await log.append(Entry("daemon.start"), ACTOR) == 5
+    recovered = (await log.rows(Filters(action="audit.recovered")))[0]
+    assert recovered.seq == 4 and recovered.payload["refused"] == 5 and "full" in recovered.payload["error"]
     await log.close()
-    async with await AuditLog.open(tmp_path) as log:
-        assert log.last_seq == 3
-        assert await log.append(Entry("daemon.start"), ACTOR) == 4
-    assert verify(tmp_path).ok
+    result = verify(tmp_path)
+    assert result.ok and result.records == 5, result.summary
 
 
 async def test_open_twice_and_use_after_close_are_refused(tmp_path: Path) -> None:
@@ -204,24 +217,45 @@ async def test_open_twice_and_use_after_close_are_refused(tmp_path: Path) -> Non
 async def test_key_rotation_keeps_old_records_readable_and_verifiable(tmp_path: Path) -> None:
     async with await AuditLog.open(tmp_path) as log:
         await fill(log, 3)
-        assert await log.rotate_key() == 2
+        assert await log.rotate_key(ACTOR) == 2
         await fill(log, 3, start=3)
         await log.conversations.save_message("a", "user", "after", "t")
-        assert await log.rotate_key() == 3
+        assert await log.rotate_key(ACTOR) == 3
     async with await AuditLog.open(tmp_path) as log:
         await fill(log, 1, start=6)
         records = await log.rows(Filters(), 0, 100)
         assert [m.content for m in (await log.conversations.load_transcripts())["a"]] == ["after"]
-    assert [r.key_id for r in records] == [1, 1, 1, 2, 2, 2, 3]
-    assert [r.payload["text"]["prompt"] for r in records] == [f"question {i}" for i in range(7)]
+    rotations = [r for r in records if r.action == "audit.rotate"]
+    assert [(r.key_id, r.payload["key_id"], r.payload["previous_key_id"]) for r in rotations] == [(2, 2, 1), (3, 3, 2)]
+    questions = [r for r in records if r.action != "audit.rotate"]
+    assert [r.key_id for r in questions] == [1, 1, 1, 2, 2, 2, 3]
+    assert [r.payload["text"]["prompt"] for r in questions] == [f"question {i}" for i in range(7)]
     result = verify(tmp_path)
-    assert result.ok and result.records == 7, result.summary
+    assert result.ok and result.records == 9, result.summary
+
+
+async def test_rotations_cut_off_by_their_callers_leave_the_log_whole(tmp_path: Path) -> None:
+    """Callers cancelled within milliseconds (short gRPC deadlines): every rotation still
+    completes, one at a time, and the log goes on taking writes."""
+    async with await AuditLog.open(tmp_path, config=FAST) as log:
+        for _ in range(4):
+            calls = [asyncio.create_task(log.rotate_key(ACTOR)) for _ in range(6)]
+            await asyncio.sleep(0.002)
+            for call in calls:
+                call.cancel()
+            await asyncio.gather(*calls, return_exceptions=True)
+        await fill(log, 3)
+        await asyncio.sleep(0.3)  # the rotations still running finish
+        assert await log.append(Entry("daemon.stop"), ACTOR) > 0
+        assert not list(tmp_path.glob(".*.tmp"))
+    result = verify(tmp_path)
+    assert result.ok, result.summary
 
 
 async def test_passphrase_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     async with await AuditLog.open(tmp_path, passphrase="correct horse", config=FAST) as log:
         await fill(log, 3)
-        await log.rotate_key()  # the file is re-encrypted without asking again
+        await log.rotate_key(ACTOR)  # the file is re-encrypted without asking again
         await fill(log, 1, start=3)
     doc = json.loads((tmp_path / "audit.key").read_text())
     assert doc["protection"] == "scrypt/aes-256-gcm" and "keyring" not in doc
@@ -231,13 +265,17 @@ async def test_passphrase_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         await AuditLog.open(tmp_path, passphrase="wrong horse")
     assert verify(tmp_path, passphrase="correct horse").ok
     async with await AuditLog.open(tmp_path, passphrase="correct horse") as log:
-        assert [r.key_id for r in await log.rows()] == [1, 1, 1, 2]
+        assert [(r.action, r.key_id) for r in await log.rows()] == [
+            *[("chat.completion", 1)] * 3,
+            ("audit.rotate", 2),
+            ("chat.completion", 2),
+        ]
 
     change_passphrase(tmp_path / "audit.key", "correct horse", None)
     with pytest.raises(AuditKeyError, match="not protected by a passphrase"):
         await AuditLog.open(tmp_path, passphrase="correct horse")
     async with await AuditLog.open(tmp_path) as log:
-        assert log.last_seq == 4
+        assert log.last_seq == 5
 
 
 async def test_records_keep_time_order_when_the_clock_steps_back(tmp_path: Path) -> None:

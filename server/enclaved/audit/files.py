@@ -45,18 +45,23 @@ class AuditPaths:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` (mode 0600) so that a crash leaves the old or the new
-    content, never a mix: write a temporary file, fsync it, rename it over, fsync the folder."""
+    content, never a mix: write a temporary file, fsync it, rename it over, fsync the folder.
+    A failed write (a full disk) removes its temporary file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
-        os.fchmod(fd, 0o600)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            os.fchmod(fd, 0o600)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     fsync_dir(path.parent)
 
 

@@ -38,6 +38,8 @@ Action = Literal[
     "audit.verify",
     "audit.export",
     "audit.prune",
+    "audit.rotate",
+    "audit.recovered",
     "access.denied",
 ]
 ACTIONS: frozenset[str] = frozenset(get_args(Action))

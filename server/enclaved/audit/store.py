@@ -4,18 +4,25 @@ One writer task (writer.py) owns every write; a second, read-only connection ser
 exports and followers, so readers never block the writer (WAL). After each commit a
 persister task saves the forward-evolved sealing state and, at most every
 ``checkpoint_interval`` seconds, a signed checkpoint; both lag the database by at most one
-batch, and a reopen catches up (see ``recovery.recover_head``)."""
+batch, and a reopen catches up (see ``recovery.recover_head``).
+
+When a write fails (disk full, a read-only remount, EMFILE), the log fails closed and a
+recovery task tries again with backoff: once the sealing state saves and an
+``audit.recovered`` record (what failed, since when, how many requests were refused) commits,
+writes go on, on the same chain. Writes that must complete (key rotation, pruning, the sealing
+state) run in their own task: a caller's deadline cannot cut them off halfway."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -40,10 +47,23 @@ from enclaved.audit.schema import SCHEMA, WRITER_PRAGMAS, fetch_all, read_only_u
 from enclaved.audit.sealing import Checkpoint, VerifyKey
 from enclaved.audit.times import format_time, utc_now
 from enclaved.audit.verify import VerifyResult, resolve_verify_key, verify_with
-from enclaved.audit.writer import Head, Statement, Writer, describe
+from enclaved.audit.writer import Fault, Head, Statement, Writer, describe
 from enclaved.errors import EnclaveError, FailedPrecondition, InvalidArgument
 
+log = logging.getLogger("enclaved.audit")
+
 _PAGE = 500
+RETRY_FIRST_SECONDS = 0.2  # after a failed write, the first retry; doubling up to
+RETRY_MAX_SECONDS = 5.0
+T = TypeVar("T")
+
+
+async def complete(work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` in its own task to the end: a cancelled caller stops waiting, the work
+    (and the lock it holds, and the thread it runs) goes on."""
+    task = asyncio.ensure_future(work)
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no warning
+    return await asyncio.shield(task)
 
 
 @dataclass(frozen=True)
@@ -89,7 +109,7 @@ class AuditLog:
         self._db = db
         self._reader = reader
         self._wrapping = wrapping
-        self._writer = Writer(db, keyring, head, next_message_id, clock, config.max_batch, self._committed_to)
+        self._writer = Writer(db, keyring, head, next_message_id, clock, config.max_batch, self._committed_to, self._faulted)
         self._committed = head
         self._saved_seq = head.next_seq
         self._checkpoint_seq = checkpoint_seq
@@ -99,6 +119,10 @@ class AuditLog:
         self._persist_lock = asyncio.Lock()
         self._admin = asyncio.Lock()
         self._closing = False
+        self._recovery: asyncio.Task[None] | None = None
+        # Told the writer's state: a one-line error while it refuses writes, None once it
+        # takes them again (the daemon's health follows it).
+        self.on_state: Callable[[AuditError | None], None] = lambda _: None
         self.conversations = Conversations(self._writer, reader, lambda: self._writer.keyring)
         self._persister = asyncio.create_task(self._persist_loop(), name="audit-persister")
 
@@ -162,6 +186,8 @@ class AuditLog:
             return
         self._closing = True
         try:
+            if self._recovery is not None:
+                self._recovery.cancel()
             await self._writer.close()
             self._dirty.set()
             self._new_records.set()
@@ -187,7 +213,7 @@ class AuditLog:
 
         Raises InvalidArgument for a bad entry and AuditError once the log has failed (fail
         closed). A cancelled caller's record may still be written."""
-        self._writer.check_usable()
+        self._writer.check_usable(count=True)
         check_entry(entry, actor)
         plaintext = build_payload(self._writer.keyring, self._config.content_policy, entry)
 
@@ -197,21 +223,31 @@ class AuditLog:
 
         return await self._writer.submit(build)
 
-    async def rotate_key(self) -> int:
-        """Make a new data key current; returns its id. Older records keep their key id
-        and stay readable. The key file is rewritten first, so no record ever uses a key
-        that is not on disk."""
+    async def rotate_key(self, actor: Actor) -> int:
+        """Make a new data key current and record ``audit.rotate``; returns its id. Older
+        records keep their key id and stay readable. The key file is rewritten first, so no
+        record ever uses a key that is not on disk; the whole rotation completes even if the
+        caller is cancelled."""
+        return await complete(self._rotate_key(actor))
+
+    async def _rotate_key(self, actor: Actor) -> int:
         async with self._admin:
             self._writer.check_usable()
             new = self._writer.keyring.rotated()
             await asyncio.to_thread(write_key_file, self.paths.key, new, self._wrapping)
             key = new.keys[new.current]
+            entry = Entry("audit.rotate", payload={"key_id": key.key_id, "previous_key_id": self._writer.keyring.current})
+            plaintext = build_payload(new, self._config.content_policy, entry)
 
             def build(w: Writer) -> tuple[list[Statement], int]:
                 w.keyring = new
-                return [("INSERT INTO data_keys VALUES (?, ?, ?)", (key.key_id, key.created, new.check_value(key.key_id)))], key.key_id
+                statement, _ = w.record(entry, actor, plaintext)
+                return [
+                    ("INSERT INTO data_keys VALUES (?, ?, ?)", (key.key_id, key.created, new.check_value(key.key_id))),
+                    statement,
+                ], key.key_id
 
-            key_id = await self._writer.submit(build)
+            key_id: int = await self._writer.submit(build)
         await self.checkpoint()
         return key_id
 
@@ -221,6 +257,9 @@ class AuditLog:
         range, the last removed record's hash and time, the cutoff and ``reason``. Returns
         that record's seq, or None when nothing was old enough."""
         cutoff = format_time(before if before is not None else self._clock() - timedelta(days=self._config.retention_days))
+        return await complete(self._prune(actor, cutoff, reason))
+
+    async def _prune(self, actor: Actor, cutoff: str, reason: str) -> int | None:
         async with self._admin:
             self._writer.check_usable()
             first = (await fetch_all(self._reader, "SELECT min(seq) FROM records"))[0][0]
@@ -246,7 +285,7 @@ class AuditLog:
                 statement, seq = w.record(entry, actor, plaintext)
                 return [("DELETE FROM records WHERE seq <= ?", (to_seq,)), statement], seq
 
-            seq = await self._writer.submit(build)
+            seq: int = await self._writer.submit(build)
             # Move the zeroed pages into audit.db and empty the WAL, which still holds the
             # pruned rows' last page images.
             await asyncio.to_thread(_truncate_wal, self.paths.db)
@@ -364,14 +403,58 @@ class AuditLog:
             self._dirty.clear()
             if self._closing:
                 return
-            try:
-                await self._persist(checkpoint=self._checkpoint_due_in() == 0)
-            except Exception as exc:
-                self._writer.fail("sealing state or checkpoint write", exc)
-                return
+            if self._writer.broken is None:
+                try:
+                    await self._persist(checkpoint=self._checkpoint_due_in() == 0)
+                except Exception as exc:
+                    self._writer.fail("sealing state or checkpoint write", exc)
             await asyncio.sleep(self._config.seal_interval)
 
+    # -- failing closed and recovering ---------------------------------------------------
+
+    def _faulted(self, fault: Fault) -> None:
+        log.error("audit log %s failed (%s): requests are refused until it can write again", fault.what, fault.error)
+        self.on_state(self._writer.broken)
+        if self._recovery is None and not self._closing:
+            self._recovery = asyncio.create_task(self._recover(), name="audit-recovery")
+
+    async def _recover(self) -> None:
+        """Retry with backoff until the sealing state saves and a recovery record commits."""
+        delay = RETRY_FIRST_SECONDS
+        while not self._closing:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_SECONDS)
+            fault = self._writer.fault
+            assert fault is not None
+            try:
+                await self._persist(checkpoint=False)  # the last good commit's state first
+                await self._record_recovery(fault)
+                await self._persist(checkpoint=True)
+            except (OSError, AuditError, sqlite3.Error):
+                continue
+            self._writer.resume()
+            self._recovery = None
+            log.warning("audit log writes succeed again (failed since %s; %d requests refused)", fault.since, fault.refused)
+            self.on_state(None)
+            return
+
+    async def _record_recovery(self, fault: Fault) -> None:
+        """The probe write: an ``audit.recovered`` record saying what failed, since when and
+        how many requests were refused meanwhile."""
+        outage = {"failed": fault.what, "error": fault.error, "since": fault.since, "refused": fault.refused}
+        entry = Entry("audit.recovered", payload=outage)
+        plaintext = build_payload(self._writer.keyring, self._config.content_policy, entry)
+
+        def build(w: Writer) -> tuple[list[Statement], None]:
+            statement, _ = w.record(entry, _RECOVERY_ACTOR, plaintext)
+            return [statement], None
+
+        await self._writer.submit(build, probe=True)
+
     async def _persist(self, checkpoint: bool) -> None:
+        await complete(self._persist_now(checkpoint))
+
+    async def _persist_now(self, checkpoint: bool) -> None:
         async with self._persist_lock:
             head = self._committed
             seal_due = head.next_seq != self._saved_seq
@@ -386,6 +469,9 @@ class AuditLog:
             self._saved_seq = head.next_seq
             if cp is not None:
                 self._checkpoint_seq, self._checkpoint_at = cp.seq, time.monotonic()
+
+
+_RECOVERY_ACTOR = Actor.this_process()
 
 
 def _describe(filters: Filters) -> dict[str, Any]:

@@ -4,8 +4,10 @@ Writes queue up as ops; the writer takes everything queued (up to ``max_batch``)
 one transaction and commits it with one fsync, then resolves each op's future. An append
 therefore returns only once its record is durable, and many concurrent appends share one
 fsync. If a transaction fails, the writer turns *broken*: that batch, everything queued and
-every later write fail with the same one-line AuditError until the log is reopened (fail
-closed: no action goes unrecorded because the log silently stopped).
+every later write fail with the same one-line AuditError (fail closed: no action goes
+unrecorded because the log silently stopped), and the head goes back to the last commit. Only a
+*probe* (``submit(..., probe=True)``, the log's recovery record) is still tried; once one
+commits, ``resume`` makes the writer take writes again, and the chain goes on from that commit.
 """
 
 from __future__ import annotations
@@ -46,6 +48,17 @@ class Head:
 class _Op:
     build: Build
     future: asyncio.Future[Any]
+    probe: bool = False
+
+
+@dataclass
+class Fault:
+    """Why the writer refuses writes, since when, and how many it has refused."""
+
+    what: str
+    error: str
+    since: str
+    refused: int = 0
 
 
 _STOP = object()
@@ -75,35 +88,53 @@ class Writer:
         clock: Callable[[], Any],
         max_batch: int,
         on_commit: Callable[[Head], None],
+        on_fault: Callable[[Fault], None],
     ) -> None:
         self.keyring = keyring
         self.head = head  # runs ahead of the committed head while a batch is built
+        self._committed = (head, keyring, next_message_id)  # what a failed batch goes back to
         self._db = db
         self._message_id = next_message_id
         self._clock = clock
         self._max_batch = max_batch
         self._on_commit = on_commit
+        self._on_fault = on_fault
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._closed = False
         self.broken: AuditError | None = None
+        self.fault: Fault | None = None
         self._task = asyncio.create_task(self._run(), name="audit-writer")
 
-    async def submit(self, build: Build) -> Any:
-        """Queue a write and wait until it is committed; returns what ``build`` returned."""
-        self.check_usable()
+    async def submit(self, build: Build, *, probe: bool = False) -> Any:
+        """Queue a write and wait until it is committed; returns what ``build`` returned. A
+        probe is tried even while the writer is broken."""
+        if not probe:
+            self.check_usable(count=True)
+        elif self._closed:
+            raise FailedPrecondition("the audit log is closed")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Op(build, future))
+        self._queue.put_nowait(_Op(build, future, probe))
         return await future
 
-    def check_usable(self) -> None:
+    def check_usable(self, *, count: bool = False) -> None:
+        """Raise the one-line error of a broken or closed writer; ``count`` a refused write."""
         if self.broken is not None:
+            assert self.fault is not None
+            self.fault.refused += count
             raise AuditError(self.broken.message)
         if self._closed:
             raise FailedPrecondition("the audit log is closed")
 
     def fail(self, what: str, exc: BaseException) -> None:
         if self.broken is None:
-            self.broken = AuditError(f"audit log {what} failed ({describe(exc)}); it refuses writes until it is reopened")
+            error = describe(exc)
+            self.broken = AuditError(f"audit log {what} failed ({error}); requests are refused until it can write again")
+            self.fault = Fault(what, error, format_time(self._clock()))
+            self._on_fault(self.fault)
+
+    def resume(self) -> None:
+        """Take writes again (after a probe committed and the sealing state was saved)."""
+        self.broken = self.fault = None
 
     async def close(self) -> None:
         """Write what is queued, then stop."""
@@ -148,27 +179,36 @@ class Writer:
             await self._write(batch)
 
     async def _write(self, batch: list[_Op]) -> None:
-        if self.broken is None:
-            try:
-                statements: list[Statement] = []
-                results = []
-                for op in batch:
-                    stmts, result = op.build(self)
-                    statements += stmts
-                    results.append(result)
-                await self._commit(statements)
-            except Exception as exc:
-                self.fail("write", exc)
-            else:
-                self._on_commit(self.head)
-                for op, result in zip(batch, results):
-                    if not op.future.done():
-                        op.future.set_result(result)
+        if self.broken is not None:
+            self._refuse([op for op in batch if not op.probe])
+            batch = [op for op in batch if op.probe]
+            if not batch:
                 return
+        try:
+            statements: list[Statement] = []
+            results = []
+            for op in batch:
+                stmts, result = op.build(self)
+                statements += stmts
+                results.append(result)
+            await self._commit(statements)
+        except Exception as exc:
+            self.head, self.keyring, self._message_id = self._committed
+            self.fail("write", exc)
+            self._refuse(batch)
+            return
+        self._committed = (self.head, self.keyring, self._message_id)
+        self._on_commit(self.head)
+        for op, result in zip(batch, results):
+            if not op.future.done():
+                op.future.set_result(result)
+
+    def _refuse(self, batch: list[_Op]) -> None:
         broken = self.broken
-        assert broken is not None  # set before this batch, or by fail() above
+        assert broken is not None and self.fault is not None
         for op in batch:
             if not op.future.done():
+                self.fault.refused += not op.probe
                 op.future.set_exception(AuditError(broken.message))
 
     async def _commit(self, statements: list[Statement]) -> None:

@@ -99,4 +99,4 @@ class AuditService(audit_pb2_grpc.AuditServicer):
     async def RotateKey(
         self, request: audit_pb2.AuditRotateKeyRequest, context: grpc.aio.ServicerContext
     ) -> audit_pb2.AuditRotateKeyResponse:
-        return audit_pb2.AuditRotateKeyResponse(key_id=await self.recorder.log.rotate_key())
+        return audit_pb2.AuditRotateKeyResponse(key_id=await self.recorder.log.rotate_key(ACTOR.get()))

@@ -83,9 +83,14 @@ class RpcServer:
             self._server.add_insecure_port(f"unix:{socket_path}")
         os.chmod(socket_path, 0o600)
         await self._server.start()
-        for name in SERVICE_NAMES:
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self.set_serving(True)
+
+    async def set_serving(self, serving: bool) -> None:
+        """Report every service as serving or not (the audit log refuses writes meanwhile:
+        every call would fail with DATA_LOSS)."""
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ["", *SERVICE_NAMES]:
+            await self.health.set(name, status)
 
     async def draining(self) -> None:
         """Report every service as not serving; calls still run."""
