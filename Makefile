@@ -3,13 +3,21 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# llama.cpp is compiled for any x86-64 with AVX2 (or any ARMv8), not for this machine's CPU
+# (-march=native): the wheel is cached, and a cached wheel may run on another CPU, where
+# native code dies on the first quantized matmul (SIGILL). Built once per version here.
+LLAMA  := llama-cpp-python==0.3.36
+WHEELS := $(HOME)/.cache/enclave/wheels/llama-cpp-python-0.3.36-portable
 
 .PHONY: install models demo test check unit proto bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	@echo "installing (the first time, llama-cpp-python compiles llama.cpp: about 5 minutes on 2 cores)"
+	@ls $(WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || { \
+	  echo "compiling llama.cpp (llama-cpp-python, once: about 5 minutes on 2 cores)"; \
+	  CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/python -m pip wheel --quiet --no-deps --no-cache-dir -w $(WHEELS) '$(LLAMA)'; }
+	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall $(WHEELS)/llama_cpp_python-*.whl
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 

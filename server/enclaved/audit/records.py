@@ -214,6 +214,17 @@ class Filters:
     action: str | None = None
     outcome: str | None = None
 
+    def describe(self) -> dict[str, Any]:
+        """The filters as an audit record's payload states them."""
+        return {
+            "since": None if self.since is None else format_time(self.since),
+            "until": None if self.until is None else format_time(self.until),
+            "actor": self.actor,
+            "agent": self.agent,
+            "action": self.action,
+            "outcome": self.outcome,
+        }
+
     def where(self, after_seq: int | None = None) -> tuple[str, list[Any]]:
         """A WHERE clause (or "") and its parameters."""
         terms: list[str] = []

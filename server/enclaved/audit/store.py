@@ -329,7 +329,7 @@ class AuditLog:
 
     async def export(self, actor: Actor, filters: Filters = Filters()) -> AsyncIterator[dict[str, Any]]:
         """Every matching record as a dict, oldest first; the export itself is recorded first."""
-        await self.append(Entry("audit.export", payload={"filters": _describe(filters)}), actor)
+        await self.append(Entry("audit.export", payload={"filters": filters.describe()}), actor)
         async for record in self._after(filters, 0):
             yield record.to_dict()
 
@@ -472,17 +472,6 @@ class AuditLog:
 
 
 _RECOVERY_ACTOR = Actor.this_process()
-
-
-def _describe(filters: Filters) -> dict[str, Any]:
-    return {
-        "since": None if filters.since is None else format_time(filters.since),
-        "until": None if filters.until is None else format_time(filters.until),
-        "actor": filters.actor,
-        "agent": filters.agent,
-        "action": filters.action,
-        "outcome": filters.outcome,
-    }
 
 
 def _truncate_wal(db: Path) -> None:
