@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]  # the project folder
 BIN = Path(sys.executable).parent  # the venv's enclave and enclaved
 # The real models `make models` fetches (SmolLM2-135M-Instruct, Gemma 3 270M); `make test` needs them.
 REAL_MODELS = ROOT / "models"
+CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGILL, signal.SIGABRT, signal.SIGBUS, signal.SIGFPE}
 
 
 # ---- real daemons ---------------------------------------------------------------------------
@@ -52,11 +53,15 @@ class Daemon:
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        """Stop the daemon; one that crashed by itself before (a fatal signal) fails the test
+        with the end of its log, so that a crash in llama.cpp is never mistaken for a refusal."""
         for ch in self.channels:
             ch.close()
         self.channels.clear()
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
+        elif -self.proc.returncode in CRASH_SIGNALS:
+            raise AssertionError(f"enclaved crashed ({signal.Signals(-self.proc.returncode).name}):\n{self.log[-3000:]}")
         return self.proc.wait(timeout=timeout)
 
 
@@ -73,9 +78,19 @@ def short_tmpdir() -> Path:
     return Path(tempfile.mkdtemp(prefix="enc-", dir="/tmp"))
 
 
-def spawn_daemon(home: Path, models: Path, config: str | None = None, *, socket: Path | None = None) -> Daemon:
+def spawn_daemon(
+    home: Path,
+    models: Path,
+    config: str | None = None,
+    *,
+    socket: Path | None = None,
+    wrap: Sequence[str] = (),
+    extra: Sequence[str] = (),
+) -> Daemon:
+    """``wrap``: a command that execs the daemon (``prlimit …``); ``extra``: more options."""
     socket = socket or home / "run" / "enclaved.sock"
-    args = [sys.executable, "-m", "enclaved.cli", "--socket", str(socket), "--models", str(models), "--data", str(home / "data")]
+    args = [*wrap, sys.executable, "-m", "enclaved.cli", "--socket", str(socket), "--models", str(models), "--data", str(home / "data")]
+    args += extra
     if config is not None:
         (home / "enclave.toml").write_text(config)
         args += ["--config", str(home / "enclave.toml")]
@@ -165,6 +180,14 @@ def chat(stubs: Stubs, agent: str, message: str, **kw: object) -> list[chat_pb2.
 
 
 # ---- the workbench -------------------------------------------------------------------------------
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30) -> None:
+    """Poll (no timing asserted: the timeout only ends a test that hangs)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
 
 
 async def wait_until(pilot: Pilot, predicate: Callable[[], bool], timeout: float = 20) -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from enclave_contract.paths import resolve_socket
@@ -23,6 +26,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--models", type=Path, action="append", help="models folder; repeat for several (default: ./models)")
     p.add_argument("--data", type=Path, help="data folder (default: $XDG_DATA_HOME/enclave)")
+    p.add_argument(
+        "--allow-core-dumps",
+        action="store_true",
+        help="let a crash write a core file (off by default: a core holds prompts and the raw data key)",
+    )
     p.add_argument("--log-level", default=os.environ.get("ENCLAVE_LOG_LEVEL", "info"), choices=["debug", "info", "warning", "error"])
     p.add_argument("--version", action="version", version=f"enclaved {__version__}")
     return p.parse_args(argv)
@@ -39,20 +47,50 @@ class _ClientGoneFilter(logging.Filter):
         return False
 
 
+class RepeatFilter(logging.Filter):
+    """A line logged over and over (a client retrying into a full house, asyncio's accept
+    loop at EMFILE) is written at most ``burst`` times per ``window`` seconds; the next line
+    after a quiet spell says how many were left out."""
+
+    def __init__(self, burst: int = 10, window: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.burst, self.window, self._clock = burst, window, clock
+        self._seen: dict[tuple[str, object], tuple[float, int, int]] = {}  # key -> (window start, written, dropped)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.msg)
+        now = self._clock()
+        start, written, dropped = self._seen.get(key, (now, 0, 0))
+        if now - start >= self.window:
+            if dropped:
+                record.msg = f"{record.msg} [{dropped} more like this left out]"
+            start, written, dropped = now, 0, 0
+        if written >= self.burst:
+            self._seen[key] = (start, written, dropped + 1)
+            return False
+        self._seen[key] = (start, written + 1, dropped)
+        if len(self._seen) > 10_000:  # messages with data in their template: forget, don't grow
+            self._seen.clear()
+        return True
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    faulthandler.enable()  # a crash in llama.cpp leaves the Python stack (names only, no data) in the log
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RepeatFilter())
     logging.getLogger("grpc._cython.cygrpc").addFilter(_ClientGoneFilter())
     config_path = args.config or (Path(os.environ["ENCLAVE_CONFIG"]) if os.environ.get("ENCLAVE_CONFIG") else None)
     try:
         config = load_config(config_path, models_dirs=args.models, data_dir=args.data)
         from enclaved.daemon import run  # imports llama.cpp; after the cheap checks
 
-        return run(config, resolve_socket(args.socket))
+        return run(config, resolve_socket(args.socket), allow_core_dumps=args.allow_core_dumps)
     except ConfigError as exc:
         print(f"enclaved: {exc}", file=sys.stderr)
         return 2

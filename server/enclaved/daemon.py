@@ -26,8 +26,9 @@ from enclaved.domain.hub import EventHub
 from enclaved.domain.models import ModelRegistry
 from enclaved.domain.turns import TurnManager
 from enclaved.errors import EnclaveError, Unavailable
+from enclaved.limits import FdBudget, forbid_core_dumps, raise_fd_limit
 from enclaved.transport.lock import AlreadyRunning, InstanceLock
-from enclaved.transport.peers import PeerRegistry
+from enclaved.transport.peers import MAX_PEERS, PeerRegistry
 from enclaved.transport.server import RpcServer
 from enclaved.transport.unixsocket import prepare_socket_dir
 
@@ -37,9 +38,10 @@ PRUNE_INTERVAL_SECONDS = 24 * 3600
 
 
 class Daemon:
-    def __init__(self, config: Config, socket_path: Path) -> None:
+    def __init__(self, config: Config, socket_path: Path, budget: FdBudget) -> None:
         self.config = config
         self.socket_path = socket_path
+        self.budget = budget
         self.started = time.monotonic()
         self.hub = EventHub()
         self.recorder = Recorder()
@@ -93,6 +95,8 @@ class Daemon:
             on_denied=lambda actor, why: self.recorder.record(
                 Entry("access.denied", outcome="denied", payload={"via": "peer handshake", "reason": why}), actor
             ),
+            max_peers=min(MAX_PEERS, self.budget.peers),
+            max_peers_per_uid=self.budget.peers_per_uid,
         )
         await peers.start(self.socket_path)
         pruning = asyncio.create_task(self._prune_daily(), name="audit-retention")
@@ -122,6 +126,7 @@ class Daemon:
             peers=peers,
             started=self.started,
             stopping=self._stop,
+            max_connections=self.budget.connections,
         )
         await server.start(self.socket_path)
         # Health follows the audit log: NOT_SERVING while it refuses writes, SERVING again
@@ -144,8 +149,11 @@ class Daemon:
         log.info("stopped")
 
 
-def run(config: Config, socket_path: Path) -> int:
+def run(config: Config, socket_path: Path, *, allow_core_dumps: bool = False) -> int:
     """Run the daemon in the foreground; returns the process exit code."""
+    if not allow_core_dumps:
+        forbid_core_dumps()
+    budget = raise_fd_limit()
     prepare_socket_dir(socket_path)
     lock = InstanceLock(socket_path)
     try:
@@ -155,7 +163,7 @@ def run(config: Config, socket_path: Path) -> int:
         return 1
     try:
         socket_path.unlink(missing_ok=True)  # left behind by a daemon that died; we hold the lock
-        asyncio.run(Daemon(config, socket_path).serve())
+        asyncio.run(Daemon(config, socket_path, budget).serve())
         return 0
     finally:
         lock.release()

@@ -401,3 +401,15 @@ async def test_too_many_peers_refused(sock_dir: Path) -> None:
         (await shake(sock_dir / "s")).close()  # room again
     finally:
         await reg.close()
+
+
+async def test_no_token_is_refused_once_the_socket_is_open_to_others(registry: tuple[PeerRegistry, Hooks, Path]) -> None:
+    reg, _, sock = registry
+    sock.touch(mode=0o600)  # the gRPC socket's place (the registry itself binds only .peer)
+    os.chmod(sock.parent, 0o711)
+    assert reg.actor(()).auth == "socket-owner"  # the socket itself is still 0600
+    os.chmod(sock, 0o666)
+    with pytest.raises(PeerDenied, match=f"chmod 600 {sock}"):
+        reg.actor(())
+    os.chmod(sock.parent, 0o700)
+    assert reg.actor(()).auth == "socket-owner"

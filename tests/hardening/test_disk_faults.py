@@ -15,7 +15,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.helpers import MARKER, Daemon, chat, enclave, short_tmpdir
+from tests.helpers import MARKER, Daemon, chat, enclave, short_tmpdir, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -63,13 +63,6 @@ def fill_up(folder: Path) -> Path:
 def health(d: Daemon) -> int:
     stub = health_pb2_grpc.HealthStub(d.channel())
     return stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 def test_a_full_disk_fails_closed_and_the_daemon_recovers_when_space_is_back(

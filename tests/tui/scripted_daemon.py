@@ -68,6 +68,7 @@ from enclave_contract.v1 import (
     status_pb2,
     status_pb2_grpc,
 )
+from enclaved.transport.peers import PeerRegistry
 
 TICK_SECONDS = 0.02  # one delta per agent this often, as the real daemon coalesces text
 MAX_CATCH_UP_SECONDS = 0.1  # time spent blocked on a slow reader beyond this is not made up
@@ -220,6 +221,7 @@ class ScriptedDaemon:
         self.audit_verifies = 0  # Audit.Verify calls
         self._audit_followers: list[tuple[audit_pb2.AuditQuery, asyncio.Queue[audit_pb2.AuditRecord | None]]] = []
         self._server: grpc.aio.Server | None = None
+        self._peers: PeerRegistry | None = None
         self._stopping = asyncio.Event()
 
     # ---- lifecycle --------------------------------------------------------------------------
@@ -232,6 +234,8 @@ class ScriptedDaemon:
         status_pb2_grpc.add_StatusServicer_to_server(_Status(self), server)
         chat_pb2_grpc.add_ChatServicer_to_server(_Chat(self), server)
         audit_pb2_grpc.add_AuditServicer_to_server(_Audit(self), server)
+        self._peers = PeerRegistry()  # the real handshake socket: the client insists on one
+        await self._peers.start(self.socket)
         if server.add_insecure_port(f"unix:{self.socket}") == 0:
             raise OSError(f"cannot listen on {self.socket}")
         await server.start()
@@ -244,6 +248,9 @@ class ScriptedDaemon:
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
+        if self._peers is not None:
+            await self._peers.close()
+            self._peers = None
 
     async def __aenter__(self) -> ScriptedDaemon:
         await self.start()

@@ -34,7 +34,12 @@ LAYERS = ["enclaved.transport", "enclaved.services", "enclaved.domain", "enclave
 # imports no layer itself; errors may be imported by anything in the daemon.
 AUDIT = "enclaved.audit"
 AUDIT_USERS = LAYERS[:3]
-ROOT_MODULES = ("enclaved", "enclaved.cli", "enclaved.daemon")  # the composition root wires every layer
+ROOT_MODULES = (
+    "enclaved",
+    "enclaved.cli",
+    "enclaved.daemon",
+    "enclaved.limits",
+)  # the composition root (and the process limits it sets) wires every layer
 SHARED = ("enclaved", "enclaved.errors")  # the version, and the errors every layer raises
 # The client: who may import the generated stubs, and what screens and widgets may not reach.
 STUBS = "enclave_contract.v1"

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from enclaved.cli import _ClientGoneFilter
+from enclaved.cli import RepeatFilter, _ClientGoneFilter
 
 
 def test_grpc_client_gone_traceback_becomes_one_debug_line(caplog: pytest.LogCaptureFixture) -> None:
@@ -25,3 +25,18 @@ def test_grpc_client_gone_traceback_becomes_one_debug_line(caplog: pytest.LogCap
     assert ("grpc._cython.cygrpc", logging.ERROR, "a real gRPC problem") in messages
     assert not any("ExecuteBatchError" in m for _, _, m in messages)
     assert not any(r.exc_info for r in caplog.records)
+
+
+def test_a_line_logged_over_and_over_is_written_a_few_times_then_counted() -> None:
+    now = [0.0]
+    f = RepeatFilter(burst=3, window=10.0, clock=lambda: now[0])
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("asyncio", logging.ERROR, __file__, 1, msg, None, None)
+
+    flood = [record("socket.accept() out of system resource") for _ in range(1000)]
+    assert sum(f.filter(r) for r in flood) == 3
+    assert f.filter(record("another line"))  # other lines are not held back
+    now[0] = 10.5
+    after = record("socket.accept() out of system resource")
+    assert f.filter(after) and after.getMessage().endswith("[997 more like this left out]")

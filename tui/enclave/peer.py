@@ -4,8 +4,15 @@ Before its first gRPC call a client connects to ``<socket>.peer``; the daemon re
 client's pid and uid from the kernel and answers ``enclave-peer-v1 <token>``. The client
 keeps that connection open for as long as it runs (closing it revokes the token) and sends
 the token as ``x-enclave-peer`` metadata on every call, so the daemon's audit log names this
-process. An older daemon has no ``.peer`` socket: :func:`handshake` returns None and the
-client goes on without a token.
+process.
+
+The client checks who serves before it sends anything: the handshake server's uid (the
+kernel's SO_PEERCRED) must be this user's or root's (or, for root, the socket folder's
+owner), the gRPC socket must belong to that same uid, and the folder must be one that nobody
+else can write (or sticky, like /tmp), so that nobody else can have put a socket of their own
+in the daemon's place. A gRPC socket without its ``.peer`` socket is refused too. With no
+daemon at all (neither socket answers), :func:`handshake` returns None and the gRPC call
+says that nothing is running.
 
 Sync channel::
 
@@ -26,8 +33,12 @@ Call ``peer.close()`` when the client exits (or let the process exit: the kernel
 from __future__ import annotations
 
 import collections
+import os
 import socket
+import stat
+import struct
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +48,7 @@ import grpc.aio
 from enclave_contract.handshake import GREETING, MAX_GREETING_LINE, PEER_METADATA_KEY, peer_socket_path
 
 HANDSHAKE_TIMEOUT = 5.0
+_UCRED = struct.Struct("3i")  # struct ucred: pid_t pid, uid_t uid, gid_t gid
 
 TokenSource = str | Callable[[], str | None]
 
@@ -92,20 +104,28 @@ class PeerSession:
 
 
 def handshake(socket_path: Path, timeout: float = HANDSHAKE_TIMEOUT) -> PeerSession | None:
-    """Connect to the daemon's handshake socket and read the token.
+    """Connect to the daemon's handshake socket, check who serves it, and read the token.
 
-    Returns None when there is no handshake socket (a daemon older than it, or none running:
-    the gRPC call then says so), so the caller can go on without a token. Raises
-    :class:`PeerHandshakeError` when the socket is there but no token comes back."""
-    path = peer_socket_path(Path(socket_path))
+    Returns None when no daemon is there (the gRPC call then says so). Raises
+    :class:`PeerHandshakeError` when something is there that is not this user's enclaved, or
+    gives no token."""
+    socket_path = Path(socket_path)
+    path = peer_socket_path(socket_path)
+    _check_folder(socket_path.parent)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)
         try:
             sock.connect(str(path))
-        except (FileNotFoundError, ConnectionRefusedError):
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
             sock.close()
+            if isinstance(exc, FileNotFoundError) and _answers(socket_path):
+                raise PeerHandshakeError(
+                    f"{socket_path} answers but its handshake socket {path} is missing; "
+                    "restart enclaved (or update it: this client needs the handshake)"
+                ) from None
             return None
+        _check_server(sock, socket_path)
         token = _read_token(sock, path)
         sock.settimeout(None)
     except PeerHandshakeError:
@@ -120,6 +140,57 @@ def handshake(socket_path: Path, timeout: float = HANDSHAKE_TIMEOUT) -> PeerSess
             f"cannot make the handshake with enclaved on {path} ({exc.strerror or exc}); check the socket's owner and mode"
         ) from None
     return PeerSession(sock, token, path)
+
+
+def _check_folder(folder: Path) -> None:
+    """Refuse a socket folder where another user could put a socket in the daemon's place."""
+    try:
+        st = folder.stat()
+    except OSError:
+        return  # no folder, no daemon: the gRPC call says so
+    if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+        raise PeerHandshakeError(
+            f"the socket folder {folder} can be written by other users (mode {stat.S_IMODE(st.st_mode):04o}), "
+            f"so the socket in it may not be enclaved's; run: chmod 700 {folder}"
+        )
+
+
+def _trusted_uids(folder: Path) -> set[int]:
+    uids = {os.getuid(), 0}
+    if os.getuid() == 0:  # root may talk to any user's daemon, in that user's own folder
+        with suppress(OSError):
+            uids.add(folder.stat().st_uid)
+    return uids
+
+
+def _check_server(sock: socket.socket, socket_path: Path) -> None:
+    """The handshake server and the gRPC socket belong to this user (or root)."""
+    _pid, uid, _gid = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+    if uid not in _trusted_uids(socket_path.parent):
+        raise PeerHandshakeError(
+            f"the daemon at {socket_path} runs as uid {uid}, not as this user or root; "
+            "this is not your enclaved: do not use it, and tell your operator"
+        )
+    with suppress(FileNotFoundError):  # not bound yet: the daemon is starting
+        owner = socket_path.lstat().st_uid
+        if owner != uid:
+            raise PeerHandshakeError(
+                f"{socket_path} belongs to uid {owner}, not to the daemon's uid {uid}; "
+                "someone else's socket stands in its place: do not use it, and tell your operator"
+            )
+
+
+def _answers(socket_path: Path) -> bool:
+    """Whether something listens on ``socket_path`` (a stale socket file refuses)."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(str(socket_path))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
 
 
 def _read_token(sock: socket.socket, path: Path) -> str:

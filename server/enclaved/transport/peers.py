@@ -15,7 +15,14 @@ What this proves, and what it does not: the pid and uid are what the kernel saw 
 holds the token (the client, or something of the same user that can read its memory) can
 make calls under that identity; a process of another user cannot connect at all (both
 sockets are 0600 in a 0700 folder), and the uid check below refuses anyone but the daemon's
-own user or root even if those modes were loosened. Tokens are never logged.
+own user or root even if those modes were loosened. A call without a token is taken as the
+socket owner's only while the gRPC socket is private (``unixsocket.is_private``): once an
+operator loosens the modes, such calls are refused like an unknown token. Tokens are never
+logged.
+
+Handshakes are capped in total and per uid (so the daemon's user and root cannot lock each
+other out), below the daemon's file-descriptor budget; refusals for a full house are recorded
+at most once a second per uid, with how many were refused since.
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ import secrets
 import socket
 import stat
 import struct
-from collections.abc import Awaitable, Callable, Iterable
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,13 +46,15 @@ from enclave_contract.limits import MAX_SOCKET_PATH
 from enclaved.audit.records import Actor
 from enclaved.audit.records import user_name as account_name
 from enclaved.errors import ConfigError, EnclaveError
-from enclaved.transport.unixsocket import umask
+from enclaved.transport.unixsocket import is_private, umask
 
 log = logging.getLogger("enclaved.peers")
 
 TOKEN_BYTES = 32  # 256 bits
 MAX_PEERS = 1024  # open handshake connections at once; more are refused
+FULL_DENIAL_INTERVAL = 1.0  # seconds between recorded "too many clients" refusals per uid
 CLOSE_GRACE_SECONDS = 2.0
+ACCEPT_RETRY_SECONDS = 0.5  # after a failed accept (out of descriptors)
 _UCRED = struct.Struct("3i")  # struct ucred: pid_t pid, uid_t uid, gid_t gid
 
 OnConnect = Callable[[Actor], Awaitable[object]]  # e.g. recorder.record(...), whose int is ignored
@@ -95,18 +105,24 @@ class PeerRegistry:
         on_denied: OnDenied | None = None,
         require_peer: bool = False,
         max_peers: int = MAX_PEERS,
+        max_peers_per_uid: int | None = None,
     ) -> None:
         self.on_connect = on_connect
         self.on_denied = on_denied
         self.require_peer = require_peer
         self.max_peers = max_peers
+        self.max_peers_per_uid = max_peers_per_uid or max_peers
         self.uid = os.getuid()
         self.user = user_name(self.uid)
         self.path: Path | None = None
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Task[None] | None = None  # the accept loop
         self._inode: tuple[int, int] | None = None
         self._sessions: dict[str, PeerInfo] = {}
         self._conns: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+        self._per_uid: dict[int, int] = {}
+        self._full_denials: dict[int, tuple[float, int]] = {}  # uid -> (last recorded, refused since)
+        self._grpc_socket: Path | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self._closing = False
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -133,12 +149,13 @@ class PeerRegistry:
             self._inode = (st.st_dev, st.st_ino)
             sock.listen(64)
             sock.setblocking(False)
-            self._server = await asyncio.start_unix_server(self._handle, sock=sock)
+            self._server = asyncio.create_task(self._accept(sock), name="peer-handshake")
         except BaseException:
             sock.close()
             self._unlink(path)
             raise
         self.path = path
+        self._grpc_socket = socket_path
         self._closing = False
         log.info("peer handshake listening on %s", path)
         return path
@@ -149,7 +166,7 @@ class PeerRegistry:
         self._closing = True
         self._sessions.clear()
         if self._server is not None:
-            self._server.close()
+            self._server.cancel()
         for writer in list(self._conns.values()):
             writer.close()
         tasks = list(self._conns)
@@ -158,8 +175,8 @@ class PeerRegistry:
             for t in tasks:
                 t.cancel()
         if self._server is not None:
-            with suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), CLOSE_GRACE_SECONDS)
+            with suppress(BaseException):
+                await self._server
             self._server = None
         if self.path is not None:
             self._unlink(self.path)
@@ -200,6 +217,12 @@ class PeerRegistry:
         if not tokens:
             if self.require_peer:
                 raise PeerDenied("this call has no peer token; connect with a current enclave client (it makes the peer handshake)", owner)
+            if self._grpc_socket is not None and not is_private(self._grpc_socket):
+                raise PeerDenied(
+                    f"this call has no peer token and {self._grpc_socket} is open to other users; "
+                    f"run: chmod 600 {self._grpc_socket}, or connect with the enclave client",
+                    Actor(auth="unverified", user=None, uid=None, pid=None),
+                )
             return owner
         if len(tokens) > 1:
             raise PeerDenied("this call carries more than one peer token; send one x-enclave-peer value (reconnect the client)", owner)
@@ -215,19 +238,56 @@ class PeerRegistry:
 
     # --- the handshake -------------------------------------------------------------------
 
+    async def _accept(self, listener: socket.socket) -> None:
+        """Accept one connection at a time, so that the handshakes in progress never hold more
+        than ``max_peers`` descriptors (plus the one being turned away). A full house is closed
+        at once; a failed accept (EMFILE) is retried a moment later, logged once."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                try:
+                    conn, _ = await loop.sock_accept(listener)
+                except OSError as exc:
+                    log.error("peer handshake: cannot accept a connection (%s); retrying", exc.strerror or exc)
+                    await asyncio.sleep(ACCEPT_RETRY_SECONDS)
+                    continue
+                if len(self._conns) >= self.max_peers:
+                    actor, _ = self._credentials(conn)
+                    conn.close()
+                    if actor is not None:
+                        self._later(self._deny(actor, f"more than {self.max_peers} clients are connected", full=True))
+                    continue
+                try:
+                    reader, writer = await asyncio.open_unix_connection(sock=conn)
+                except OSError:
+                    conn.close()
+                    continue
+                task = asyncio.create_task(self._handle(reader, writer))
+                self._conns[task] = writer  # counted from now, not from when the task first runs
+        finally:
+            listener.close()
+
+    def _later(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._conns[task] = writer
         token: str | None = None
+        uid: int | None = None
         try:
-            actor, gid = self._credentials(writer)
+            actor, gid = self._credentials(writer.get_extra_info("socket"))
             if actor is None:
                 return
-            reason = self._refusal(actor)
-            if reason is not None:
-                await self._deny(actor, reason)
+            refusal = self._refusal(actor)
+            if refusal is not None:
+                await self._deny(actor, *refusal)
                 return
+            assert actor.uid is not None
+            uid = actor.uid
+            self._per_uid[uid] = self._per_uid.get(uid, 0) + 1
             if self.on_connect is not None:
                 try:
                     await self.on_connect(actor)
@@ -250,13 +310,14 @@ class PeerRegistry:
         finally:
             if token is not None:
                 self._sessions.pop(token, None)
+            if uid is not None:
+                self._per_uid[uid] -= 1
             self._conns.pop(task, None)
             writer.close()
             with suppress(Exception):
                 await writer.wait_closed()
 
-    def _credentials(self, writer: asyncio.StreamWriter) -> tuple[Actor | None, int]:
-        sock = writer.get_extra_info("socket")
+    def _credentials(self, sock: Any) -> tuple[Actor | None, int]:
         try:
             pid, uid, gid = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
         except (OSError, struct.error, AttributeError):
@@ -265,16 +326,34 @@ class PeerRegistry:
         # pid 0: the peer is in a pid namespace this daemon cannot see into.
         return Actor(auth="peercred", user=user_name(uid), uid=uid, pid=pid or None), gid
 
-    def _refusal(self, actor: Actor) -> str | None:
+    def _refusal(self, actor: Actor) -> tuple[str, bool] | None:
+        """Why ``actor`` is refused, and whether it is for a full house; None to accept."""
         if self._closing:
-            return "the daemon is shutting down"
+            return "the daemon is shutting down", False
         if actor.uid not in (self.uid, 0):
-            return f"uid {actor.uid} is neither the daemon's user ({self.uid}) nor root"
-        if len(self._conns) > self.max_peers:
-            return f"more than {self.max_peers} clients are connected"
+            return f"uid {actor.uid} is neither the daemon's user ({self.uid}) nor root", False
+        if self._per_uid.get(actor.uid, 0) >= self.max_peers_per_uid:
+            return f"uid {actor.uid} has {self.max_peers_per_uid} clients connected, the most one user may", True
         return None
 
-    async def _deny(self, actor: Actor, reason: str) -> None:
+    def _flood(self, actor: Actor) -> int | None:
+        """For a full-house refusal: None to stay quiet (one was recorded under a second ago),
+        else how many were refused since the last one recorded."""
+        now = time.monotonic()
+        last, refused = self._full_denials.get(actor.uid or 0, (0.0, 0))
+        if now - last < FULL_DENIAL_INTERVAL:
+            self._full_denials[actor.uid or 0] = (last, refused + 1)
+            return None
+        self._full_denials[actor.uid or 0] = (now, 0)
+        return refused
+
+    async def _deny(self, actor: Actor, reason: str, full: bool = False) -> None:
+        if full:
+            suppressed = self._flood(actor)
+            if suppressed is None:
+                return
+            if suppressed:
+                reason = f"{reason} ({suppressed} more refused in the last second, not recorded one by one)"
         log.warning("peer refused: user %s uid %s pid %s: %s", actor.user, actor.uid, actor.pid, reason)
         if self.on_denied is not None:
             try:

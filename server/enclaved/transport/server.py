@@ -63,9 +63,11 @@ class RpcServer:
         peers: PeerRegistry,
         started: float,
         stopping: asyncio.Event,
+        max_connections: int,
     ) -> None:
         self.health = health_aio.HealthServicer()
-        server = grpc.aio.server(interceptors=[CallGuard(recorder, peers, SERVICE_NAMES)], options=[("grpc.so_reuseport", 0)])
+        options = [("grpc.so_reuseport", 0), ("grpc.max_allowed_incoming_connections", max_connections)]
+        server = grpc.aio.server(interceptors=[CallGuard(recorder, peers, SERVICE_NAMES)], options=options)
         models_pb2_grpc.add_ModelsServicer_to_server(ModelsService(models), server)
         agents_pb2_grpc.add_AgentsServicer_to_server(AgentsService(agents, models, turns), server)
         chat_pb2_grpc.add_ChatServicer_to_server(ChatService(agents, turns, hub), server)

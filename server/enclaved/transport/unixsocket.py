@@ -16,6 +16,21 @@ from enclaved.errors import ConfigError
 log = logging.getLogger("enclaved")
 
 
+def is_private(socket_path: Path) -> bool:
+    """Whether only this user (and root) can connect to ``socket_path``: the socket is ours
+    and nobody else may write it (connect needs write permission), or its folder is ours and
+    nobody else may enter it. Checked on every call without a peer token."""
+    uid = os.getuid()
+    try:
+        folder = socket_path.parent.stat()
+        if folder.st_uid == uid and not folder.st_mode & 0o011:
+            return True
+        sock = socket_path.lstat()
+    except OSError:
+        return False
+    return sock.st_uid == uid and not sock.st_mode & 0o022
+
+
 @contextmanager
 def umask(mask: int) -> Iterator[None]:
     """Files created meanwhile (a socket's, by bind) get ``~mask`` from the first instant."""
@@ -27,14 +42,24 @@ def umask(mask: int) -> Iterator[None]:
 
 
 def prepare_socket_dir(socket_path: Path) -> None:
-    """Create the socket's folder 0700; refuse a path that is too long or not a socket."""
+    """Create the socket's folder 0700; refuse a path that is too long or not a socket, and
+    a folder that another user owns or that group or others can write (they could rename the
+    socket and bind their own in its place)."""
     if len(str(socket_path).encode()) > MAX_SOCKET_PATH:
         raise ConfigError(f"socket path {socket_path} is longer than {MAX_SOCKET_PATH} bytes; choose a shorter --socket")
     folder = socket_path.parent
     if not folder.exists():
         with umask(0o077):
             folder.mkdir(parents=True, mode=0o700)
-    elif folder.stat().st_uid == os.getuid() and folder.stat().st_mode & 0o077 and not folder.stat().st_mode & stat.S_ISVTX:
-        log.warning("socket folder %s is open to other users; the socket itself is 0600", folder)
+    st = folder.stat()
+    if st.st_uid not in (os.getuid(), 0):
+        raise ConfigError(f"socket folder {folder} belongs to uid {st.st_uid}, not to this user; choose a --socket in a folder of your own")
+    if st.st_mode & 0o022:
+        raise ConfigError(
+            f"socket folder {folder} can be written by other users (mode {stat.S_IMODE(st.st_mode):04o}); "
+            f"run: chmod 700 {folder}, or choose another --socket"
+        )
+    if st.st_mode & 0o077:
+        log.warning("socket folder %s can be entered by other users (mode %04o); the sockets are 0600", folder, stat.S_IMODE(st.st_mode))
     if socket_path.exists() and not stat.S_ISSOCK(socket_path.stat().st_mode):
         raise ConfigError(f"{socket_path} exists and is not a socket; remove it or choose another --socket")
