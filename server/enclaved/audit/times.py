@@ -20,9 +20,14 @@ def format_time(moment: datetime) -> str:
 
 def parse_time(text: str) -> datetime:
     """An ISO 8601 time (``2026-11-22``, ``2026-11-22T10:00:00Z``), UTC where it names no zone;
-    ValueError if it is not one."""
+    ValueError if it is not one, or if it is out of range once in UTC (year 1 at +14:00)."""
     moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time is out of range in UTC") from None
 
 
 def utc_now() -> datetime:

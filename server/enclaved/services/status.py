@@ -13,8 +13,11 @@ from enclaved import __version__
 from enclaved.domain.agents import AgentBook
 from enclaved.domain.models import ModelRegistry
 from enclaved.domain.turns import TurnManager
-from enclaved.errors import Unavailable
+from enclaved.errors import InvalidArgument, Unavailable
 from enclaved.services import convert
+
+MIN_INTERVAL_SECONDS = 0.1
+MAX_INTERVAL_SECONDS = 3600.0
 
 
 class StatusService(status_pb2_grpc.StatusServicer):
@@ -45,7 +48,11 @@ class StatusService(status_pb2_grpc.StatusServicer):
     async def Status(
         self, request: status_pb2.StatusRequest, context: grpc.aio.ServicerContext
     ) -> AsyncGenerator[status_pb2.StatusSnapshot, None]:
-        interval = max(request.interval_seconds or 1.0, 0.1)
+        interval = request.interval_seconds or 1.0
+        if not MIN_INTERVAL_SECONDS <= interval <= MAX_INTERVAL_SECONDS:  # NaN too: it would break asyncio's timers
+            raise InvalidArgument(
+                f"interval_seconds must be between {MIN_INTERVAL_SECONDS:g} and {MAX_INTERVAL_SECONDS:g}; send 1 for once a second"
+            )
         while True:
             yield self.snapshot()
             if request.once:

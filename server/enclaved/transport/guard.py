@@ -25,7 +25,7 @@ import grpc
 
 from enclaved.audit.recorder import ACTOR, Recorder
 from enclaved.audit.records import Entry
-from enclaved.errors import EnclaveError
+from enclaved.errors import EnclaveError, InvalidArgument
 from enclaved.transport.peers import PeerDenied, PeerRegistry
 
 log = logging.getLogger("enclaved.rpc")
@@ -59,18 +59,18 @@ class CallGuard(grpc.aio.ServerInterceptor):
             return None
         # grpc-stubs type a handler's behaviours as the sync API's; on grpc.aio they are
         # coroutine functions and async generator functions
+        parse = _lenient(handler.request_deserializer)
         if handler.response_streaming:
             streaming = cast(Streaming, handler.unary_stream)
-            return grpc.unary_stream_rpc_method_handler(
-                self._streaming(method, streaming), handler.request_deserializer, handler.response_serializer
-            )
+            return grpc.unary_stream_rpc_method_handler(self._streaming(method, streaming), parse, handler.response_serializer)
         unary = cast(Unary, handler.unary_unary)
-        return grpc.unary_unary_rpc_method_handler(self._unary(method, unary), handler.request_deserializer, handler.response_serializer)
+        return grpc.unary_unary_rpc_method_handler(self._unary(method, unary), parse, handler.response_serializer)
 
     def _unary(self, method: str, behavior: Unary) -> Unary:
         async def guarded(request: Any, context: Context) -> Any:
             try:
                 await self._identify(context, method)
+                _check_parsed(request)
                 return await behavior(request, context)
             except grpc.aio.AbortError:
                 raise
@@ -83,6 +83,7 @@ class CallGuard(grpc.aio.ServerInterceptor):
         async def guarded(request: Any, context: Context) -> AsyncGenerator[Any, None]:
             try:
                 await self._identify(context, method)
+                _check_parsed(request)
                 async with aclosing(behavior(request, context)) as items:
                     async for item in items:
                         yield item
@@ -102,6 +103,34 @@ class CallGuard(grpc.aio.ServerInterceptor):
             denied = Entry("access.denied", outcome="denied", payload={"method": method, "reason": exc.message})
             await self._recorder.record(denied, exc.actor)
             raise
+
+
+class Malformed:
+    """A request whose bytes are not its message: refused as INVALID_ARGUMENT by the guard,
+    where grpc would answer UNKNOWN and log a traceback."""
+
+    def __init__(self, message_type: str) -> None:
+        self.message_type = message_type
+
+
+def _lenient(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
+    message = getattr(getattr(deserialize, "__self__", None), "DESCRIPTOR", None)
+    name = getattr(message, "full_name", "request")
+
+    def parse(data: bytes) -> Any:
+        if deserialize is None:
+            return data
+        try:
+            return deserialize(data)
+        except Exception:
+            return Malformed(name)
+
+    return parse
+
+
+def _check_parsed(request: Any) -> None:
+    if isinstance(request, Malformed):
+        raise InvalidArgument(f"the request is not a valid {request.message_type} message; send one built from enclave's .proto files")
 
 
 async def _abort(context: Context, exc: Exception, method: str) -> NoReturn:
