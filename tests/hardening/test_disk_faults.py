@@ -15,7 +15,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.helpers import MARKER, Daemon, chat, enclave, short_tmpdir, wait_for
+from tests.helpers import BIN, MARKER, Daemon, chat, enclave, short_tmpdir, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -89,3 +89,30 @@ def test_a_full_disk_fails_closed_and_the_daemon_recovers_when_space_is_back(
     assert r.returncode == 0 and r.stdout.startswith("ok"), r.stdout + r.stderr
     assert d.stop() == 0
     assert os.listdir(small_disk / "data")
+
+
+@pytest.mark.parametrize("medium", ["read-only", "full"])
+def test_an_auditors_copy_verifies_offline_on_read_only_media_and_on_a_full_disk(
+    medium: str, small_disk: Path, daemon_factory: Callable[..., Daemon]
+) -> None:
+    d = daemon_factory(CONFIG)
+    assert chat(d.stubs(), "scribe", "for the record")[-1].HasField("finished")
+    assert d.stop() == 0
+    media = small_disk / "data"
+    copy = media / "copy"
+    r = subprocess.run(
+        [str(BIN / "enclave"), "audit", "copy", "--data", str(d.home / "data"), "--to", str(copy)], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    if medium == "read-only":
+        subprocess.run(["mount", "-o", "remount,ro", str(media)], check=True)
+    else:
+        fill_up(media)
+    verify_key = str(d.home / "data" / "audit.verify")  # kept off the machine, brought along
+    r = subprocess.run(
+        [str(BIN / "enclave"), "audit", "verify", "--data", str(copy), "--verify-key", verify_key],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0 and r.stdout.startswith("ok"), r.stdout + r.stderr

@@ -76,14 +76,34 @@ def read_only_uri(db: Path) -> str:
 
 
 def connect_read_only(db: Path) -> sqlite3.Connection:
-    """For the offline tools: never writes, never creates the database."""
+    """For the offline tools: never writes, never creates the database.
+
+    An auditor's copy on read-only media, or on a full disk, cannot get the shared-memory
+    file that WAL mode reads through; with no write-ahead log beside it (the daemon and
+    ``audit copy`` leave none) the file is read as immutable instead."""
     if not db.is_file():
         raise AuditError(f"no audit log at {db}")
     try:
-        conn = sqlite3.connect(read_only_uri(db), uri=True, isolation_level=None)
+        return _open(read_only_uri(db))
+    except sqlite3.Error as exc:
+        wal = db.with_name(db.name + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise AuditError(
+                f"cannot open {db}: {exc}; its write-ahead log {wal.name} needs a writable folder: copy the folder to one"
+            ) from None
+        try:
+            return _open(read_only_uri(db) + "&immutable=1")
+        except sqlite3.Error:
+            raise AuditError(f"cannot open {db}: {exc}") from None
+
+
+def _open(uri: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+    try:
         conn.execute("PRAGMA query_only=ON")
         conn.execute("PRAGMA temp_store=MEMORY")
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except sqlite3.Error as exc:
-        raise AuditError(f"cannot open {db}: {exc}") from None
+    except sqlite3.Error:
+        conn.close()
+        raise
     return conn
