@@ -17,6 +17,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from enclave_contract.paths import lock_path
 from enclaved import __version__
 from enclaved.audit.recorder import DAEMON, Recorder
 from enclaved.audit.records import Entry
@@ -30,11 +31,12 @@ from enclaved.limits import FdBudget, forbid_core_dumps, raise_fd_limit
 from enclaved.transport.lock import AlreadyRunning, InstanceLock
 from enclaved.transport.peers import MAX_PEERS, PeerRegistry
 from enclaved.transport.server import RpcServer
-from enclaved.transport.unixsocket import prepare_socket_dir
+from enclaved.transport.unixsocket import first_lost, inode, prepare_socket_dir
 
 log = logging.getLogger("enclaved")
 
 PRUNE_INTERVAL_SECONDS = 24 * 3600
+SOCKET_CHECK_SECONDS = 2.0  # how often the daemon checks that its sockets are still its own
 
 
 class Daemon:
@@ -49,6 +51,7 @@ class Daemon:
         self.agents = AgentBook(config.max_message_bytes, self.hub, self.recorder)
         self.turns = TurnManager(self.agents, self.models, self.hub, config.max_message_bytes, self.recorder)
         self._stop = asyncio.Event()
+        self.lost_socket = False
         self._tasks: set[asyncio.Future[None]] = set()
 
     async def _define_agents(self) -> None:
@@ -106,6 +109,16 @@ class Daemon:
             pruning.cancel()
             await peers.close()
 
+    async def _watch_sockets(self, bound: dict[Path, tuple[int, int] | None]) -> None:
+        lost = await first_lost(bound, SOCKET_CHECK_SECONDS)
+        log.error(
+            "%s was removed or replaced while enclaved ran; no client can reach it, so it stops "
+            "(conversations and the audit log are kept): start enclaved again",
+            lost,
+        )
+        self.lost_socket = True
+        self.request_stop()
+
     async def _prune_daily(self) -> None:
         """Records past the retention period go at start and then once a day, each prune
         leaving a sealed marker of what went and why."""
@@ -136,7 +149,12 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         log.info("enclaved listening on %s (models: %s)", self.socket_path, ", ".join(map(str, self.config.models_dirs)))
+        bound = {self.socket_path: inode(self.socket_path)}
+        if peers.path is not None:
+            bound[peers.path] = inode(peers.path)
+        watch = asyncio.create_task(self._watch_sockets(bound), name="socket-watch")
         await self._stop.wait()
+        watch.cancel()
 
         log.info("shutting down")
         await server.draining()
@@ -144,7 +162,8 @@ class Daemon:
         self.hub.close(Unavailable("enclaved is shutting down; reconnect once it is back"))
         await server.stop()
         await self.models.close()
-        self.socket_path.unlink(missing_ok=True)
+        if inode(self.socket_path) == bound[self.socket_path]:  # never another daemon's socket
+            self.socket_path.unlink()
         await self.recorder.record(Entry("daemon.stop"))
         log.info("stopped")
 
@@ -159,11 +178,21 @@ def run(config: Config, socket_path: Path, *, allow_core_dumps: bool = False) ->
     try:
         lock.acquire()
     except AlreadyRunning as exc:
-        log.error("another enclaved (pid %s) is already serving %s; stop it first or use another --socket", exc.pid, socket_path)
+        if socket_path.exists():
+            log.error("another enclaved (pid %s) is already serving %s; stop it first or use another --socket", exc.pid, socket_path)
+        else:
+            log.error(
+                "another enclaved (pid %s) holds %s but its socket is gone: it is starting or stopping; "
+                "start again in a moment, or stop pid %s",
+                exc.pid,
+                lock_path(socket_path),
+                exc.pid,
+            )
         return 1
     try:
         socket_path.unlink(missing_ok=True)  # left behind by a daemon that died; we hold the lock
-        asyncio.run(Daemon(config, socket_path, budget).serve())
-        return 0
+        daemon = Daemon(config, socket_path, budget)
+        asyncio.run(daemon.serve())
+        return 1 if daemon.lost_socket else 0
     finally:
         lock.release()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from enclaved.audit.errors import AuditKeyError
+from enclaved.audit.errors import AuditError, AuditKeyError
 from enclaved.errors import FailedPrecondition
+
+log = logging.getLogger("enclaved.audit")
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,18 @@ def read_private(path: Path) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def private_folder(folder: Path) -> None:
+    """Create ``folder`` 0700, or tighten one of ours that group or others may enter (it
+    holds the log, the transcripts and the keys); another user's folder is refused."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = folder.stat()
+    if st.st_uid != os.getuid():
+        raise AuditError(f"the data folder {folder} belongs to uid {st.st_uid}, not to this user; choose a --data folder of your own")
+    if st.st_mode & 0o077:
+        os.chmod(folder, 0o700)
+        log.warning("data folder %s was open to other users (mode %04o); made it 0700", folder, stat.S_IMODE(st.st_mode))
 
 
 def create_private_file(path: Path) -> None:

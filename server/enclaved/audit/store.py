@@ -28,7 +28,7 @@ import aiosqlite
 
 from enclaved.audit.conversations import Conversations
 from enclaved.audit.errors import AuditError
-from enclaved.audit.files import AuditPaths, DirLock, create_private_file
+from enclaved.audit.files import AuditPaths, DirLock, create_private_file, private_folder
 from enclaved.audit.keys import DEFAULT_SCRYPT_N, Keyring, Wrapping, write_key_file
 from enclaved.audit.records import (
     CONTENT_POLICIES,
@@ -149,7 +149,7 @@ class AuditLog:
                     f"the folder for checkpoint copy {copy} does not exist (not mounted?); create it or fix the setting"
                 )
         try:
-            paths.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_folder(paths.data_dir)
             lock = DirLock(paths.lock)
         except OSError as exc:
             raise FailedPrecondition(f"cannot open the audit log in {paths.data_dir}: {describe(exc)}") from None

@@ -3,6 +3,7 @@ folder, and files that are private from the first instant."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import stat
@@ -29,6 +30,26 @@ def is_private(socket_path: Path) -> bool:
     except OSError:
         return False
     return sock.st_uid == uid and not sock.st_mode & 0o022
+
+
+def inode(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of ``path`` itself, None if it is gone: tells our socket from another."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+async def first_lost(bound: dict[Path, tuple[int, int] | None], interval: float) -> Path:
+    """Wait until one of the sockets in ``bound`` (path → its inode when bound) is removed or
+    replaced, and return its path. A daemon whose socket is gone is unreachable but would
+    hold its lock forever: it should stop, so that a new one can listen there."""
+    while True:
+        await asyncio.sleep(interval)
+        for path, bound_inode in bound.items():
+            if inode(path) != bound_inode:
+                return path
 
 
 @contextmanager
