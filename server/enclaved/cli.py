@@ -9,6 +9,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from enclave_contract.paths import resolve_socket
@@ -30,6 +31,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--allow-core-dumps",
         action="store_true",
         help="let a crash write a core file (off by default: a core holds prompts and the raw data key)",
+    )
+    p.add_argument(
+        "--new-audit-log",
+        action="store_true",
+        help="start a new audit log where the old one was lost (its keys are moved aside; recorded as the first record)",
     )
     p.add_argument("--log-level", default=os.environ.get("ENCLAVE_LOG_LEVEL", "info"), choices=["debug", "info", "warning", "error"])
     p.add_argument("--version", action="version", version=f"enclaved {__version__}")
@@ -88,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     config_path = args.config or (Path(os.environ["ENCLAVE_CONFIG"]) if os.environ.get("ENCLAVE_CONFIG") else None)
     try:
         config = load_config(config_path, models_dirs=args.models, data_dir=args.data)
+        if args.new_audit_log:
+            config = replace(config, audit=replace(config.audit, new_log=True))
         from enclaved.daemon import run  # imports llama.cpp; after the cheap checks
 
         return run(config, resolve_socket(args.socket), allow_core_dumps=args.allow_core_dumps)

@@ -36,6 +36,7 @@ from enclaved.transport.unixsocket import first_lost, inode, prepare_socket_dir
 log = logging.getLogger("enclaved")
 
 PRUNE_INTERVAL_SECONDS = 24 * 3600
+ABANDONED = "enclaved stopped before the turn ended (killed or crashed); send the message again"
 SOCKET_CHECK_SECONDS = 2.0  # how often the daemon checks that its sockets are still its own
 
 
@@ -90,6 +91,9 @@ class Daemon:
             await self.recorder.close()
 
     async def _serve(self) -> None:
+        for agent, model, turn in await self.recorder.log.open_requests():
+            abandoned = Entry("chat.abandoned", agent=agent, model=model, turn=turn, outcome="error", payload={"reason": ABANDONED})
+            await self.recorder.record(abandoned, DAEMON)
         await self.recorder.record(Entry("daemon.start", payload={"version": __version__, "socket": str(self.socket_path)}))
         await self._define_agents()
         # before the gRPC socket: a client that sees it can also say who it is

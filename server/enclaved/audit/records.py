@@ -35,11 +35,13 @@ Action = Literal[
     "chat.completion",
     "chat.cancel",
     "chat.error",
+    "chat.abandoned",
     "audit.verify",
     "audit.export",
     "audit.prune",
     "audit.rotate",
     "audit.recovered",
+    "audit.new",
     "access.denied",
 ]
 ACTIONS: frozenset[str] = frozenset(get_args(Action))

@@ -3,8 +3,11 @@ head of the chain found, refusing to go on from a log that lost its tail."""
 
 from __future__ import annotations
 
+import logging
 import os
+from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -15,9 +18,12 @@ from enclaved.audit.files import AuditPaths
 from enclaved.audit.keys import Keyring, Wrapping, read_key_file, write_key_file
 from enclaved.audit.records import SELECT
 from enclaved.audit.schema import FORMAT_VERSION, fetch_all
-from enclaved.audit.sealing import Checkpoint, SealState, VerifyKey, save_verify_key
+from enclaved.audit.sealing import Checkpoint, SealState, VerifyKey, load_verify_key, save_verify_key
+from enclaved.audit.times import format_time, utc_now
 from enclaved.audit.verify import ChainWalker, check_key_rows
 from enclaved.audit.writer import Head
+
+log = logging.getLogger("enclaved.audit")
 
 
 def save_state(paths: AuditPaths, copies: tuple[Path, ...], keyring: Keyring, head: Head | None, cp: Checkpoint | None) -> None:
@@ -26,6 +32,42 @@ def save_state(paths: AuditPaths, copies: tuple[Path, ...], keyring: Keyring, he
         SealState(keyring.log_id, head.next_seq, head.seal_key).save(paths.seal)
     if cp is not None:
         cp.write(keyring.signing_key, [paths.checkpoint, *copies])
+
+
+def replace_lost_log(paths: AuditPaths, copies: tuple[Path, ...], new_log: bool, has_records: bool) -> dict[str, Any] | None:
+    """Refuse a log that is gone while what it left behind says it existed: its verification
+    key, or a checkpoint copy (``audit.db``, ``audit.seal`` and ``audit.checkpoint`` deleted
+    would otherwise pass for a first start). With ``new_log`` (the operator said
+    ``--new-audit-log``) those leftovers are moved aside, the log starts anew, and what it
+    replaced is returned for its first record; None when nothing was lost."""
+    traces = [p for p in (paths.verify, *copies) if p.exists()]
+    if has_records or paths.seal.exists() or not traces:
+        if new_log and (has_records or paths.seal.exists()):
+            log.warning("--new-audit-log: the audit log in %s is intact; it goes on, nothing was replaced", paths.data_dir)
+        return None
+    if not new_log:
+        raise AuditError(
+            f"the audit log in {paths.data_dir} is gone, but {', '.join(p.name for p in traces)} show it existed; "
+            "restore audit.db, audit.seal and audit.checkpoint from a backup, or start a new log with "
+            "`enclaved --new-audit-log` (recorded in the new log)"
+        )
+    previous: dict[str, Any] = {"reason": "the previous log was lost; an operator started a new one (--new-audit-log)"}
+    if paths.verify.exists():
+        with suppress(AuditError):
+            previous["previous_log_id"] = load_verify_key(paths.verify).log_id.hex()
+    stamp = format_time(utc_now()).replace(":", "")
+    moved = []
+    for path in (paths.key, paths.verify, *copies):
+        if path.exists():
+            aside = path.with_name(f"{path.name}.lost-{stamp}")
+            if path in copies:
+                with suppress(AuditError, OSError):
+                    cp = Checkpoint.read(path, load_verify_key(paths.verify).public_key())
+                    previous["last_known_checkpoint"] = {"file": str(path), "seq": cp.seq, "hash": cp.hash.hex(), "time": cp.time}
+            os.rename(path, aside)
+            moved.append(str(aside))
+    previous["moved_aside"] = moved
+    return previous
 
 
 def load_or_create_keys(paths: AuditPaths, passphrase: str | None, scrypt_n: int, has_records: bool) -> tuple[Keyring, Wrapping | None]:

@@ -71,6 +71,17 @@ async def fetch_all(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] 
     return cast(list[Row], await conn.execute_fetchall(sql, params))
 
 
+# The chat.request records since the last daemon.start that have no outcome: the turns a crash
+# or kill -9 cut off (run at start, before this run's daemon.start).
+OPEN_REQUESTS = """
+SELECT r.agent, r.model, r.turn FROM records r
+WHERE r.action = 'chat.request' AND r.seq > (SELECT coalesce(max(seq), 0) FROM records WHERE action = 'daemon.start')
+  AND NOT EXISTS (SELECT 1 FROM records o WHERE o.seq > r.seq AND o.turn = r.turn
+                  AND o.action IN ('chat.completion', 'chat.cancel', 'chat.error', 'chat.abandoned'))
+ORDER BY r.seq
+"""
+
+
 def read_only_uri(db: Path) -> str:
     return db.absolute().as_uri() + "?mode=ro"
 
@@ -107,3 +118,11 @@ def _open(uri: str) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def truncate_wal(db: Path) -> None:
+    conn = sqlite3.connect(db, timeout=10)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    finally:
+        conn.close()

@@ -18,11 +18,11 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiosqlite
 
@@ -42,12 +42,12 @@ from enclaved.audit.records import (
     check_entry,
     decode_record,
 )
-from enclaved.audit.recovery import load_or_create_keys, recover_head, register_keys, save_state
-from enclaved.audit.schema import SCHEMA, WRITER_PRAGMAS, fetch_all, read_only_uri
+from enclaved.audit.recovery import load_or_create_keys, recover_head, register_keys, replace_lost_log, save_state
+from enclaved.audit.schema import OPEN_REQUESTS, SCHEMA, WRITER_PRAGMAS, fetch_all, read_only_uri, truncate_wal
 from enclaved.audit.sealing import Checkpoint, VerifyKey
 from enclaved.audit.times import format_time, utc_now
 from enclaved.audit.verify import VerifyResult, resolve_verify_key, verify_with
-from enclaved.audit.writer import Fault, Head, Statement, Writer, describe
+from enclaved.audit.writer import Fault, Head, Statement, Writer, complete, describe
 from enclaved.errors import EnclaveError, FailedPrecondition, InvalidArgument
 
 log = logging.getLogger("enclaved.audit")
@@ -55,15 +55,6 @@ log = logging.getLogger("enclaved.audit")
 _PAGE = 500
 RETRY_FIRST_SECONDS = 0.2  # after a failed write, the first retry; doubling up to
 RETRY_MAX_SECONDS = 5.0
-T = TypeVar("T")
-
-
-async def complete(work: Coroutine[Any, Any, T]) -> T:
-    """Run ``work`` in its own task to the end: a cancelled caller stops waiting, the work
-    (and the lock it holds, and the thread it runs) goes on."""
-    task = asyncio.ensure_future(work)
-    task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no warning
-    return await asyncio.shield(task)
 
 
 @dataclass(frozen=True)
@@ -75,6 +66,7 @@ class AuditConfig:
     checkpoint_copies: tuple[Path, ...] = ()  # e.g. on another disk or a mount from another machine
     max_batch: int = 1000
     scrypt_n: int = DEFAULT_SCRYPT_N  # for a key file created with a passphrase
+    new_log: bool = False  # the operator's word that a lost log may be replaced (--new-audit-log)
 
     def __post_init__(self) -> None:
         if self.content_policy not in CONTENT_POLICIES:
@@ -161,6 +153,7 @@ class AuditLog:
                 await db.execute(pragma)
             await db.executescript(SCHEMA)
             has_records = bool(await fetch_all(db, "SELECT 1 FROM records LIMIT 1"))
+            lost = await asyncio.to_thread(replace_lost_log, paths, config.checkpoint_copies, config.new_log, has_records)
             keyring, wrapping = await asyncio.to_thread(load_or_create_keys, paths, passphrase, config.scrypt_n, has_records)
             await register_keys(db, keyring, paths)
             head = await recover_head(db, paths, keyring, config.checkpoint_copies)
@@ -168,7 +161,7 @@ class AuditLog:
             await asyncio.to_thread(save_state, paths, config.checkpoint_copies, keyring, head, checkpoint)
             next_message_id = (await fetch_all(db, "SELECT coalesce(max(id), 0) + 1 FROM messages"))[0][0]
             reader = await aiosqlite.connect(read_only_uri(paths.db), uri=True, isolation_level=None)
-            return cls(paths, config, clock, lock, db, reader, keyring, wrapping, head, next_message_id, checkpoint.seq)
+            opened = cls(paths, config, clock, lock, db, reader, keyring, wrapping, head, next_message_id, checkpoint.seq)
         except sqlite3.Error as exc:
             await _close_all(db, reader, lock)
             raise AuditError(f"cannot open {paths.db}: {exc}") from None
@@ -179,6 +172,13 @@ class AuditLog:
         except BaseException:
             await _close_all(db, reader, lock)
             raise
+        if lost is not None:  # the new log's first record says what it replaced
+            try:
+                await opened.append(Entry("audit.new", payload=lost), _RECOVERY_ACTOR)
+            except BaseException:
+                await opened.close()
+                raise
+        return opened
 
     async def close(self) -> None:
         """Write what is queued, save the sealing state and a final checkpoint, release."""
@@ -288,7 +288,7 @@ class AuditLog:
             seq: int = await self._writer.submit(build)
             # Move the zeroed pages into audit.db and empty the WAL, which still holds the
             # pruned rows' last page images.
-            await asyncio.to_thread(_truncate_wal, self.paths.db)
+            await asyncio.to_thread(truncate_wal, self.paths.db)
         await self.checkpoint()
         return seq
 
@@ -310,6 +310,10 @@ class AuditLog:
         """The keyed digest the "digest" policy stores for ``text`` (to match a known text)."""
         keyring = self._writer.keyring
         return keyring.digest(keyring.current if key_id is None else key_id, text)
+
+    async def open_requests(self) -> list[tuple[str, str, str]]:
+        """(agent, model, turn) of each request of the last run that never got an outcome."""
+        return [(agent, model, turn) for agent, model, turn in await fetch_all(self._reader, OPEN_REQUESTS)]
 
     async def count(self, filters: Filters = Filters()) -> int:
         where, params = filters.where()
@@ -472,14 +476,6 @@ class AuditLog:
 
 
 _RECOVERY_ACTOR = Actor.this_process()
-
-
-def _truncate_wal(db: Path) -> None:
-    conn = sqlite3.connect(db, timeout=10)
-    try:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-    finally:
-        conn.close()
 
 
 async def _close_all(db: aiosqlite.Connection | None, reader: aiosqlite.Connection | None, lock: DirLock) -> None:

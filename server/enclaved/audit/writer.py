@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -224,3 +224,14 @@ class Writer:
             except Exception:
                 pass  # the original error is the one to report
             raise
+
+
+T = TypeVar("T")
+
+
+async def complete(work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` in its own task to the end: a cancelled caller stops waiting, the work
+    (and the lock it holds, and the thread it runs) goes on."""
+    task = asyncio.ensure_future(work)
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no warning
+    return await asyncio.shield(task)

@@ -72,7 +72,24 @@ class TurnManager:
         return Turn(id=uuid.uuid4().hex[:12], agent=agent, message=message, detach=detach)
 
     async def launch(self, turn: Turn) -> None:
-        """Record the request, then start the turn: nothing runs that the audit log lacks."""
+        """Record the request, then start the turn: nothing runs that the audit log lacks, and
+        every recorded request gets an outcome. A caller cancelled meanwhile (a deadline, a
+        client gone) does not cut the two apart: the turn starts and, unless detached, is
+        cancelled at once, which records chat.cancel."""
+        started = asyncio.ensure_future(self._launch(turn))
+        try:
+            await asyncio.shield(started)
+        except asyncio.CancelledError:
+            started.add_done_callback(lambda t: self._launched_without_caller(t, turn))
+            raise
+
+    def _launched_without_caller(self, launch: asyncio.Future[None], turn: Turn) -> None:
+        if launch.cancelled() or launch.exception() is not None:
+            return  # nothing was recorded, or the failure was: no turn runs
+        if not turn.detach:
+            self.cancel(turn)
+
+    async def _launch(self, turn: Turn) -> None:
         agent = turn.agent
         await self.recorder.record(Entry("chat.request", agent=agent.name, model=agent.model, turn=turn.id, text={"prompt": turn.message}))
         self._turns[turn.id] = turn
