@@ -69,6 +69,7 @@ class Agent:
     turn_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     in_flight: int = 0
     context_tokens: int = 0  # prompt + reply of the last turn: how full its context is
+    deleting: bool = False  # its turns are being stopped: no new ones, nothing more kept
 
     @property
     def turns(self) -> int:

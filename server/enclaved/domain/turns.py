@@ -25,6 +25,7 @@ from enclaved.errors import EnclaveError, FailedPrecondition, InvalidArgument, U
 log = logging.getLogger("enclaved.turns")
 
 REPLY_RESERVE_FRACTION = 4  # keep up to 1/4 of the context free for the reply when trimming history
+DELETE_WAIT_SECONDS = 10.0  # for an agent's cancelled turns to end before it is deleted
 
 
 @dataclass
@@ -69,6 +70,8 @@ class TurnManager:
             raise Unavailable("enclaved is shutting down; try again once it is back")
         self._check_message(message)
         agent = self.agents.get(agent_name)
+        if agent.deleting:
+            raise FailedPrecondition(f"agent {agent.name!r} is being deleted")
         return Turn(id=uuid.uuid4().hex[:12], agent=agent, message=message, detach=detach)
 
     async def launch(self, turn: Turn) -> None:
@@ -116,6 +119,24 @@ class TurnManager:
         for t in chosen:
             self.cancel(t)
         return [t.id for t in chosen]
+
+    async def delete_agent(self, name: str) -> None:
+        """Stop the agent's turns and wait for them to end, then delete it: no message of a
+        turn that was running can reach the store after the delete (a new agent of the same
+        name would inherit it)."""
+        agent = self.agents.get(name)
+        agent.deleting = True
+        try:
+            running = [t for t in self._turns.values() if t.agent is agent]
+            for t in running:
+                self.cancel(t)
+            if running:
+                await asyncio.wait([asyncio.create_task(t.done.wait()) for t in running], timeout=DELETE_WAIT_SECONDS)
+            if agent.in_flight:
+                raise FailedPrecondition(f"agent {name!r} has a turn that did not stop in time; try the delete again")
+            await self.agents.delete(name)
+        finally:
+            agent.deleting = False
 
     @property
     def active(self) -> int:
@@ -216,7 +237,7 @@ class TurnManager:
         # the generated tokens are the reply exactly unless a stop string or a cancel cut it
         whole = result.finish in (eng.Finish.END_OF_TURN, eng.Finish.MAX_TOKENS, eng.Finish.CONTEXT_FULL)
         answer = Message("assistant", reply, turn.id, result.finish.value, tokens=result.tokens if whole else ())
-        exchange = [Message("user", turn.message, turn.id), answer] if said else []
+        exchange = [Message("user", turn.message, turn.id), answer] if said and not agent.deleting else []
         # submitted together, the record and the two messages share one commit (one fsync)
         await asyncio.gather(
             *(self.recorder.conversations.save_message(agent.name, m.role, m.content, m.turn_id, m.finish_reason) for m in exchange),

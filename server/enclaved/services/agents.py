@@ -35,8 +35,7 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
     async def DeleteAgent(
         self, request: agents_pb2.DeleteAgentRequest, context: grpc.aio.ServicerContext
     ) -> agents_pb2.DeleteAgentResponse:
-        self.turns.cancel_where(agent=request.name)
-        await self.agents.delete(request.name)
+        await self.turns.delete_agent(request.name)
         return agents_pb2.DeleteAgentResponse()
 
     async def GetTranscript(
