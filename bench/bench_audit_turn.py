@@ -82,8 +82,8 @@ async def audit_times(turns: int, reply_chars: int) -> list[float]:
                 started = time.perf_counter()
                 await log.append(Entry("chat.request", agent="a", model="m", turn=f"t{i}", text={"prompt": PROMPT}), ACTOR)
                 await asyncio.gather(  # as the daemon ends a turn: one commit for the three
-                    log.conversations.save_message("a", "user", PROMPT, f"t{i}"),
-                    log.conversations.save_message("a", "assistant", reply, f"t{i}", "max_tokens"),
+                    log.conversations.save_message("a", 2 * i, "user", PROMPT, f"t{i}"),
+                    log.conversations.save_message("a", 2 * i + 1, "assistant", reply, f"t{i}", "max_tokens"),
                     log.append(
                         Entry(
                             "chat.completion",

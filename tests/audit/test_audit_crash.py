@@ -23,6 +23,7 @@ from enclaved.audit import Actor, AuditConfig, AuditLog, Entry
 async def main() -> None:
     log = await AuditLog.open(Path(sys.argv[1]), config=AuditConfig(checkpoint_interval=0.02, seal_interval=0.005))
     actor = Actor.this_process()
+    stored = {a: t.next_position for a, t in (await log.conversations.load_transcripts()).items()}
     os.write(1, b"open\n")
 
     async def worker(w: int) -> None:
@@ -31,7 +32,7 @@ async def main() -> None:
             seq = await log.append(Entry("chat.completion", agent=f"a{w}", turn=str(i), text={"completion": "x" * 300}), actor)
             os.write(1, f"r {seq}\n".encode())
             if i % 4 == 0:
-                await log.conversations.save_message(f"a{w}", "user", f"m{i}", str(i))
+                await log.conversations.save_message(f"a{w}", stored.get(f"a{w}", 0) + i // 4, "user", f"m{i}", str(i))
                 os.write(1, f"m a{w} m{i}\n".encode())
             i += 1
 
@@ -89,7 +90,8 @@ async def test_sigkill_under_load_loses_no_acknowledged_append(tmp_path: Path) -
         assert max(all_acks) <= result.last_seq  # gap-free up to last_seq, so all are present
         async with await AuditLog.open(data) as log:  # recovery catches the sealing state up
             transcripts = await log.conversations.load_transcripts()
-            saved = {(agent, m.content) for agent, ms in transcripts.items() for m in ms}
+            saved = {(agent, m.content) for agent, t in transcripts.items() for m in t.messages}
             assert all_messages <= saved
+            assert not [t.damage for t in transcripts.values() if t.damage]  # a kill cuts a tail, never a middle
             assert log.last_seq == result.last_seq
         assert verify(data).ok

@@ -128,20 +128,21 @@ async def test_conversations_survive_a_restart(tmp_path: Path) -> None:
         conv = log.conversations
         await conv.save_agent("alice", {"model": "tiny", "system": "be brief", "params": {"temperature": 0.2}})
         await conv.save_agent("bob", {"model": "small"})
-        await conv.save_message("alice", "user", "hello", "t1")
-        await conv.save_message("alice", "assistant", "hi there", "t1", "stop")
-        await conv.save_message("bob", "user", "ping", "t2")
-        await conv.save_message("carol", "user", "gone soon", "t3")
+        await conv.save_message("alice", 0, "user", "hello", "t1")
+        await conv.save_message("alice", 1, "assistant", "hi there", "t1", "stop")
+        await conv.save_message("bob", 0, "user", "ping", "t2")
+        await conv.save_message("carol", 0, "user", "gone soon", "t3")
         await conv.save_agent("bob", {"model": "tiny"})  # replaced
         await conv.clear("bob")
         await conv.delete_agent("carol")
     async with await AuditLog.open(tmp_path) as log:
         transcripts = await log.conversations.load_transcripts()
         agents = await log.conversations.load_agents()
-        await log.conversations.save_message("bob", "user", "again", "t4")
-        assert [m.content for m in (await log.conversations.load_transcripts())["bob"]] == ["again"]
+        await log.conversations.save_message("bob", 0, "user", "again", "t4")
+        assert [m.content for m in (await log.conversations.load_transcripts())["bob"].messages] == ["again"]
     assert list(transcripts) == ["alice"]
-    assert [(m.role, m.content, m.turn_id, m.finish_reason) for m in transcripts["alice"]] == [
+    assert not transcripts["alice"].damage
+    assert [(m.role, m.content, m.turn_id, m.finish_reason) for m in transcripts["alice"].messages] == [
         ("user", "hello", "t1", ""),
         ("assistant", "hi there", "t1", "stop"),
     ]
@@ -154,7 +155,7 @@ async def test_no_plaintext_in_any_file_before_or_after_the_wal_is_checkpointed(
     try:
         await log.append(Entry("chat.request", agent="a", text={"prompt": f"tell me {MARKER}"}, payload={"note": MARKER}), ACTOR)
         await log.append(Entry("chat.completion", agent="a", text={"completion": MARKER[::-1]}), ACTOR)
-        await log.conversations.save_message("a", "user", f"tell me {MARKER}", "t1")
+        await log.conversations.save_message("a", 0, "user", f"tell me {MARKER}", "t1")
         await log.conversations.save_agent("a", {"system": MARKER})
         await log.checkpoint()
         live = files_in(tmp_path)
@@ -187,7 +188,7 @@ async def test_a_failed_write_fails_closed_then_recovers_by_itself(tmp_path: Pat
     with pytest.raises(AuditError, match="can write again"):
         await log.append(Entry("chat.request"), ACTOR)
     with pytest.raises(AuditError):
-        await log.conversations.save_message("a", "user", "x", "t")
+        await log.conversations.save_message("a", 0, "user", "x", "t")
     await asyncio.sleep(1)  # retries go on failing while the disk is full
     assert len(states) == 1 and log.last_seq == 3
     await log._db.execute("PRAGMA max_page_count=1073741823")  # space again
@@ -219,12 +220,12 @@ async def test_key_rotation_keeps_old_records_readable_and_verifiable(tmp_path: 
         await fill(log, 3)
         assert await log.rotate_key(ACTOR) == 2
         await fill(log, 3, start=3)
-        await log.conversations.save_message("a", "user", "after", "t")
+        await log.conversations.save_message("a", 0, "user", "after", "t")
         assert await log.rotate_key(ACTOR) == 3
     async with await AuditLog.open(tmp_path) as log:
         await fill(log, 1, start=6)
         records = await log.rows(Filters(), 0, 100)
-        assert [m.content for m in (await log.conversations.load_transcripts())["a"]] == ["after"]
+        assert [m.content for m in (await log.conversations.load_transcripts())["a"].messages] == ["after"]
     rotations = [r for r in records if r.action == "audit.rotate"]
     assert [(r.key_id, r.payload["key_id"], r.payload["previous_key_id"]) for r in rotations] == [(2, 2, 1), (3, 3, 2)]
     questions = [r for r in records if r.action != "audit.rotate"]

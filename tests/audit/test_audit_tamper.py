@@ -213,14 +213,14 @@ def _other_log(tmp_path: Path) -> Path:
 async def test_a_transcript_message_moved_to_another_agent_does_not_decrypt(tmp_path: Path) -> None:
     data = tmp_path / "data"
     async with await AuditLog.open(data) as log:
-        await log.conversations.save_message("alice", "user", "hello", "t1")
+        await log.conversations.save_message("alice", 0, "user", "hello", "t1")
         await log.conversations.save_agent("alice", {"model": "tiny"})
     with db(data) as conn:
         conn.execute("UPDATE messages SET agent = 'mallory'")
         conn.execute("UPDATE agents SET name = 'mallory'")
     async with await AuditLog.open(data) as log:
-        with pytest.raises(AuditError, match=r"agent 'mallory'.s transcript cannot be decrypted"):
-            await log.conversations.load_transcripts()
+        moved = (await log.conversations.load_transcripts())["mallory"]
+        assert moved.messages == [] and "message 1 cannot be decrypted" in moved.damage
         with pytest.raises(AuditError, match=r"agent 'mallory'.s settings cannot be decrypted"):
             await log.conversations.load_agents()
 

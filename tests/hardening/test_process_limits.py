@@ -43,6 +43,7 @@ def test_an_operator_may_allow_core_dumps_for_debugging(daemon_factory: Callable
 
 def test_a_flood_of_clients_is_refused_at_the_door_and_the_daemon_goes_on(daemon_factory: Callable[..., Daemon]) -> None:
     d = daemon_factory(SHARED_CONFIG, wrap=["prlimit", "--nofile=256:256"])
+    fds_before = len(os.listdir(f"/proc/{d.proc.pid}/fd"))
     held: list[socket.socket] = []
     try:
         for path in (peer_socket_path(d.socket), d.socket):
@@ -66,7 +67,9 @@ def test_a_flood_of_clients_is_refused_at_the_door_and_the_daemon_goes_on(daemon
         for s in held:
             s.close()
 
-    # everyone gone: the daemon serves, its audit log writes, and the log stayed short
+    # everyone gone (once the daemon has seen them go): it serves, its audit log writes, and
+    # the log stayed short
+    wait_for(lambda: len(os.listdir(f"/proc/{d.proc.pid}/fd")) < fds_before + 16)
     assert chat(d.stubs(), "a1", "after the flood")[-1].HasField("finished")
     r = enclave(d, "audit", "export", "--format", "jsonl", "--action", "access.denied")
     full = [json.loads(line) for line in r.stdout.splitlines() if "clients connected" in line]

@@ -117,6 +117,19 @@ def cmd_agents(client: Client, args: argparse.Namespace) -> int:
         system = safe_text(a.system.replace("\n", " "))
         rows.append([a.name, a.model, str(a.turns), "yes" if a.busy else "", system[:50] + ("…" if len(system) > 50 else "")])
     print_table(rows)
+    for a in agents:
+        if a.damage:
+            print(f"{a.name}: transcript damaged ({safe_text(a.damage)}); `enclave agent clear {a.name}` starts it afresh")
+    return 0
+
+
+def cmd_agent(client: Client, args: argparse.Namespace) -> int:
+    if args.action == "clear":
+        client.agents.ClearTranscript(agents_pb2.ClearTranscriptRequest(name=args.name), timeout=30)
+        print(f"cleared {args.name}'s conversation")
+    else:
+        client.agents.DeleteAgent(agents_pb2.DeleteAgentRequest(name=args.name), timeout=60)
+        print(f"deleted {args.name}")
     return 0
 
 
@@ -301,6 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("agents", help="list agents")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_agents)
+
+    s = sub.add_parser("agent", help="clear an agent's conversation, or delete the agent")
+    s.add_argument("action", choices=["clear", "delete"])
+    s.add_argument("name", metavar="AGENT")
+    s.set_defaults(fn=cmd_agent)
 
     s = sub.add_parser(
         "chat",

@@ -83,6 +83,7 @@ def agent(a: agents_pb2.Agent) -> AgentView:
         turns=a.turns,
         busy=a.busy,
         context_tokens=a.context_tokens,
+        damage=a.damage,
     )
 
 

@@ -37,6 +37,7 @@ class AgentView:
     turns: int = 0  # completed turns in the transcript
     busy: bool = False
     context_tokens: int = 0  # what the conversation takes in the model's context
+    damage: str = ""  # why the daemon's stored transcript is incomplete; "" when whole
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,20 @@
 """Agents' transcripts and settings, kept in audit.db beside the audit records and encrypted
 with the same data keys, so a daemon restart or crash loses no conversation.
 
-Each row is AES-256-GCM with associated data that binds it to its agent and position (and
-key id), so a ciphertext cannot be moved to another agent or place. Transcripts are not
-hash-chained: they are working data the user may clear, not evidence. Clearing and deleting
-overwrite the rows (secure_delete)."""
+Each row is AES-256-GCM with associated data that binds it to its agent, its row id, its key
+id and its position in the agent's transcript (0, 1, 2, … since the last clear), so a
+ciphertext cannot be moved to another agent or place, and a row deleted from the middle
+shows as a gap. A row that cannot be read, or a gap, does not stop the daemon: the
+conversation loads without it and is marked damaged (``Transcript.damage``) until it is
+cleared. Transcripts are working data the user may clear, not evidence: they are not sealed
+like the audit log, and a cut tail goes unnoticed. Clearing and deleting overwrite the rows
+(secure_delete). Rows written before positions were bound (``_legacy_aad``) still load."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiosqlite
@@ -23,6 +27,8 @@ from enclaved.audit.schema import fetch_all
 from enclaved.audit.writer import Statement, Writer
 from enclaved.errors import InvalidArgument
 
+GAP_SEARCH = 64  # positions looked ahead for the row after a gap
+
 
 @dataclass(frozen=True)
 class TranscriptMessage:
@@ -32,7 +38,18 @@ class TranscriptMessage:
     finish_reason: str = ""
 
 
-def _message_aad(agent: str, message_id: int, key_id: int) -> bytes:
+@dataclass
+class Transcript:
+    messages: list[TranscriptMessage] = field(default_factory=list)
+    damage: str = ""  # why the stored transcript is incomplete; "" when it is whole
+    next_position: int = 0
+
+
+def _message_aad(agent: str, message_id: int, key_id: int, position: int) -> bytes:
+    return DOMAIN + b"message2\0" + encode_fields((agent, message_id, key_id, position))
+
+
+def _legacy_aad(agent: str, message_id: int, key_id: int) -> bytes:
     return DOMAIN + b"message\0" + encode_fields((agent, message_id, key_id))
 
 
@@ -53,24 +70,41 @@ class Conversations:
         self._reader = reader
         self._keyring = keyring
 
-    async def save_message(self, agent: str, role: str, content: str, turn_id: str, finish_reason: str = "") -> None:
-        """Append one message to ``agent``'s transcript; returns once it is on disk."""
+    async def save_message(self, agent: str, position: int, role: str, content: str, turn_id: str, finish_reason: str = "") -> None:
+        """Store message ``position`` (0-based, since the last clear) of ``agent``'s transcript;
+        returns once it is on disk."""
         body = _json({"role": role, "content": content, "turn_id": turn_id, "finish_reason": finish_reason})
 
         def build(w: Writer) -> tuple[list[Statement], None]:
             message_id, key_id = w.next_message_id(), w.keyring.current
-            nonce, ct = w.keyring.encrypt(key_id, body, _message_aad(agent, message_id, key_id))
+            nonce, ct = w.keyring.encrypt(key_id, body, _message_aad(agent, message_id, key_id, position))
             return [("INSERT INTO messages VALUES (?, ?, ?, ?, ?)", (message_id, agent, key_id, nonce, ct))], None
 
         await self._writer.submit(build)
 
-    async def load_transcripts(self) -> dict[str, list[TranscriptMessage]]:
+    async def load_transcripts(self) -> dict[str, Transcript]:
+        """Every agent's transcript; rows that cannot be read, and gaps, mark it damaged."""
         keyring = self._keyring()
-        out: dict[str, list[TranscriptMessage]] = {}
+        out: dict[str, Transcript] = {}
         rows = await fetch_all(self._reader, "SELECT id, agent, key_id, nonce, body FROM messages ORDER BY id")
         for message_id, agent, key_id, nonce, body in rows:
-            doc = _decrypt(keyring, key_id, nonce, body, _message_aad(agent, message_id, key_id), f"agent {agent!r}'s transcript")
-            out.setdefault(agent, []).append(TranscriptMessage(doc["role"], doc["content"], doc["turn_id"], doc["finish_reason"]))
+            t = out.setdefault(agent, Transcript())
+            doc = None
+            for position in range(t.next_position, t.next_position + GAP_SEARCH):
+                doc = _open(keyring, key_id, nonce, body, _message_aad(agent, message_id, key_id, position), agent)
+                if doc is not None:
+                    if position > t.next_position:
+                        t.damage = t.damage or f"{position - t.next_position} message(s) missing before message {position + 1}"
+                    t.next_position = position + 1
+                    break
+            if doc is None:
+                doc = _open(keyring, key_id, nonce, body, _legacy_aad(agent, message_id, key_id), agent)
+                if doc is None:
+                    t.damage = t.damage or f"message {t.next_position + 1} cannot be decrypted (altered, or the wrong key)"
+                    t.next_position += 1
+                    continue
+                t.next_position += 1
+            t.messages.append(TranscriptMessage(doc["role"], doc["content"], doc["turn_id"], doc["finish_reason"]))
         return out
 
     async def clear(self, agent: str) -> None:
@@ -100,6 +134,16 @@ class Conversations:
             name: _decrypt(keyring, key_id, nonce, body, _agent_aad(name, key_id), f"agent {name!r}'s settings")
             for name, key_id, nonce, body in rows
         }
+
+
+def _open(keyring: Keyring, key_id: int, nonce: bytes, body: bytes, aad: bytes, agent: str) -> Any:
+    """A message row's JSON, or None if it does not authenticate under ``aad``."""
+    try:
+        return _decrypt(keyring, key_id, nonce, body, aad, f"agent {agent!r}'s transcript")
+    except AuditKeyError:
+        raise
+    except AuditError:
+        return None
 
 
 def _decrypt(keyring: Keyring, key_id: int, nonce: bytes, body: bytes, aad: bytes, what: str) -> Any:

@@ -31,6 +31,7 @@ Action = Literal[
     "agent.create",
     "agent.update",
     "agent.delete",
+    "agent.damaged",
     "chat.request",
     "chat.completion",
     "chat.cancel",

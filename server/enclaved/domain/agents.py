@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 import random
 import re
 from dataclasses import asdict, dataclass, field
@@ -14,6 +15,7 @@ from enclaved.domain.hub import EventHub, Notice, TurnEvent
 from enclaved.engine import SamplingSettings
 from enclaved.errors import FailedPrecondition, InvalidArgument, NotFound
 
+log = logging.getLogger("enclaved.agents")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_STOP_STRINGS = 16
 
@@ -70,6 +72,8 @@ class Agent:
     in_flight: int = 0
     context_tokens: int = 0  # prompt + reply of the last turn: how full its context is
     deleting: bool = False  # its turns are being stopped: no new ones, nothing more kept
+    stored: int = 0  # the transcript position its next stored message takes
+    damage: str = ""  # why its stored transcript is incomplete (a row unreadable, a gap)
 
     @property
     def turns(self) -> int:
@@ -157,9 +161,18 @@ class AgentBook:
             if name not in configured:
                 params = AgentParams(**{**settings["params"], "stop": tuple(settings["params"].get("stop", ()))})
                 self.define(name, settings["model"], settings["system"], params)
-        for name, messages in (await store.load_transcripts()).items():
-            if name in self._agents:
-                self._agents[name].history = [Message(m.role, m.content, m.turn_id, m.finish_reason) for m in messages]
+        for name, transcript in (await store.load_transcripts()).items():
+            agent = self._agents.get(name)
+            if agent is None:
+                continue
+            agent.history = [Message(m.role, m.content, m.turn_id, m.finish_reason) for m in transcript.messages]
+            agent.stored, agent.damage = transcript.next_position, transcript.damage
+            if agent.damage:
+                log.warning(
+                    "agent %s: its stored transcript is damaged (%s); it goes on without it, clear it to start afresh", name, agent.damage
+                )
+                payload = {"damage": agent.damage, "messages_kept": len(agent.history)}
+                await self._recorder.record(Entry("agent.damaged", agent=name, model=agent.model, outcome="error", payload=payload))
 
     async def put(self, name: str, model: str, system: str, params: AgentParams) -> tuple[Agent, bool]:
         """Create the agent or replace its settings (its transcript stays)."""
@@ -200,6 +213,7 @@ class AgentBook:
         await self._recorder.conversations.clear(name)
         agent.history.clear()
         agent.context_tokens = 0
+        agent.stored, agent.damage = 0, ""
         self._changed(Change.CLEARED, agent)
 
     def _changed(self, change: Change, agent: Agent) -> None:

@@ -240,7 +240,10 @@ class TurnManager:
         exchange = [Message("user", turn.message, turn.id), answer] if said and not agent.deleting else []
         # submitted together, the record and the two messages share one commit (one fsync)
         await asyncio.gather(
-            *(self.recorder.conversations.save_message(agent.name, m.role, m.content, m.turn_id, m.finish_reason) for m in exchange),
+            *(
+                self.recorder.conversations.save_message(agent.name, agent.stored + i, m.role, m.content, m.turn_id, m.finish_reason)
+                for i, m in enumerate(exchange)
+            ),
             self.recorder.record(
                 Entry(
                     "chat.cancel" if cancelled else "chat.completion",
@@ -266,6 +269,8 @@ class TurnManager:
                 )
             ),
         )
+        if exchange:
+            agent.stored += len(exchange)
         if said:
             agent.history.extend(exchange)
             agent.context_tokens = result.prompt_tokens + result.completion_tokens

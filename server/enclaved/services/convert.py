@@ -93,6 +93,7 @@ def agent(a: Agent) -> agents_pb2.Agent:
         turns=a.turns,
         busy=a.in_flight > 0,
         context_tokens=a.context_tokens,
+        damage=a.damage,
     )
 
 

@@ -65,7 +65,8 @@ class AgentPane(Vertical):
         speed = f" · {self.tokens_per_second:.0f} tok/s" if self.tokens_per_second else ""
         used = self.context_tokens + self._tokens
         context = f" · ctx {used}/{self.context_size}" if self.context_size else (f" · ctx {used}" if used else "")
-        return f"{self.index}  {self.agent.name} · {self.agent.model} · {self.state}{speed}{context}"
+        damaged = " · transcript damaged" if self.agent.damage else ""
+        return f"{self.index}  {self.agent.name} · {self.agent.model} · {self.state}{speed}{context}{damaged}"
 
     def set_agent(self, agent: AgentView) -> None:
         """The agent as the daemon holds it now (another client may have edited it)."""
@@ -76,8 +77,11 @@ class AgentPane(Vertical):
         self._show_system()
 
     def _show_system(self) -> None:
-        self._system.update(f"system: {safe_text(self.agent.system)}")
-        self._system.display = bool(self.agent.system)
+        lines = [f"system: {safe_text(self.agent.system)}"] if self.agent.system else []
+        if self.agent.damage:
+            lines.append(f"the stored transcript is damaged ({safe_text(self.agent.damage)}); clear the conversation to start afresh")
+        self._system.update("\n".join(lines))
+        self._system.display = bool(lines)
 
     def renumber(self, index: int) -> None:
         self.index = index
