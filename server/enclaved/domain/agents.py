@@ -13,9 +13,13 @@ from enclaved.audit.recorder import Recorder
 from enclaved.audit.records import Entry
 from enclaved.domain.hub import EventHub, Notice, TurnEvent
 from enclaved.engine import SamplingSettings
-from enclaved.errors import FailedPrecondition, InvalidArgument, NotFound
+from enclaved.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 
 log = logging.getLogger("enclaved.agents")
+# So that one client cannot lock the others out: ListAgents answers in one gRPC message
+# (4 MiB at most), which these two keep well within.
+MAX_AGENTS = 256
+MAX_SYSTEM_PROMPTS_BYTES = 2 * 1024 * 1024  # all agents' system prompts together
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_STOP_STRINGS = 16
 
@@ -154,6 +158,16 @@ class AgentBook:
         agent = self._agents[name] = Agent(name=name, model=model, system=system, params=params)
         return agent
 
+    def _check_room(self, name: str, system: str, created: bool) -> None:
+        if created and len(self._agents) >= MAX_AGENTS:
+            raise ResourceExhausted(f"there are {MAX_AGENTS} agents, the most enclaved keeps; delete one first (enclave agent delete NAME)")
+        others = sum(len(a.system.encode()) for n, a in self._agents.items() if n != name)
+        if others + len(system.encode()) > MAX_SYSTEM_PROMPTS_BYTES:
+            raise ResourceExhausted(
+                f"the agents' system prompts together would be over {MAX_SYSTEM_PROMPTS_BYTES // (1024 * 1024)} MiB, "
+                "the most enclaved keeps; shorten this one or delete agents"
+            )
+
     async def restore(self, configured: set[str]) -> None:
         """Agents created at run time, and every agent's transcript, from the store."""
         store = self._recorder.conversations
@@ -178,6 +192,7 @@ class AgentBook:
         """Create the agent or replace its settings (its transcript stays)."""
         validate(name, system, params, self.max_text_bytes)
         created = name not in self._agents
+        self._check_room(name, system, created)
         await self._recorder.record(
             Entry(
                 "agent.create" if created else "agent.update",

@@ -15,6 +15,7 @@ from enclaved.engine import TurnResult
 from enclaved.errors import EnclaveError, ResourceExhausted
 
 SUBSCRIBER_QUEUE_LIMIT = 10_000  # events; a subscriber this far behind is dropped
+SUBSCRIBER_TEXT_LIMIT = 4 * 1024 * 1024  # characters of text held for one subscriber, likewise
 
 
 class Phase(enum.Enum):
@@ -99,6 +100,7 @@ class Subscription:
         self.agents = agents
         self.turn_ids = turn_ids
         self.queue: asyncio.Queue[TurnEvent | None] = asyncio.Queue()
+        self._held = 0  # characters of text queued: the limit counts memory, not only events
         self._error: EnclaveError | None = None
 
     def wants(self, event: TurnEvent) -> bool:
@@ -109,9 +111,11 @@ class Subscription:
     def offer(self, event: TurnEvent) -> None:
         if self._error is not None:
             return
-        if self.queue.qsize() >= SUBSCRIBER_QUEUE_LIMIT:
+        size = _text_size(event)
+        if self.queue.qsize() >= SUBSCRIBER_QUEUE_LIMIT or self._held + size > SUBSCRIBER_TEXT_LIMIT:
             self.end(ResourceExhausted("this stream fell too far behind the tokens; reconnect to catch up"))
             return
+        self._held += size
         self.queue.put_nowait(event)
 
     def end(self, error: EnclaveError) -> None:
@@ -126,6 +130,7 @@ class Subscription:
             if event is None:
                 assert self._error is not None
                 raise self._error
+            self._held -= _text_size(event)
             yield event
 
     def close(self) -> None:
@@ -178,3 +183,12 @@ class EventHub:
         """End every stream (on shutdown)."""
         for sub in list(self._subs):
             sub.end(error)
+
+
+def _text_size(event: TurnEvent) -> int:
+    body = event.body
+    if isinstance(body, Delta):
+        return len(body.text)
+    if isinstance(body, Started):
+        return len(body.user_message)
+    return 0

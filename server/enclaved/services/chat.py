@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 import grpc
 
 from enclave_contract.v1 import chat_pb2, chat_pb2_grpc
+from enclaved.audit.recorder import ACTOR
 from enclaved.domain.agents import AgentBook
 from enclaved.domain.hub import EventHub
 from enclaved.domain.turns import Turn, TurnManager
-from enclaved.errors import FailedPrecondition, InvalidArgument, NotFound
+from enclaved.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from enclaved.services import convert
+
+# Every Watch stream gets every token of the agents it follows: a few thousand of them slow
+# every chat down. One user cannot take them all.
+MAX_WATCHES = 256
+MAX_WATCHES_PER_UID = 64
 
 
 class ChatService(chat_pb2_grpc.ChatServicer):
@@ -20,6 +27,7 @@ class ChatService(chat_pb2_grpc.ChatServicer):
         self.agents = agents
         self.turns = turns
         self.hub = hub
+        self._watches: Counter[int | None] = Counter()  # open Watch streams per uid
 
     async def Chat(self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext) -> AsyncGenerator[chat_pb2.ChatEvent, None]:
         turn = self.turns.prepare(request.agent, request.message, request.detach)
@@ -67,12 +75,19 @@ class ChatService(chat_pb2_grpc.ChatServicer):
     async def Watch(self, request: chat_pb2.WatchRequest, context: grpc.aio.ServicerContext) -> AsyncGenerator[chat_pb2.ChatEvent, None]:
         for name in request.agents:
             self.agents.get(name)
+        uid = ACTOR.get().uid
+        if sum(self._watches.values()) >= MAX_WATCHES:
+            raise ResourceExhausted(f"{MAX_WATCHES} Watch streams are open, the most enclaved serves; close some clients")
+        if self._watches[uid] >= MAX_WATCHES_PER_UID:
+            raise ResourceExhausted(f"uid {uid} has {MAX_WATCHES_PER_UID} Watch streams open, the most one user may; close some clients")
+        self._watches[uid] += 1
         sub = self.hub.subscribe(agents=list(request.agents) or None, replay_live=True)
         try:
             async for ev in sub.events():
                 yield convert.chat_event(ev)
         finally:
             sub.close()
+            self._watches[uid] -= 1
 
     async def Cancel(self, request: chat_pb2.CancelRequest, context: grpc.aio.ServicerContext) -> chat_pb2.CancelResponse:
         target = request.WhichOneof("target")

@@ -27,6 +27,7 @@ from enclaved.audit.recorder import ACTOR, Recorder
 from enclaved.audit.records import Entry
 from enclaved.errors import EnclaveError, InvalidArgument
 from enclaved.transport.peers import PeerDenied, PeerRegistry
+from enclaved.transport.throttle import Throttle
 
 log = logging.getLogger("enclaved.rpc")
 
@@ -45,6 +46,7 @@ class CallGuard(grpc.aio.ServerInterceptor):
         self._recorder = recorder
         self._peers = peers
         self._services = frozenset(services)
+        self._denials = Throttle()
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -100,8 +102,10 @@ class CallGuard(grpc.aio.ServerInterceptor):
         try:
             ACTOR.set(self._peers.actor(context.invocation_metadata()))
         except PeerDenied as exc:
-            denied = Entry("access.denied", outcome="denied", payload={"method": method, "reason": exc.message})
-            await self._recorder.record(denied, exc.actor)
+            left_out = self._denials.admit((exc.actor.auth, exc.actor.uid) if exc.actor else None)
+            if left_out is not None:  # at most one a second per caller, with a count
+                payload = {"method": method, "reason": exc.message, "refused_since_last_record": left_out}
+                await self._recorder.record(Entry("access.denied", outcome="denied", payload=payload), exc.actor)
             raise
 
 

@@ -34,7 +34,6 @@ import secrets
 import socket
 import stat
 import struct
-import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from enclave_contract.limits import MAX_SOCKET_PATH
 from enclaved.audit.records import Actor
 from enclaved.audit.records import user_name as account_name
 from enclaved.errors import ConfigError, EnclaveError
+from enclaved.transport.throttle import Throttle
 from enclaved.transport.unixsocket import is_private, umask
 
 log = logging.getLogger("enclaved.peers")
@@ -120,7 +120,7 @@ class PeerRegistry:
         self._sessions: dict[str, PeerInfo] = {}
         self._conns: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
         self._per_uid: dict[int, int] = {}
-        self._full_denials: dict[int, tuple[float, int]] = {}  # uid -> (last recorded, refused since)
+        self._full_denials = Throttle(FULL_DENIAL_INTERVAL)  # per uid
         self._grpc_socket: Path | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -336,20 +336,9 @@ class PeerRegistry:
             return f"uid {actor.uid} has {self.max_peers_per_uid} clients connected, the most one user may", True
         return None
 
-    def _flood(self, actor: Actor) -> int | None:
-        """For a full-house refusal: None to stay quiet (one was recorded under a second ago),
-        else how many were refused since the last one recorded."""
-        now = time.monotonic()
-        last, refused = self._full_denials.get(actor.uid or 0, (0.0, 0))
-        if now - last < FULL_DENIAL_INTERVAL:
-            self._full_denials[actor.uid or 0] = (last, refused + 1)
-            return None
-        self._full_denials[actor.uid or 0] = (now, 0)
-        return refused
-
     async def _deny(self, actor: Actor, reason: str, full: bool = False) -> None:
         if full:
-            suppressed = self._flood(actor)
+            suppressed = self._full_denials.admit(actor.uid)
             if suppressed is None:
                 return
             if suppressed:
