@@ -74,11 +74,15 @@ def run(client: Client, args: argparse.Namespace) -> int:
         _print(client.audit.Export(audit_pb2.AuditExportRequest(query=query)))
         return 0
     if args.audit_command == "tail":
+        if args.n < 0:
+            raise ClientError("-n is how many of the newest records to print: 0 or more")
         if args.follow:
             _print(client.audit.Follow(audit_pb2.AuditFollowRequest(query=query, last=args.n)))
             return 0
+        if args.n == 0:
+            return 0
         total = client.audit.Count(audit_pb2.AuditCountRequest(query=query), timeout=60).count
-        n = max(min(args.n, 1000), 1)
+        n = min(args.n, 1000)
         _print(client.audit.Rows(audit_pb2.AuditRowsRequest(query=query, offset=max(total - n, 0), limit=n), timeout=60).records)
         return 0
     key_id = client.audit.RotateKey(audit_pb2.AuditRotateKeyRequest(), timeout=60).key_id

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 import grpc
 from google.protobuf import json_format
 
+from enclave.agent_cli import add_parsers as add_agent_parsers
 from enclave.audit_cli import OFFLINE_ONLY, offline_argv, run_offline_audit
 from enclave.audit_cli import add_parser as add_audit_parser
 from enclave.client import Client, ClientError
@@ -123,16 +124,6 @@ def cmd_agents(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_agent(client: Client, args: argparse.Namespace) -> int:
-    if args.action == "clear":
-        client.agents.ClearTranscript(agents_pb2.ClearTranscriptRequest(name=args.name), timeout=30)
-        print(f"cleared {args.name}'s conversation")
-    else:
-        client.agents.DeleteAgent(agents_pb2.DeleteAgentRequest(name=args.name), timeout=60)
-        print(f"deleted {args.name}")
-    return 0
-
-
 class _LinePrefixer:
     """Prints interleaved streams of several agents as whole lines prefixed by the agent."""
 
@@ -228,10 +219,13 @@ def cmd_cancel(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_status(client: Client, args: argparse.Namespace) -> int:
+    redraw = args.watch and not args.json and sys.stdout.isatty()  # like top: in place, on a terminal
     for snap in client.status.Status(status_pb2.StatusRequest(once=not args.watch, interval_seconds=args.interval)):
         if args.json:
-            print(json.dumps(to_dict(snap)), flush=True)
+            print(json.dumps(to_dict(snap)), flush=True)  # one JSON object a line
             continue
+        if redraw:
+            sys.stdout.write("\x1b[H\x1b[2J")
         print(f"enclaved {snap.version}  up {snap.uptime_seconds:.0f}s  agents {snap.agents}  active turns {snap.active_turns}")
         rows = [["MODEL", "STATE", "MEMORY", "CTX", "SLOTS", "ACTIVE", "QUEUED", "TOK/S", "PROMPT TOK/S", "KEPT"]]
         for m in snap.models:
@@ -314,11 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("agents", help="list agents")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_agents)
-
-    s = sub.add_parser("agent", help="clear an agent's conversation, or delete the agent")
-    s.add_argument("action", choices=["clear", "delete"])
-    s.add_argument("name", metavar="AGENT")
-    s.set_defaults(fn=cmd_agent)
+    add_agent_parsers(sub)
 
     s = sub.add_parser(
         "chat",

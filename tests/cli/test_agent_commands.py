@@ -1,0 +1,95 @@
+"""Every workbench action on agents has a scriptable twin: ``enclave agent put|clear|delete``
+and ``enclave transcript``; ``audit tail -n 0`` prints nothing; ``status --watch`` redraws in place
+on a terminal and streams JSON lines with ``--json``."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+from collections.abc import Callable
+
+from tests.helpers import SHARED_CONFIG, Daemon, enclave
+
+
+def agent(d: Daemon, name: str) -> dict[str, object]:
+    return next(a for a in json.loads(enclave(d, "agents", "--json").stdout) if a["name"] == name)
+
+
+def test_put_creates_then_edits_only_what_is_given(daemon_factory: Callable[..., Daemon]) -> None:
+    d = daemon_factory(SHARED_CONFIG)
+    r = enclave(d, "agent", "put", "reviewer", "--system", "no model yet")
+    assert r.returncode == 1 and "--model NAME" in r.stderr and r.stderr.count("\n") == 1
+    r = enclave(
+        d,
+        "agent",
+        "put",
+        "reviewer",
+        "--model",
+        "tiny",
+        "--system-file",
+        "-",
+        "--max-tokens",
+        "6",
+        "--stop",
+        "END",
+        stdin="You review code.\n",
+    )
+    assert r.returncode == 0 and r.stdout == "created reviewer (model tiny)\n", r.stderr
+    r = enclave(d, "agent", "put", "reviewer", "--temperature", "0.2")
+    assert r.returncode == 0 and r.stdout.startswith("updated reviewer")
+    got = agent(d, "reviewer")
+    assert got["model"] == "tiny" and got["system"] == "You review code.\n"
+    assert got["sampling"]["max_tokens"] == 6 and got["sampling"]["stop"] == ["END"]
+    assert abs(got["sampling"]["temperature"] - 0.2) < 1e-6
+    r = enclave(d, "agent", "put", "reviewer", "--top-p", "7")
+    assert r.returncode == 1 and "top_p" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_transcript_clear_and_delete(daemon_factory: Callable[..., Daemon]) -> None:
+    d = daemon_factory(SHARED_CONFIG)
+    assert enclave(d, "chat", "a1", "hello there").returncode == 0
+    text = enclave(d, "transcript", "a1")
+    assert text.returncode == 0 and text.stdout.startswith("system: You are agent one.\n\nuser: hello there\n\nassistant: ")
+    lines = [json.loads(line) for line in enclave(d, "transcript", "a1", "--json").stdout.splitlines()]
+    assert [m["role"] for m in lines] == ["system", "user", "assistant"] and lines[2]["finish_reason"]
+    assert enclave(d, "agent", "clear", "a1").stdout == "cleared a1's conversation\n"
+    assert enclave(d, "transcript", "a1", "--json").stdout.count("\n") == 1  # the system prompt only
+    assert enclave(d, "agent", "delete", "a1").stdout == "deleted a1\n"
+    r = enclave(d, "transcript", "a1")
+    assert r.returncode == 1 and "a1" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_audit_tail_zero_prints_nothing(shared_daemon: Daemon) -> None:
+    r = enclave(shared_daemon, "audit", "tail", "-n", "0")
+    assert r.returncode == 0 and r.stdout == ""
+    assert len(enclave(shared_daemon, "audit", "tail", "-n", "2").stdout.splitlines()) == 2
+    r = enclave(shared_daemon, "audit", "tail", "-n", "-1")
+    assert r.returncode == 1 and "0 or more" in r.stderr
+
+
+def test_status_watch_redraws_in_place_on_a_terminal_and_streams_json_lines_otherwise(shared_daemon: Daemon) -> None:
+    main, child = pty.openpty()
+    cmd = [sys.executable, "-m", "enclave.cli", "--socket", str(shared_daemon.socket), "status", "--watch", "--interval", "0.1"]
+    proc = subprocess.Popen(cmd, stdout=child, stderr=child, stdin=subprocess.DEVNULL)
+    os.close(child)
+    seen = b""
+    try:
+        while seen.count(b"\x1b[H\x1b[2J") < 2:
+            seen += os.read(main, 65536)
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(main)
+    assert b"MODEL" in seen
+
+    piped = subprocess.Popen([*cmd, "--json"], stdout=subprocess.PIPE)
+    assert piped.stdout is not None
+    try:
+        snapshots = [json.loads(piped.stdout.readline()) for _ in range(2)]
+    finally:
+        piped.kill()
+        piped.wait()
+    assert all("uptime_seconds" in s for s in snapshots)
