@@ -52,7 +52,7 @@ def test_turns_and_agent_changes_are_recorded_with_who_did_them(daemon_factory: 
     records = audit_lines(d, "tail", "-n", "50")
     actions = [r["action"] for r in records]
     assert actions[0] == "daemon.start"
-    assert actions[1:] == ["chat.request", "model.load", "chat.completion", "agent.create", "agent.delete", "client.connect"]
+    assert actions[1:] == ["chat.request", "model.load", "chat.completion", "agent.create", "agent.delete", "client.connect", "audit.read"]
     request, load, completion = records[1], records[2], records[3]
     assert load["model"] == "tiny" and load["payload"]["seconds"] > 0
     assert request["turn"] == completion["turn"] == turn and request["agent"] == "scribe" and request["model"] == "tiny"
@@ -60,8 +60,9 @@ def test_turns_and_agent_changes_are_recorded_with_who_did_them(daemon_factory: 
     reply = "".join(e.delta.text for e in events if e.HasField("delta"))
     assert completion["payload"]["text"]["completion"] == reply
     assert completion["payload"]["usage"]["completion_tokens"] == events[-1].finished.usage.completion_tokens
-    for r in records[1:-1]:  # these tests' own stubs skip the handshake
+    for r in records[1:-2]:  # these tests' own stubs skip the handshake
         assert r["actor"] == {"user": r["actor"]["user"], "uid": os.getuid(), "pid": None, "auth": "socket-owner"}
+    assert records[-1]["actor"] == records[-2]["actor"]  # the tail's read of the log, by the tail
     cli = records[-1]["actor"]  # `enclave audit tail` said who it is, through SO_PEERCRED
     assert cli["auth"] == "peercred" and cli["uid"] == os.getuid() and cli["pid"] not in (None, os.getpid())
     assert [r["seq"] for r in records] == list(range(1, len(records) + 1))

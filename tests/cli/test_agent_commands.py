@@ -93,3 +93,13 @@ def test_status_watch_redraws_in_place_on_a_terminal_and_streams_json_lines_othe
         piped.kill()
         piped.wait()
     assert all("uptime_seconds" in s for s in snapshots)
+
+
+def test_reading_the_audit_log_is_itself_recorded(daemon_factory: Callable[..., Daemon]) -> None:
+    d = daemon_factory(SHARED_CONFIG)
+    for _ in range(3):
+        assert enclave(d, "audit", "tail", "-n", "5").returncode == 0
+    r = enclave(d, "audit", "export", "--format", "jsonl", "--action", "audit.read")
+    reads = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(reads) == 3 and all(rec["payload"]["via"] == "rows" for rec in reads)  # three clients, one read each
+    assert all(rec["actor"]["auth"] == "peercred" and rec["actor"]["pid"] for rec in reads)

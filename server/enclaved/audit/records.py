@@ -39,6 +39,7 @@ Action = Literal[
     "chat.abandoned",
     "audit.verify",
     "audit.export",
+    "audit.read",
     "audit.prune",
     "audit.rotate",
     "audit.recovered",

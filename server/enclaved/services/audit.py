@@ -12,10 +12,13 @@ import grpc
 from enclave_contract.v1 import audit_pb2, audit_pb2_grpc
 from enclaved.audit import Filters
 from enclaved.audit.recorder import ACTOR, Recorder
+from enclaved.audit.records import Entry
 from enclaved.audit.times import parse_time
+from enclaved.domain.throttle import Throttle
 from enclaved.errors import InvalidArgument
 
 MAX_PAGE = 1000
+READ_RECORD_SECONDS = 60.0
 
 
 def _when(text: str, name: str) -> datetime | None:
@@ -63,6 +66,16 @@ def record(d: dict[str, Any]) -> audit_pb2.AuditRecord:
 class AuditService(audit_pb2_grpc.AuditServicer):
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
+        self._reads = Throttle(READ_RECORD_SECONDS)
+
+    async def _record_read(self, via: str, query: Filters) -> None:
+        """Reading decrypted records is itself recorded (``audit.read``): once per client and
+        way of reading a minute, so that paging through the log does not grow it a record a page."""
+        actor = ACTOR.get()
+        left_out = self._reads.admit((actor.uid, actor.pid, via))
+        if left_out is not None:
+            payload = {"via": via, "filters": query.describe(), "reads_since_last_record": left_out}
+            await self.recorder.record(Entry("audit.read", payload=payload))
 
     async def Count(self, request: audit_pb2.AuditCountRequest, context: grpc.aio.ServicerContext) -> audit_pb2.AuditCountResponse:
         return audit_pb2.AuditCountResponse(count=await self.recorder.log.count(filters(request.query)))
@@ -70,13 +83,17 @@ class AuditService(audit_pb2_grpc.AuditServicer):
     async def Rows(self, request: audit_pb2.AuditRowsRequest, context: grpc.aio.ServicerContext) -> audit_pb2.AuditRowsResponse:
         if not 0 < request.limit <= MAX_PAGE:
             raise InvalidArgument(f"limit must be between 1 and {MAX_PAGE}")
-        rows = await self.recorder.log.rows(filters(request.query), request.offset, request.limit)
+        query = filters(request.query)
+        await self._record_read("rows", query)
+        rows = await self.recorder.log.rows(query, request.offset, request.limit)
         return audit_pb2.AuditRowsResponse(records=[record(r.to_dict()) for r in rows])
 
     async def Follow(
         self, request: audit_pb2.AuditFollowRequest, context: grpc.aio.ServicerContext
     ) -> AsyncGenerator[audit_pb2.AuditRecord, None]:
-        async for r in self.recorder.log.follow(filters(request.query), last=max(request.last, 0)):
+        query = filters(request.query)
+        await self._record_read("follow", query)
+        async for r in self.recorder.log.follow(query, last=max(request.last, 0)):
             yield record(r.to_dict())
 
     async def Export(

@@ -25,9 +25,9 @@ import grpc
 
 from enclaved.audit.recorder import ACTOR, Recorder
 from enclaved.audit.records import Entry
+from enclaved.domain.throttle import Throttle
 from enclaved.errors import EnclaveError, InvalidArgument
 from enclaved.transport.peers import PeerDenied, PeerRegistry
-from enclaved.transport.throttle import Throttle
 
 log = logging.getLogger("enclaved.rpc")
 

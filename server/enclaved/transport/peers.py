@@ -44,8 +44,8 @@ from enclave_contract.handshake import GREETING, PEER_METADATA_KEY, peer_socket_
 from enclave_contract.limits import MAX_SOCKET_PATH
 from enclaved.audit.records import Actor
 from enclaved.audit.records import user_name as account_name
+from enclaved.domain.throttle import Throttle
 from enclaved.errors import ConfigError, EnclaveError
-from enclaved.transport.throttle import Throttle
 from enclaved.transport.unixsocket import is_private, umask
 
 log = logging.getLogger("enclaved.peers")
