@@ -1,4 +1,4 @@
-"""A damaged transcript row, or one deleted from the middle, does not stop the daemon: it
+"""A damaged transcript row, or one deleted (from the middle or the end), does not stop the daemon: it
 starts, marks that conversation damaged (in ``enclave agents`` and the workbench), records
 agent.damaged, and ``enclave agent clear`` starts it afresh."""
 
@@ -25,7 +25,7 @@ def damaged_records(d: Daemon) -> list[dict[str, object]]:
     return [json.loads(line) for line in r.stdout.splitlines()]
 
 
-@pytest.mark.parametrize("harm", ["altered", "deleted"])
+@pytest.mark.parametrize("harm", ["altered", "deleted", "tail cut"])
 def test_a_damaged_conversation_is_marked_and_can_be_cleared(harm: str, daemon_factory: Callable[..., Daemon]) -> None:
     d = daemon_factory(SHARED_CONFIG)
     for i in range(3):
@@ -34,13 +34,18 @@ def test_a_damaged_conversation_is_marked_and_can_be_cleared(harm: str, daemon_f
     assert d.stop() == 0
     with db(d.home / "data") as conn:
         second = conn.execute("SELECT id FROM messages WHERE agent = 'a1' ORDER BY id LIMIT 1 OFFSET 1").fetchone()[0]
+        last = conn.execute("SELECT max(id) FROM messages WHERE agent = 'a1'").fetchone()[0]
         if harm == "altered":
             conn.execute("UPDATE messages SET body = zeroblob(length(body)) WHERE id = ?", (second,))
         else:
-            conn.execute("DELETE FROM messages WHERE id = ?", (second,))
+            conn.execute("DELETE FROM messages WHERE id = ?", (second if harm == "deleted" else last,))
 
     d = daemon_factory(SHARED_CONFIG, home=d.home)
-    expected = "message 2 cannot be decrypted" if harm == "altered" else "1 message(s) missing before message 3"
+    expected = {
+        "altered": "message 2 cannot be decrypted",
+        "deleted": "1 message(s) missing before message 3",
+        "tail cut": "the last 1 message(s) are missing",
+    }[harm]
     r = enclave(d, "agents")
     assert r.returncode == 0 and f"a1: transcript damaged ({expected}" in r.stdout and "a2: transcript" not in r.stdout, r.stdout
     assert len(transcript(d, "a1")) == 5 and len(transcript(d, "a2")) == 2
@@ -53,7 +58,7 @@ def test_a_damaged_conversation_is_marked_and_can_be_cleared(harm: str, daemon_f
     assert d.stop() == 0
     d = daemon_factory(SHARED_CONFIG, home=d.home)
     assert len(transcript(d, "a1")) == 7
-    assert expected in enclave(d, "agents").stdout
+    assert "a1: transcript damaged" in enclave(d, "agents").stdout  # a cut tail is a gap now
 
     r = enclave(d, "agent", "clear", "a1")
     assert r.returncode == 0, r.stderr

@@ -50,13 +50,13 @@ def small_disk() -> Iterator[Path]:
 
 def fill_up(folder: Path) -> Path:
     filler = folder / "filler"
-    with filler.open("wb") as f:
-        try:
+    try:
+        with filler.open("wb") as f:
             while True:
                 f.write(b"\0" * 65536)
                 f.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
+    except OSError as exc:  # full; possibly before the first byte
+        assert exc.errno == errno.ENOSPC
     return filler
 
 

@@ -4,11 +4,13 @@ with the same data keys, so a daemon restart or crash loses no conversation.
 Each row is AES-256-GCM with associated data that binds it to its agent, its row id, its key
 id and its position in the agent's transcript (0, 1, 2, … since the last clear), so a
 ciphertext cannot be moved to another agent or place, and a row deleted from the middle
-shows as a gap. A row that cannot be read, or a gap, does not stop the daemon: the
-conversation loads without it and is marked damaged (``Transcript.damage``) until it is
-cleared. Transcripts are working data the user may clear, not evidence: they are not sealed
-like the audit log, and a cut tail goes unnoticed. Clearing and deleting overwrite the rows
-(secure_delete). Rows written before positions were bound (``_legacy_aad``) still load."""
+shows as a gap. Each agent's head row (``transcript_heads``, written in the same commit as
+each message) holds how many messages it has, so a cut tail shows too. A row that cannot be
+read, a gap or a cut tail does not stop the daemon: the conversation loads without what is
+missing and is marked damaged (``Transcript.damage``) until it is cleared. Transcripts are
+working data the user may clear, not evidence: they are not sealed like the audit log.
+Clearing and deleting overwrite the rows (secure_delete). Rows written before positions were
+bound (``_legacy_aad``) still load."""
 
 from __future__ import annotations
 
@@ -53,6 +55,10 @@ def _legacy_aad(agent: str, message_id: int, key_id: int) -> bytes:
     return DOMAIN + b"message\0" + encode_fields((agent, message_id, key_id))
 
 
+def _head_aad(agent: str, key_id: int) -> bytes:
+    return DOMAIN + b"transcript-head\0" + encode_fields((agent, key_id))
+
+
 def _agent_aad(name: str, key_id: int) -> bytes:
     return DOMAIN + b"agent\0" + encode_fields((name, key_id))
 
@@ -78,7 +84,11 @@ class Conversations:
         def build(w: Writer) -> tuple[list[Statement], None]:
             message_id, key_id = w.next_message_id(), w.keyring.current
             nonce, ct = w.keyring.encrypt(key_id, body, _message_aad(agent, message_id, key_id, position))
-            return [("INSERT INTO messages VALUES (?, ?, ?, ?, ?)", (message_id, agent, key_id, nonce, ct))], None
+            head_nonce, head = w.keyring.encrypt(key_id, _json({"messages": position + 1}), _head_aad(agent, key_id))
+            return [
+                ("INSERT INTO messages VALUES (?, ?, ?, ?, ?)", (message_id, agent, key_id, nonce, ct)),
+                ("INSERT OR REPLACE INTO transcript_heads VALUES (?, ?, ?, ?)", (agent, key_id, head_nonce, head)),
+            ], None
 
         await self._writer.submit(build)
 
@@ -87,6 +97,7 @@ class Conversations:
         keyring = self._keyring()
         out: dict[str, Transcript] = {}
         rows = await fetch_all(self._reader, "SELECT id, agent, key_id, nonce, body FROM messages ORDER BY id")
+        positioned: set[str] = set()  # agents with rows that carry their position
         for message_id, agent, key_id, nonce, body in rows:
             t = out.setdefault(agent, Transcript())
             doc = None
@@ -96,6 +107,7 @@ class Conversations:
                     if position > t.next_position:
                         t.damage = t.damage or f"{position - t.next_position} message(s) missing before message {position + 1}"
                     t.next_position = position + 1
+                    positioned.add(agent)
                     break
             if doc is None:
                 doc = _open(keyring, key_id, nonce, body, _legacy_aad(agent, message_id, key_id), agent)
@@ -105,15 +117,34 @@ class Conversations:
                     continue
                 t.next_position += 1
             t.messages.append(TranscriptMessage(doc["role"], doc["content"], doc["turn_id"], doc["finish_reason"]))
+        heads = await fetch_all(self._reader, "SELECT agent, key_id, nonce, body FROM transcript_heads")
+        headed = set()
+        for agent, key_id, nonce, body in heads:
+            headed.add(agent)
+            t = out.setdefault(agent, Transcript())
+            head = _open(keyring, key_id, nonce, body, _head_aad(agent, key_id), agent)
+            if head is None:
+                t.damage = t.damage or "its head record cannot be decrypted, so a cut tail would go unseen"
+            elif head["messages"] > t.next_position:
+                missing = head["messages"] - t.next_position
+                t.damage = t.damage or f"the last {missing} message(s) are missing"
+                t.next_position = head["messages"]
+        for agent in positioned - headed:
+            out[agent].damage = out[agent].damage or "its head record is missing, so a cut tail would go unseen"
         return out
 
     async def clear(self, agent: str) -> None:
         """Remove ``agent``'s transcript; its settings stay."""
-        await self._writer.submit(lambda w: ([("DELETE FROM messages WHERE agent = ?", (agent,))], None))
+        statements = [("DELETE FROM messages WHERE agent = ?", (agent,)), ("DELETE FROM transcript_heads WHERE agent = ?", (agent,))]
+        await self._writer.submit(lambda w: (statements, None))
 
     async def delete_agent(self, agent: str) -> None:
         """Remove ``agent``'s transcript and settings."""
-        statements = [("DELETE FROM messages WHERE agent = ?", (agent,)), ("DELETE FROM agents WHERE name = ?", (agent,))]
+        statements = [
+            ("DELETE FROM messages WHERE agent = ?", (agent,)),
+            ("DELETE FROM transcript_heads WHERE agent = ?", (agent,)),
+            ("DELETE FROM agents WHERE name = ?", (agent,)),
+        ]
         await self._writer.submit(lambda w: (statements, None))
 
     async def save_agent(self, name: str, settings: dict[str, Any]) -> None:
