@@ -221,8 +221,7 @@ async def test_a_transcript_message_moved_to_another_agent_does_not_decrypt(tmp_
     async with await AuditLog.open(data) as log:
         moved = (await log.conversations.load_transcripts())["mallory"]
         assert moved.messages == [] and "message 1 cannot be decrypted" in moved.damage
-        with pytest.raises(AuditError, match=r"agent 'mallory'.s settings cannot be decrypted"):
-            await log.conversations.load_agents()
+        assert await log.conversations.load_agents() == {"mallory": None}
 
 
 def test_a_damaged_sealing_state_file_is_a_failed_verification(data: Path) -> None:

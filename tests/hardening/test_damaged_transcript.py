@@ -69,3 +69,20 @@ def test_a_damaged_conversation_is_marked_and_can_be_cleared(harm: str, daemon_f
     assert "damaged" not in enclave(d, "agents").stdout and len(transcript(d, "a1")) == 2
     assert len(damaged_records(d)) == 2  # the two damaged starts, none since the clear
     assert enclave(d, "audit", "verify").returncode == 0
+
+
+def test_an_agent_whose_stored_settings_were_altered_is_left_out_and_the_rest_serve(daemon_factory: Callable[..., Daemon]) -> None:
+    d = daemon_factory(SHARED_CONFIG)
+    for name in ("made-later", "kept"):
+        new = agents_pb2.Agent(name=name, model="tiny", system=f"I am {name}.")
+        d.stubs().agents.PutAgent(agents_pb2.PutAgentRequest(agent=new), timeout=10)
+    assert d.stop() == 0
+    with db(d.home / "data") as conn:
+        conn.execute("UPDATE agents SET body = zeroblob(length(body)) WHERE name = 'made-later'")
+
+    d = daemon_factory(SHARED_CONFIG, home=d.home)
+    names = [a["name"] for a in json.loads(enclave(d, "agents", "--json").stdout)]
+    assert "made-later" not in names and "kept" in names and "a1" in names
+    [record] = damaged_records(d)
+    assert record["agent"] == "made-later" and "settings cannot be decrypted" in record["payload"]["damage"]
+    assert chat(d.stubs(), "kept", "still here?")[-1].HasField("finished")

@@ -158,13 +158,19 @@ class Conversations:
 
         await self._writer.submit(build)
 
-    async def load_agents(self) -> dict[str, dict[str, Any]]:
+    async def load_agents(self) -> dict[str, dict[str, Any] | None]:
+        """Every stored agent's settings; None for one whose row cannot be decrypted."""
         keyring = self._keyring()
         rows = await fetch_all(self._reader, "SELECT name, key_id, nonce, body FROM agents ORDER BY name")
-        return {
-            name: _decrypt(keyring, key_id, nonce, body, _agent_aad(name, key_id), f"agent {name!r}'s settings")
-            for name, key_id, nonce, body in rows
-        }
+        out: dict[str, dict[str, Any] | None] = {}
+        for name, key_id, nonce, body in rows:
+            try:
+                out[name] = _decrypt(keyring, key_id, nonce, body, _agent_aad(name, key_id), f"agent {name!r}'s settings")
+            except AuditKeyError:
+                raise
+            except AuditError:
+                out[name] = None
+        return out
 
 
 def _open(keyring: Keyring, key_id: int, nonce: bytes, body: bytes, aad: bytes, agent: str) -> Any:

@@ -172,7 +172,11 @@ class AgentBook:
         """Agents created at run time, and every agent's transcript, from the store."""
         store = self._recorder.conversations
         for name, settings in (await store.load_agents()).items():
-            if name not in configured:
+            if settings is None:  # its settings row was altered: the agent cannot be rebuilt
+                log.warning("agent %s: its stored settings cannot be decrypted; it is left out (put it again to restore it)", name)
+                lost = {"damage": "its stored settings cannot be decrypted; it was left out"}
+                await self._recorder.record(Entry("agent.damaged", agent=name, outcome="error", payload=lost))
+            elif name not in configured:
                 params = AgentParams(**{**settings["params"], "stop": tuple(settings["params"].get("stop", ()))})
                 self.define(name, settings["model"], settings["system"], params)
         for name, transcript in (await store.load_transcripts()).items():
