@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from enclave.modelmaker import make_model  # noqa: E402
 from tests.hardening.fuzzer import Fuzzer, Outcome  # noqa: E402
-from tests.hardening.test_fuzz import CONFIG, fds, rss_kib  # noqa: E402
-from tests.helpers import BIN, chat, short_tmpdir, spawn_daemon, wait_ready  # noqa: E402
+from tests.hardening.test_fuzz import CONFIG  # noqa: E402
+from tests.helpers import BIN, chat, fds, rss_kib, short_tmpdir, spawn_daemon, wait_ready  # noqa: E402
 
 
 def main() -> int:

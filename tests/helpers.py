@@ -182,6 +182,19 @@ def chat(stubs: Stubs, agent: str, message: str, **kw: object) -> list[chat_pb2.
 # ---- the workbench -------------------------------------------------------------------------------
 
 
+def rss_kib(pid: int) -> int:
+    """A process's resident memory."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def fds(pid: int) -> int:
+    """A process's open file descriptors."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 30) -> None:
     """Poll (no timing asserted: the timeout only ends a test that hangs)."""
     deadline = time.monotonic() + timeout

@@ -4,14 +4,12 @@ normal chat works afterwards and the audit log verifies. The long run is bench/f
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 from tests.hardening.fuzzer import Fuzzer, methods
-from tests.helpers import MARKER, Daemon, chat, enclave
+from tests.helpers import MARKER, Daemon, chat, enclave, fds, rss_kib
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -40,17 +38,6 @@ model = "tiny"
 max_tokens = 8
 seed = 3
 """
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
-def fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def test_the_fuzzer_covers_every_rpc() -> None:

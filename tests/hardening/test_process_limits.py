@@ -5,7 +5,6 @@ retrying client cannot fill."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from enclave_contract.handshake import peer_socket_path
-from tests.helpers import SHARED_CONFIG, Daemon, chat, enclave, wait_for
+from tests.helpers import SHARED_CONFIG, Daemon, chat, enclave, fds, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -43,7 +42,7 @@ def test_an_operator_may_allow_core_dumps_for_debugging(daemon_factory: Callable
 
 def test_a_flood_of_clients_is_refused_at_the_door_and_the_daemon_goes_on(daemon_factory: Callable[..., Daemon]) -> None:
     d = daemon_factory(SHARED_CONFIG, wrap=["prlimit", "--nofile=256:256"])
-    fds_before = len(os.listdir(f"/proc/{d.proc.pid}/fd"))
+    fds_before = fds(d.proc.pid)
     held: list[socket.socket] = []
     try:
         for path in (peer_socket_path(d.socket), d.socket):
@@ -60,8 +59,8 @@ def test_a_flood_of_clients_is_refused_at_the_door_and_the_daemon_goes_on(daemon
                 held.append(s)
             if path != d.socket:
                 wait_for(lambda: "peer refused" in d.log)  # the daemon got through them
-        fds = len(os.listdir(f"/proc/{d.proc.pid}/fd"))
-        assert fds < 256 - 32, f"{fds} descriptors open: the reserve for the audit log is gone"
+        held_open = fds(d.proc.pid)
+        assert held_open < 256 - 32, f"{held_open} descriptors open: the reserve for the audit log is gone"
         assert d.proc.poll() is None
     finally:
         for s in held:
@@ -69,7 +68,7 @@ def test_a_flood_of_clients_is_refused_at_the_door_and_the_daemon_goes_on(daemon
 
     # everyone gone (once the daemon has seen them go): it serves, its audit log writes, and
     # the log stayed short
-    wait_for(lambda: len(os.listdir(f"/proc/{d.proc.pid}/fd")) < fds_before + 16)
+    wait_for(lambda: fds(d.proc.pid) < fds_before + 16)
     assert chat(d.stubs(), "a1", "after the flood")[-1].HasField("finished")
     r = enclave(d, "audit", "export", "--format", "jsonl", "--action", "access.denied")
     full = [json.loads(line) for line in r.stdout.splitlines() if "clients connected" in line]
