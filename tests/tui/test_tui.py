@@ -284,6 +284,10 @@ def test_settings_file(tmp_path: Path) -> None:
         ("stream_hz = 0", "stream_hz must be a whole number from 1 to 30"),
         ("colour = 1", "unknown setting 'colour'"),
         ("[keys", "not valid TOML"),
+        ('[keys]\n"pane.next" = "hyper+banana"', "'pane.next': 'hyper\\+banana' is not a key name"),
+        ('[keys]\n"pane.next" = "alt+x"', "'alt\\+x' is bound to both 'pane.next' and 'turn.cancel_all'"),
+        ('[keys]\n"pane.zoom" = "f2"\n"agent.new" = "f2"', "'f2' is bound to both 'pane.zoom' and 'agent.new'"),
+        ('[keys]\n"audit.filter" = "ctrl+q"', "'ctrl\\+q' is bound to both 'app.quit' and 'audit.filter'"),
     ]:
         path.write_text(text)
         with pytest.raises(SettingsError, match=words):

@@ -14,8 +14,10 @@ from pathlib import Path
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.dom import DOMNode
 from textual.screen import Screen
 
+from enclave.keymap import GLOBAL_SCOPE
 from enclave.protocol import DaemonClient
 from enclave.screens.agent_editor import AgentEditor
 from enclave.screens.audit import AuditScreen
@@ -50,11 +52,23 @@ class EnclaveApp(App[None]):
         self.set_keymap(self.settings.keys)
 
     @classmethod
-    def binding_ids(cls) -> set[str]:
-        """Every id a settings file may bind keys to: the app's, the workbench's, the models
-        panel's, the agent editor's and the audit screen's."""
-        holders = (cls, WorkbenchScreen, ModelPanel, AgentEditor, AuditScreen)
-        return {b.id for c in holders for b in c.BINDINGS if isinstance(b, Binding) and b.id}
+    def binding_ids(cls) -> dict[str, tuple[str, str]]:
+        """Every id a settings file may bind keys to (the app's, the workbench's, the models
+        panel's, the agent editor's and the audit screen's), with where it answers (a key may
+        be bound once there; the app's keys answer everywhere) and its default keys."""
+        holders: dict[str, type[DOMNode]] = {
+            GLOBAL_SCOPE: cls,
+            "workbench": WorkbenchScreen,
+            "models panel": ModelPanel,
+            "agent editor": AgentEditor,
+            "audit": AuditScreen,
+        }
+        ids: dict[str, tuple[str, str]] = {}
+        for scope, holder in holders.items():
+            for b in holder.BINDINGS:
+                if isinstance(b, Binding) and b.id:
+                    ids.setdefault(b.id, (scope, b.key))
+        return ids
 
     def on_mount(self) -> None:
         # A full collection pass scans every live object, mid-frame (a key press waits for

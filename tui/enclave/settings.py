@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from enclave.keymap import keymap_problem
+
 
 class SettingsError(Exception):
     """A settings file that cannot be used, as one line naming the problem and the fix."""
@@ -42,8 +44,9 @@ def default_settings_path() -> Path:
     return Path(base) / "enclave" / "client.toml"
 
 
-def load_settings(path: Path | None, binding_ids: set[str]) -> Settings:
-    """Read ``path`` (or the default file, if it exists); key bindings must name known ids."""
+def load_settings(path: Path | None, binding_ids: dict[str, tuple[str, str]]) -> Settings:
+    """Read ``path`` (or the default file, if it exists); key bindings must name known ids
+    (``binding_ids``: id → where it answers and its default keys), real keys, each key once."""
     explicit = path is not None or "ENCLAVE_CLIENT_CONFIG" in os.environ
     path = path or default_settings_path()
     try:
@@ -76,4 +79,7 @@ def load_settings(path: Path | None, binding_ids: set[str]) -> Settings:
             raise SettingsError(f"{path}: [keys] {binding_id!r} is not a binding id; known: {', '.join(sorted(binding_ids))}")
         if not isinstance(value, str) or not value.strip():
             raise SettingsError(f'{path}: [keys] {binding_id!r} needs keys as a string, like "alt+right,ctrl+n"')
+    problem = keymap_problem(keys, binding_ids)
+    if problem:
+        raise SettingsError(f"{path}: {problem}")
     return Settings(spawn=spawn, stream_hz=stream_hz, daemon_args=tuple(args), keys=dict(keys))
