@@ -27,7 +27,7 @@ def test_models_and_agents_as_json(shared_daemon: Daemon) -> None:
 
 def test_human_tables(shared_daemon: Daemon) -> None:
     r = enclave(shared_daemon, "models")
-    assert r.stdout.splitlines()[0].split() == ["NAME", "STATE", "SIZE", "QUANT", "PARAMS", "CTX", "ARCH"]
+    assert r.stdout.splitlines()[0].split() == ["NAME", "STATE", "SIZE", "QUANT", "PARAMS", "TRAINED-CTX", "ARCH"]
     assert "broken: broken.gguf is not a valid GGUF file" in r.stderr
     r = enclave(shared_daemon, "status")
     assert r.returncode == 0 and r.stdout.startswith("enclaved ")

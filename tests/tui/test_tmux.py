@@ -34,7 +34,6 @@ def test_tokens_appear_in_a_pane(shared_daemon: Daemon) -> None:
     # COLUMNS/LINES from this process (Pilot tests set them) would override the window's size
     command = f"env -u COLUMNS -u LINES {enclave} --socket {shared_daemon.socket} --no-spawn"
     tmux("-f", "/dev/null", "new-session", "-d", "-s", "e2e", "-x", "160", "-y", "48", command)
-    tmux("set-option", "-g", "set-clipboard", "on")  # OSC 52 from the app fills tmux's buffer
     try:
         screen = screen_until(lambda s: "a4" in s and "idle" in s)
         assert "1  a1 · tiny · idle" in screen
@@ -53,11 +52,31 @@ def test_tokens_appear_in_a_pane(shared_daemon: Daemon) -> None:
         screen = screen_until(lambda s: "hello from tmux" in s and first_words in s)
         assert "hello from tmux" in screen
         assert first_words in screen, f"the reply's first word {first_words!r} is on screen"
-        tmux("send-keys", "-t", "e2e", "M-c")  # copy the last answer, through OSC 52
-        deadline = time.monotonic() + 10
-        while subprocess.run(["tmux", "-L", "enclave-test", "show-buffer"], capture_output=True, text=True).stdout != reply:
-            assert time.monotonic() < deadline, "alt+c puts the last answer on the terminal's clipboard"
-            time.sleep(0.1)
+        # tmux's default set-clipboard (external) drops OSC 52 from the app: the copy goes
+        # through tmux's buffer; with "on", OSC 52 from the app fills it
+        for clipboard in ("external", "on"):
+            tmux("set-option", "-g", "set-clipboard", clipboard)
+            subprocess.run(["tmux", "-L", "enclave-test", "delete-buffer"], capture_output=True)
+            tmux("send-keys", "-t", "e2e", "M-c")
+            deadline = time.monotonic() + 10
+            while subprocess.run(["tmux", "-L", "enclave-test", "show-buffer"], capture_output=True, text=True).stdout != reply:
+                assert time.monotonic() < deadline, f"alt+c puts the last answer on the clipboard (set-clipboard {clipboard})"
+                time.sleep(0.1)
+        # ESC+2 (what tmux sends for alt+2) selects pane 2, even with a bracketed paste right
+        # behind it; the paste keeps every line
+        tmux("send-keys", "-t", "e2e", "M-2")
+        tmux("set-buffer", "line one\nline two\nline three")
+        tmux("paste-buffer", "-p", "-t", "e2e")
+        screen_until(lambda s: "line one⏎line two⏎line three" in s)
+        tmux("send-keys", "-t", "e2e", "Enter")
+        deadline = time.monotonic() + 30
+        while not any(
+            m.content == "line one\nline two\nline three"
+            for m in stubs.agents.GetTranscript(agents_pb2.GetTranscriptRequest(name="a2"), timeout=10).messages
+        ):
+            screen = tmux("capture-pane", "-t", "e2e", "-p")
+            assert time.monotonic() < deadline, f"alt+2 then a 3-line paste sends all three lines to a2:\n{screen}"
+            time.sleep(0.2)
         tmux("send-keys", "-t", "e2e", "C-q")
         deadline = time.monotonic() + 10
         while subprocess.run(["tmux", "-L", "enclave-test", "has-session", "-t", "e2e"], capture_output=True).returncode == 0:

@@ -90,7 +90,10 @@ async def test_no_daemon_shows_a_banner_not_a_traceback() -> None:
     app = EnclaveApp(short_tmpdir() / "none.sock", spawn=False)
     async with app.run_test(size=(80, 24)) as pilot:
         banner = app.workbench.query_one("#banner", Static)
-        await wait_until(pilot, lambda: banner.has_class("visible"), timeout=15)
+        await pilot.pause()
+        # at once, before the first attempt gives up: not a blank screen
+        assert banner.has_class("visible") and "connecting to enclaved on" in str(banner.render())
+        await wait_until(pilot, lambda: "not connected" in str(banner.render()), timeout=15)
         assert "not connected — retrying: no enclaved answers at" in str(banner.render())
 
 
@@ -151,7 +154,7 @@ async def test_models_panel_shows_live_status_and_loads_and_unloads(shared_daemo
         panel = app.workbench.query_one(ModelPanel)
         assert panel.display and panel.has_focus
         await wait_until(pilot, lambda: "small" in panel.rows)
-        assert panel.get_cell("tiny", "ctx") == "4096"
+        assert panel.get_cell("tiny", "ctx/agent") == "4096"
         await wait_until(pilot, lambda: app.workbench.panes["a1"].context_size == 4096)
         used = agents_of(shared_daemon)["a1"].context_tokens
         assert f"ctx {used}/4096" in str(app.workbench.panes["a1"]._header.render())
@@ -162,7 +165,7 @@ async def test_models_panel_shows_live_status_and_loads_and_unloads(shared_daemo
         assert model_state(shared_daemon, "small") == models_pb2.MODEL_STATE_LOADED
         assert panel.get_cell("small", "memory") != "-"
         await pilot.press("u")
-        await wait_until(pilot, lambda: panel.get_cell("small", "state") == "on disk")
+        await wait_until(pilot, lambda: panel.get_cell("small", "state") == "available")
         assert model_state(shared_daemon, "small") == models_pb2.MODEL_STATE_AVAILABLE
         await pilot.press("escape")
         assert not panel.display and app.workbench.query_one("#prompt").has_focus

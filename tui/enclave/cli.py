@@ -72,7 +72,7 @@ def cmd_models(client: Client, args: argparse.Namespace) -> int:
     if not models:
         print("no models; put .gguf files in the daemon's models folder (`enclave make-model models/demo.gguf` makes one)")
         return 0
-    rows = [["NAME", "STATE", "SIZE", "QUANT", "PARAMS", "CTX", "ARCH"]]
+    rows = [["NAME", "STATE", "SIZE", "QUANT", "PARAMS", "TRAINED-CTX", "ARCH"]]
     for m in models:
         rows.append(
             [
@@ -227,7 +227,7 @@ def cmd_status(client: Client, args: argparse.Namespace) -> int:
         if redraw:
             sys.stdout.write("\x1b[H\x1b[2J")
         print(f"enclaved {snap.version}  up {snap.uptime_seconds:.0f}s  agents {snap.agents}  active turns {snap.active_turns}")
-        rows = [["MODEL", "STATE", "MEMORY", "CTX", "SLOTS", "ACTIVE", "QUEUED", "TOK/S", "PROMPT TOK/S", "KEPT"]]
+        rows = [["MODEL", "STATE", "MEMORY", "CTX/AGENT", "SLOTS", "ACTIVE", "QUEUED", "TOK/S", "PROMPT TOK/S", "KEPT"]]
         for m in snap.models:
             rows.append(
                 [

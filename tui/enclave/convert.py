@@ -12,6 +12,7 @@ from enclave.messages import (
     TurnFinished,
     TurnPhase,
     TurnStarted,
+    TurnTrimmed,
     WatchEvent,
 )
 from enclave.views import (
@@ -35,7 +36,7 @@ _ROLES: dict[int, Role] = {
     agents_pb2.ROLE_ASSISTANT: "assistant",
 }
 MODEL_STATES = {
-    models_pb2.MODEL_STATE_AVAILABLE: "on disk",
+    models_pb2.MODEL_STATE_AVAILABLE: "available",
     models_pb2.MODEL_STATE_LOADING: "loading",
     models_pb2.MODEL_STATE_LOADED: "loaded",
     models_pb2.MODEL_STATE_INVALID: "invalid",
@@ -153,6 +154,8 @@ def watch_event(e: chat_pb2.ChatEvent) -> WatchEvent | None:
         return TurnPhase(e.agent, e.turn_id, _PHASES.get(e.phase.phase, "queued"))
     if kind == "delta":
         return TurnDelta(e.agent, e.turn_id, e.delta.text, e.delta.tokens)
+    if kind == "truncated":
+        return TurnTrimmed(e.agent, e.turn_id, e.truncated.dropped_messages)
     if kind == "finished":
         f = e.finished
         return TurnFinished(

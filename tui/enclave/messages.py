@@ -59,6 +59,14 @@ class TurnFinished(TurnEvent):
         self.tokens_per_second = tokens_per_second
 
 
+class TurnTrimmed(TurnEvent):
+    """The oldest messages were left out of this turn's prompt to fit the context."""
+
+    def __init__(self, agent: str, turn_id: str, dropped_messages: int) -> None:
+        super().__init__(agent, turn_id)
+        self.dropped_messages = dropped_messages
+
+
 class TurnFailed(TurnEvent):
     def __init__(self, agent: str, turn_id: str, problem: str) -> None:
         super().__init__(agent, turn_id)

@@ -55,7 +55,7 @@ class ModelView:
     """One model the daemon sees, with its live numbers from the Status stream."""
 
     name: str
-    state: str  # on disk, loading, loaded, invalid, failed, pending (header not read yet)
+    state: str  # available, loading, loaded, invalid, failed, pending (header not read yet)
     size_bytes: int = 0
     quantization: str = ""
     memory_bytes: int = 0

@@ -38,6 +38,7 @@ class TranscriptMessage:
     content: str
     turn_id: str
     finish_reason: str = ""
+    context_tokens: int = 0  # a reply's: how full the context was when it ended (0: not kept)
 
 
 @dataclass
@@ -76,10 +77,13 @@ class Conversations:
         self._reader = reader
         self._keyring = keyring
 
-    async def save_message(self, agent: str, position: int, role: str, content: str, turn_id: str, finish_reason: str = "") -> None:
+    async def save_message(
+        self, agent: str, position: int, role: str, content: str, turn_id: str, finish_reason: str = "", context_tokens: int = 0
+    ) -> None:
         """Store message ``position`` (0-based, since the last clear) of ``agent``'s transcript;
         returns once it is on disk."""
-        body = _json({"role": role, "content": content, "turn_id": turn_id, "finish_reason": finish_reason})
+        doc = {"role": role, "content": content, "turn_id": turn_id, "finish_reason": finish_reason}
+        body = _json({**doc, "context_tokens": context_tokens} if context_tokens else doc)
 
         def build(w: Writer) -> tuple[list[Statement], None]:
             message_id, key_id = w.next_message_id(), w.keyring.current
@@ -116,7 +120,9 @@ class Conversations:
                     t.next_position += 1
                     continue
                 t.next_position += 1
-            t.messages.append(TranscriptMessage(doc["role"], doc["content"], doc["turn_id"], doc["finish_reason"]))
+            t.messages.append(
+                TranscriptMessage(doc["role"], doc["content"], doc["turn_id"], doc["finish_reason"], doc.get("context_tokens", 0))
+            )
         heads = await fetch_all(self._reader, "SELECT agent, key_id, nonce, body FROM transcript_heads")
         headed = set()
         for agent, key_id, nonce, body in heads:

@@ -185,6 +185,8 @@ class AgentBook:
                 continue
             agent.history = [Message(m.role, m.content, m.turn_id, m.finish_reason) for m in transcript.messages]
             agent.stored, agent.damage = transcript.next_position, transcript.damage
+            # how full its context was after its last reply, so clients see it before it speaks
+            agent.context_tokens = next((m.context_tokens for m in reversed(transcript.messages) if m.context_tokens), 0)
             if agent.damage:
                 log.warning(
                     "agent %s: its stored transcript is damaged (%s); it goes on without it, clear it to start afresh", name, agent.damage

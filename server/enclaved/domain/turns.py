@@ -238,10 +238,14 @@ class TurnManager:
         whole = result.finish in (eng.Finish.END_OF_TURN, eng.Finish.MAX_TOKENS, eng.Finish.CONTEXT_FULL)
         answer = Message("assistant", reply, turn.id, result.finish.value, tokens=result.tokens if whole else ())
         exchange = [Message("user", turn.message, turn.id), answer] if said and not agent.deleting else []
+        context_tokens = result.prompt_tokens + result.completion_tokens
+        store = self.recorder.conversations
         # submitted together, the record and the two messages share one commit (one fsync)
         await asyncio.gather(
             *(
-                self.recorder.conversations.save_message(agent.name, agent.stored + i, m.role, m.content, m.turn_id, m.finish_reason)
+                store.save_message(
+                    agent.name, agent.stored + i, m.role, m.content, m.turn_id, m.finish_reason, context_tokens * (m is answer)
+                )
                 for i, m in enumerate(exchange)
             ),
             self.recorder.record(
@@ -273,7 +277,7 @@ class TurnManager:
             agent.stored += len(exchange)
         if said:
             agent.history.extend(exchange)
-            agent.context_tokens = result.prompt_tokens + result.completion_tokens
+            agent.context_tokens = context_tokens
         self._publish(turn, result)
 
     def _publish(self, turn: Turn, body: object) -> None:

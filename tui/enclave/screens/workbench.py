@@ -24,6 +24,7 @@ from enclave.messages import AgentChanged, Attached, Disconnected, SessionNotice
 from enclave.screens.agent_editor import AgentEditor, EditorResult
 from enclave.screens.confirm import ConfirmScreen
 from enclave.session import Session
+from enclave.terminal import tmux_copy
 from enclave.views import AgentView, StatusView
 from enclave.widgets.agent_pane import AgentPane
 from enclave.widgets.model_panel import ModelPanel
@@ -43,6 +44,10 @@ class WorkbenchScreen(Screen[None]):
         Binding("alt+left", "select_offset(-1)", "Previous pane", show=False, id="pane.previous"),
         *[Binding(f"alt+{i}", f"select_pane({i})", f"Pane {i}", show=False, id=f"pane.{i}") for i in range(1, 10)],
         Binding("alt+z", "zoom", "Zoom", id="pane.zoom"),
+        Binding("pageup", "scroll_pane('page_up')", "Scroll up", show=False, id="pane.page_up"),
+        Binding("pagedown", "scroll_pane('page_down')", "Scroll down", show=False, id="pane.page_down"),
+        Binding("ctrl+home", "scroll_pane('top')", "Scroll to the top", show=False, id="pane.top"),
+        Binding("ctrl+end", "scroll_pane('bottom')", "Scroll to the end", show=False, id="pane.bottom"),
         Binding("alt+a", "broadcast", "Send to all", id="prompt.broadcast"),
         Binding("escape", "cancel_selected", "Cancel turn", id="turn.cancel"),
         Binding("alt+x", "cancel_all", "Cancel all", id="turn.cancel_all"),
@@ -73,6 +78,7 @@ class WorkbenchScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(id="banner")
+        yield Static(id="empty")
         yield Grid(id="panes")
         yield ModelPanel()
         yield PromptInput(placeholder="message to the selected agent · /all TEXT · /to a,b TEXT · alt+a: to all", id="prompt")
@@ -81,6 +87,7 @@ class WorkbenchScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one(ModelPanel).display = False
         self.query_one("#prompt", Input).focus()
+        self.show_banner(f"connecting to enclaved on {self.client.socket_path} …")
         self.set_interval(1 / self.stream_hz, self._flush_panes)
         self.run_worker(self.session.run(self), exclusive=True, group="daemon")
 
@@ -98,6 +105,7 @@ class WorkbenchScreen(Screen[None]):
         for name, pane in self.panes.items():
             await pane.show_transcript(message.transcripts.get(name, []))
         self.attached = True
+        self._show_empty()
         self.show_banner("")
         if self.first_message:
             self.send(self.first_message, list(self.panes))
@@ -133,10 +141,29 @@ class WorkbenchScreen(Screen[None]):
         panel = self.query_one(ModelPanel)
         if panel.display:  # a hidden table still lays itself out on every change
             panel.show(status)
+        self._show_empty()
+
+    def _empty_text(self) -> str:
+        """What to do when there is no agent to talk to ("" when there is)."""
+        if self.panes or not self.attached:
+            return ""
+        if self.status is not None and not self.status.models:
+            return (
+                "No models yet: put a .gguf file in enclaved's models folder (`enclave models` lists "
+                "what it sees), or make a small test model with `enclave make-model models/demo.gguf`."
+            )
+        return "No agents yet: alt+n creates one (or `enclave agent put NAME --model MODEL`)."
+
+    def _show_empty(self) -> None:
+        text = self._empty_text()
+        empty = self.query_one("#empty", Static)
+        empty.update(text)
+        empty.display = bool(text)
 
     @on(Disconnected)
     def _disconnected(self, message: Disconnected) -> None:
         self.attached = False
+        self._show_empty()
         for pane in self.panes.values():
             pane.disconnected()
         state = "disconnected" if message.was_attached else "not connected"
@@ -184,11 +211,15 @@ class WorkbenchScreen(Screen[None]):
         await grid.mount_all(new)  # kept panes come first in the daemon's order, new ones after
         self._select(names.index(selected) if selected in names else min(self.selected, max(len(names) - 1, 0)))
         self._layout()
+        self._show_empty()
 
     # ---- prompt ----------------------------------------------------------------------------
 
     async def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id != "prompt" or not event.value.strip() or not self.panes:
+        if event.input.id != "prompt" or not event.value.strip():
+            return
+        if not self.panes:
+            self.notify(self._empty_text() or "not connected to enclaved yet", severity="warning")
             return
         try:
             send = parse_prompt(PromptInput.message(event.value), list(self.panes))
@@ -196,6 +227,7 @@ class WorkbenchScreen(Screen[None]):
             self.notify(str(exc), severity="error")
             return
         event.input.value = ""
+        self.query_one("#prompt", PromptInput).remember(event.value)
         self.send(send.text, send.agents or [self.selected_pane.agent.name], sent_from=event.value)
 
     def action_broadcast(self) -> None:
@@ -203,6 +235,7 @@ class WorkbenchScreen(Screen[None]):
         prompt = self.query_one("#prompt", PromptInput)
         if prompt.value.strip() and self.panes:
             self.send(PromptInput.message(prompt.value.strip()), list(self.panes), sent_from=prompt.value)
+            prompt.remember(prompt.value)
             prompt.value = ""
 
     @work(group="send")
@@ -262,6 +295,11 @@ class WorkbenchScreen(Screen[None]):
         """Show only the selected pane, full size; again to show them all."""
         self.query_one("#panes", Grid).toggle_class("zoomed")
         self._layout()
+
+    def action_scroll_pane(self, where: str) -> None:
+        """Scroll the selected pane (page up/down, top, bottom) without leaving the prompt."""
+        if self.panes:
+            self.selected_pane.scroll(where)
 
     def action_select_offset(self, offset: int) -> None:
         self._select(self.selected + offset)
@@ -361,7 +399,7 @@ class WorkbenchScreen(Screen[None]):
 
     # ---- copy ------------------------------------------------------------------------------
 
-    def action_copy_answer(self) -> None:
+    async def action_copy_answer(self) -> None:
         """The selected pane's last answer to the clipboard, through OSC 52 (works over SSH)."""
         if not self.panes:
             return
@@ -369,10 +407,9 @@ class WorkbenchScreen(Screen[None]):
         if not pane.reply_text:
             self.notify(f"{pane.agent.name} has no answer to copy yet", severity="warning")
             return
-        self.app.copy_to_clipboard(pane.reply_text)
-        self.notify(f"copied {pane.agent.name}'s last answer ({len(pane.reply_text)} characters)")
+        await self._copy(pane.reply_text, f"{pane.agent.name}'s last answer")
 
-    def action_copy_code(self) -> None:
+    async def action_copy_code(self) -> None:
         """The last code block of the selected pane's last answer to the clipboard."""
         if not self.panes:
             return
@@ -381,5 +418,9 @@ class WorkbenchScreen(Screen[None]):
         if not blocks:
             self.notify(f"{pane.agent.name}'s last answer has no code block", severity="warning")
             return
-        self.app.copy_to_clipboard(blocks[-1])
-        self.notify(f"copied a code block from {pane.agent.name} ({len(blocks[-1])} characters)")
+        await self._copy(blocks[-1], f"a code block from {pane.agent.name}")
+
+    async def _copy(self, text: str, what: str) -> None:
+        self.app.copy_to_clipboard(text)
+        how, reached = await tmux_copy(text) or ("", True)
+        self.notify(f"copied {what} ({len(text)} characters){'; ' + how if how else ''}", severity="information" if reached else "warning")

@@ -4,6 +4,10 @@ Deltas are coalesced: text is kept aside until the workbench's flush tick (``flu
 Markdown stream, for every pane at once, so four panes at full speed cost one frame per tick.
 Only the last ``SHOWN_MESSAGES`` messages stay on screen: every mounted widget costs layout
 time in every frame, and the daemon keeps the whole conversation.
+
+A reply keeps its line breaks (``enclave.markdown``). One that did not end by itself (cut at
+``max_tokens``, cancelled, out of context) or whose prompt left old messages out is followed
+or preceded by a short marker line, live and when the transcript is read again.
 """
 
 from __future__ import annotations
@@ -17,13 +21,20 @@ from textual.reactive import reactive
 from textual.widgets import Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
-from enclave.messages import TurnDelta, TurnEvent, TurnFailed, TurnFinished, TurnPhase, TurnStarted
+from enclave.markdown import reply_parser
+from enclave.messages import TurnDelta, TurnEvent, TurnFailed, TurnFinished, TurnPhase, TurnStarted, TurnTrimmed
 from enclave.text import safe_text
 from enclave.views import AgentView, ChatMessage
 
 SHOWN_MESSAGES = 16
 _SETTLE = ("|", "```", "~~~")  # what streaming can leave half-formed: tables and fences
 BUSY = ("queued", "prefill", "generating")
+# the marker under a reply that did not end by itself, by finish reason
+ENDINGS = {
+    "max_tokens": "cut off at the agent's max_tokens",
+    "cancelled": "cancelled",
+    "context_full": "stopped: the context is full",
+}
 
 
 class AgentPane(Vertical):
@@ -41,8 +52,9 @@ class AgentPane(Vertical):
         self._reply = ""
         self._pending = ""  # text received but not yet written to the stream
         self._tokens = 0
-        self._started = 0.0
+        self._rate_from: tuple[float, int] | None = None  # (time, tokens) at the first text seen
         self.tokens_per_second = 0.0
+        self.new_below = False  # text arrived while the person was scrolled up
         self.context_tokens = agent.context_tokens
         self.context_size = 0  # the model's context per sequence, from the status stream
         # held directly: events may still arrive while the app tears the tree down
@@ -60,13 +72,45 @@ class AgentPane(Vertical):
         self._refresh_header()
         self._show_system()
         self.body.anchor()  # follow new text unless the person scrolls up
+        self.watch(self.body, "scroll_y", self._scrolled, init=False)
 
-    def _title(self) -> str:
-        speed = f" · {self.tokens_per_second:.0f} tok/s" if self.tokens_per_second else ""
+    def on_resize(self) -> None:
+        self._refresh_header()
+
+    def _title(self, width: int = 0) -> str:
+        """The header line; where it does not fit ``width``, whole parts are left out, least
+        telling first, so that no number is ever cut in half."""
         used = self.context_tokens + self._tokens
-        context = f" · ctx {used}/{self.context_size}" if self.context_size else (f" · ctx {used}" if used else "")
-        damaged = " · transcript damaged" if self.agent.damage else ""
-        return f"{self.index}  {self.agent.name} · {self.agent.model} · {self.state}{speed}{context}{damaged}"
+        parts = [  # (part, priority: higher stays longer)
+            (f"{self.index}  {self.agent.name}", 9),
+            (self.agent.model, 2),
+            (self.state, 8),
+            (f"{self.tokens_per_second:.0f} tok/s" if self.tokens_per_second else "", 3),
+            (f"ctx {used}/{self.context_size}" if self.context_size else (f"ctx {used}" if used else ""), 4),
+            ("transcript damaged" if self.agent.damage else "", 7),
+            ("↓ new text below" if self.new_below else "", 6),
+        ]
+        shown = [(text, rank) for text, rank in parts if text]
+        while width and len(shown) > 1 and len(" · ".join(t for t, _ in shown)) > width:
+            shown.remove(min(shown, key=lambda part: part[1]))
+        return " · ".join(t for t, _ in shown)
+
+    def _scrolled(self) -> None:
+        if self.new_below and self.body.is_vertical_scroll_end:
+            self.new_below = False
+            self._refresh_header()
+
+    def scroll(self, where: str) -> None:
+        """Scroll the conversation: ``page_up``, ``page_down``, ``top`` or ``bottom`` (which
+        follows new text again)."""
+        if where == "page_up":
+            self.body.scroll_page_up(animate=False)
+        elif where == "page_down":
+            self.body.scroll_page_down(animate=False)
+        elif where == "top":
+            self.body.scroll_home(animate=False)
+        else:
+            self.body.scroll_end(animate=False)
 
     def set_agent(self, agent: AgentView) -> None:
         """The agent as the daemon holds it now (another client may have edited it)."""
@@ -104,7 +148,8 @@ class AgentPane(Vertical):
         self.set_class(selected, "selected")
 
     def _refresh_header(self) -> None:
-        self._header.update(self._title(), layout=False)  # one line, always: repaint only
+        width = self._header.content_region.width  # 0 before the first layout: shown whole
+        self._header.update(self._title(width), layout=False)  # one line, always: repaint only
 
     @property
     def busy(self) -> bool:
@@ -129,10 +174,15 @@ class AgentPane(Vertical):
             elif m.role == "assistant":
                 await self._add_message(m.content, "reply")
                 self._reply = m.content
+                await self._mark_ending(m.finish_reason)
 
-    async def _add_message(self, text: str, kind: str) -> Markdown:
-        md = Markdown(safe_text(text), classes=f"message {kind}")
-        await self.body.mount(md)
+    async def _mark_ending(self, finish_reason: str) -> None:
+        if finish_reason in ENDINGS:
+            await self._add_message(f"*— {ENDINGS[finish_reason]}*", "marker")
+
+    async def _add_message(self, text: str, kind: str, before: Markdown | None = None) -> Markdown:
+        md = Markdown(safe_text(text), classes=f"message {kind}", parser_factory=reply_parser)
+        await self.body.mount(md, before=before)
         shown = self.body.query("Markdown.message")
         if len(shown) > SHOWN_MESSAGES:
             old = list(shown)[: len(shown) - SHOWN_MESSAGES]
@@ -146,7 +196,7 @@ class AgentPane(Vertical):
         if isinstance(event, TurnStarted):
             # the pane's state changes before anything awaits: nobody sees the new turn "idle"
             self.turn_id, self.state = event.turn_id, "queued"
-            self._reply, self._tokens, self._started, self.tokens_per_second = "", 0, time.monotonic(), 0.0
+            self._reply, self._tokens, self._rate_from, self.tokens_per_second = "", 0, None, 0.0
             await self._finish_stream()
             await self._add_message(event.user_message, "user")
             self._stream = Markdown.get_stream(await self._add_message("", "reply"))
@@ -154,7 +204,15 @@ class AgentPane(Vertical):
             return
         elif isinstance(event, TurnPhase):
             self.state = event.phase
+        elif isinstance(event, TurnTrimmed):
+            noun = "message" if event.dropped_messages == 1 else "messages"
+            reply = self._stream.markdown_widget if self._stream is not None else None  # above the reply
+            await self._add_message(f"*— {event.dropped_messages} oldest {noun} left out to fit the context*", "marker", reply)
         elif isinstance(event, TurnDelta):
+            # the rate counts from the first text seen: a pane that joins a turn in progress
+            # gets its text so far in one delta, which must not count as instant tokens
+            if self._rate_from is None:
+                self._rate_from = (time.monotonic(), self._tokens + event.tokens)
             self._reply += event.text
             self._pending += event.text
             self._tokens += event.tokens
@@ -164,6 +222,7 @@ class AgentPane(Vertical):
             self._tokens = 0
             self.tokens_per_second = event.tokens_per_second
             self.state = "cancelled" if event.finish_reason == "cancelled" else "idle"
+            await self._mark_ending(event.finish_reason)
         elif isinstance(event, TurnFailed):
             await self._finish_stream()
             await self._add_message(f"**error:** {event.problem}", "error")
@@ -176,11 +235,18 @@ class AgentPane(Vertical):
             return
         text, self._pending = self._pending, ""
         if self._stream is not None:
-            await self._stream.write(safe_text(text))
-        elapsed = time.monotonic() - self._started
-        if self.busy and elapsed > 0:
-            self.tokens_per_second = self._tokens / elapsed
+            await self._write(self._stream, text)
+        if self.busy and self._rate_from is not None:
+            since, tokens = self._rate_from
+            elapsed = time.monotonic() - since
+            if elapsed > 0.2 and self._tokens > tokens:
+                self.tokens_per_second = (self._tokens - tokens) / elapsed
         self._refresh_header()
+
+    async def _write(self, stream: MarkdownStream, text: str) -> None:
+        if not self.body.is_vertical_scroll_end:
+            self.new_below = True  # the person is reading above: say so rather than pull them down
+        await stream.write(safe_text(text))
 
     async def _finish_stream(self) -> None:
         """End the streaming reply, with any text still waiting.
@@ -197,7 +263,7 @@ class AgentPane(Vertical):
             return
         stream, self._stream = self._stream, None
         if self._pending:
-            await stream.write(safe_text(self._pending))
+            await self._write(stream, self._pending)
             self._pending = ""
         settle = any(mark in self._reply for mark in _SETTLE)
         try:

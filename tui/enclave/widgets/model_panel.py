@@ -12,7 +12,7 @@ from textual.widgets import DataTable
 from enclave.text import human_bytes, kept_states
 from enclave.views import StatusView
 
-COLUMNS = ("model", "state", "size", "quant", "memory", "ctx", "slots", "active", "queued", "tok/s", "prompt tok/s", "kept")
+COLUMNS = ("model", "state", "size", "quant", "memory", "ctx/agent", "slots", "active", "queued", "tok/s", "prompt tok/s", "kept")
 
 
 class ModelPanel(DataTable[str]):

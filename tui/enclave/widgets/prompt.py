@@ -7,17 +7,34 @@ cursor redraws twice a second, which is bandwidth over a slow SSH link.
 
 A pasted text's line breaks show as ``⏎`` on the one line and are sent as line breaks
 (``message``); a plain Input would keep only the first line of a paste.
+
+Up and down walk back through the lines sent from this workbench (and forward again to what
+was being typed).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual import events
+from textual.binding import Binding
 from textual.widgets import Input
 
 NEWLINE = "⏎"
 
 
 class PromptInput(Input):
+    BINDINGS = [
+        Binding("up", "history(-1)", "Previous message", show=False),
+        Binding("down", "history(1)", "Next message", show=False),
+    ]
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.history: list[str] = []
+        self._recall = 0  # the line shown from history; len(history) = the draft
+        self._draft = ""
+
     def on_mount(self) -> None:
         self.cursor_blink = False
 
@@ -39,3 +56,20 @@ class PromptInput(Input):
     async def _on_key(self, event: events.Key) -> None:
         if event.key.startswith("alt+"):
             event.prevent_default()  # not text: let it reach the bindings
+
+    # ---- history: up and down recall what was sent, as in a shell ---------------------------
+
+    def remember(self, value: str) -> None:
+        """A line that was sent: kept for up/down, even if the daemon then lost it."""
+        if value and (not self.history or self.history[-1] != value):
+            self.history.append(value)
+        self._recall = len(self.history)
+
+    def action_history(self, step: int) -> None:
+        if not self.history:
+            return
+        if self._recall == len(self.history):
+            self._draft = self.value  # what was being typed comes back after the newest line
+        self._recall = max(0, min(len(self.history), self._recall + step))
+        self.value = self.history[self._recall] if self._recall < len(self.history) else self._draft
+        self.cursor_position = len(self.value)

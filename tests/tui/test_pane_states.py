@@ -1,0 +1,193 @@
+"""What a pane shows beyond the text: line breaks as written, how a reply ended, scrolling from
+the prompt, honest rates and context, and what to do when there is nothing to talk to."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+from textual import events
+from textual.app import App, ComposeResult
+from textual.widgets import Static
+from textual.widgets._markdown import MarkdownParagraph
+
+from enclave.app import EnclaveApp
+from enclave.messages import TurnDelta, TurnStarted, TurnTrimmed
+from enclave.views import AgentView, ChatMessage
+from enclave.widgets.agent_pane import ENDINGS, AgentPane
+from enclave.widgets.prompt import PromptInput
+from enclave_contract.v1 import agents_pb2, chat_pb2
+from tests.helpers import Daemon, short_tmpdir, start_daemon, wait_until
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class Host(App[None]):
+    def __init__(self, *widgets: object) -> None:
+        super().__init__()
+        self.widgets = widgets
+
+    def compose(self) -> ComposeResult:
+        yield from self.widgets  # type: ignore[misc]
+
+
+def texts(pane: AgentPane, kind: str) -> list[str]:
+    return [str(m.query_one(MarkdownParagraph)._content) for m in pane.body.query(f"Markdown.{kind}")]
+
+
+async def test_line_breaks_are_shown_as_written_and_endings_are_marked() -> None:
+    pane = AgentPane(AgentView(name="m", model="tiny"), 1)
+    async with Host(pane).run_test(size=(80, 30)) as pilot:
+        verse = "roses are red\nviolets are blue\nsugar is sweet"
+        await pane.show_transcript(
+            [
+                ChatMessage("user", "a poem"),
+                ChatMessage("assistant", verse, finish_reason="max_tokens"),
+                ChatMessage("user", "another"),
+                ChatMessage("assistant", "done.", finish_reason="end_of_turn"),
+                ChatMessage("user", "a third"),
+                ChatMessage("assistant", "half", finish_reason="cancelled"),
+            ]
+        )
+        await pilot.pause()
+        reply = pane.body.query("Markdown.reply").first()
+        assert reply.query_one(MarkdownParagraph).size.height == 3, "three lines, not one joined line"
+        assert texts(pane, "marker") == [f"— {ENDINGS['max_tokens']}", f"— {ENDINGS['cancelled']}"]
+
+
+async def test_a_trimmed_history_is_marked_above_the_reply_and_a_late_join_has_no_false_rate() -> None:
+    pane = AgentPane(AgentView(name="m", model="tiny"), 1)
+    async with Host(pane).run_test(size=(80, 30)) as pilot:
+        await pane.handle(TurnStarted("m", "t", user_message="q"))
+        await pane.handle(TurnTrimmed("m", "t", dropped_messages=2))
+        await pilot.pause()
+        kinds = [next(c for c in ("user", "marker", "reply") if m.has_class(c)) for m in pane.body.query("Markdown.message")]
+        assert kinds == ["user", "marker", "reply"]
+        assert texts(pane, "marker") == ["— 2 oldest messages left out to fit the context"]
+        # a pane that joins a turn in progress gets its text so far as one delta: 200 tokens
+        # at once are not a rate of thousands a second
+        await pane.handle(TurnDelta("m", "t", "so far " * 200, tokens=200))
+        await pane.flush()
+        assert pane.tokens_per_second == 0.0
+
+
+async def test_the_header_leaves_out_whole_parts_when_narrow() -> None:
+    agent = AgentView(name="reviewer", model="smollm2-135m-instruct", damage="a row is missing")
+    pane = AgentPane(agent, 3)
+    async with Host(pane).run_test(size=(80, 30)):
+        pane.tokens_per_second, pane.context_tokens, pane.context_size = 48.0, 1234, 2048
+        whole = pane._title(0)
+        assert whole == "3  reviewer · smollm2-135m-instruct · idle · 48 tok/s · ctx 1234/2048 · transcript damaged"
+        for width in (70, 50, 40, 30, 20):
+            title = pane._title(width)
+            assert len(title) <= width or title == "3  reviewer"
+            assert set(title.split(" · ")) <= set(whole.split(" · ")), "no part is cut in the middle"
+            assert title.startswith("3  reviewer · idle") or title.startswith("3  reviewer · smollm2")
+        assert pane._title(40) == "3  reviewer · idle · transcript damaged"
+
+
+async def test_prompt_history_walks_back_and_returns_to_the_draft() -> None:
+    prompt = PromptInput(id="p")
+    async with Host(prompt).run_test() as pilot:
+        prompt.remember("first")
+        prompt.remember("second")
+        prompt.value = "draft"
+        await pilot.press("up")
+        assert prompt.value == "second"
+        await pilot.press("up", "up")
+        assert prompt.value == "first"
+        await pilot.press("down", "down")
+        assert prompt.value == "draft"
+
+
+def test_alt_digit_right_before_a_paste_is_still_alt_digit() -> None:
+    """tmux sends ESC 2 and a bracketed paste in one read when they follow at once."""
+    from textual._xterm_parser import XTermParser
+
+    from enclave.terminal import read_alt_digits
+
+    read_alt_digits()
+    parsed = list(XTermParser(debug=False).feed("\x1b2\x1b[200~one\ntwo\x1b[201~"))
+    assert [e.key for e in parsed if isinstance(e, events.Key)] == ["alt+2"]
+    assert [e.text for e in parsed if isinstance(e, events.Paste)] == ["one\ntwo"]
+
+
+# ---- against the real daemon -------------------------------------------------------------------
+
+CUT_CONFIG = """
+[[agents]]
+name = "cut"
+model = "tiny"
+max_tokens = 6
+seed = 7
+"""
+
+
+async def test_a_reply_cut_at_max_tokens_is_marked_and_the_context_survives_a_restart(daemon_factory: Callable[..., Daemon]) -> None:
+    home = short_tmpdir()
+    daemon = daemon_factory(CUT_CONFIG, home=home)
+    app = EnclaveApp(daemon.socket, spawn=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.workbench.attached)
+        pane = app.workbench.panes["cut"]
+        await pilot.press(*"go on and on", "enter")
+        await wait_until(pilot, lambda: pane.state == "idle" and pane.reply_text != "")
+        finished = daemon.stubs().agents.GetTranscript(agents_pb2.GetTranscriptRequest(name="cut"), timeout=10).messages[-1]
+        assert finished.finish_reason == "max_tokens"
+        await wait_until(pilot, lambda: texts(pane, "marker") == [f"— {ENDINGS['max_tokens']}"])
+        used = pane.context_tokens
+        assert used > 0
+        await pilot.press("up")  # what was sent comes back, e.g. after the daemon lost it
+        assert app.workbench.query_one("#prompt", PromptInput).value == "go on and on"
+    assert daemon.stop() == 0
+    restarted = await asyncio.to_thread(daemon_factory, CUT_CONFIG, home=home)
+    listed = {a.name: a for a in restarted.stubs().agents.ListAgents(agents_pb2.ListAgentsRequest(), timeout=10).agents}
+    assert listed["cut"].context_tokens == used, "how full the context is, kept across a restart"
+    app = EnclaveApp(restarted.socket, spawn=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.workbench.attached)
+        pane = app.workbench.panes["cut"]
+        await wait_until(pilot, lambda: f"ctx {used}/" in pane._title(0))
+        assert texts(pane, "marker") == [f"— {ENDINGS['max_tokens']}"], "the marker comes back with the transcript"
+
+
+async def test_page_keys_scroll_the_selected_pane_and_new_text_below_is_flagged(shared_daemon: Daemon) -> None:
+    stubs = shared_daemon.stubs()
+    for i in range(4):
+        list(stubs.chat.Chat(chat_pb2.ChatRequest(agent="a4", message=f"fill the pane {i}"), timeout=60))
+    app = EnclaveApp(shared_daemon.socket, spawn=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: app.workbench.attached)
+        await pilot.press("alt+4")
+        pane = app.workbench.panes["a4"]
+        await wait_until(pilot, lambda: pane.body.max_scroll_y > 0)
+        await pilot.pause(0.2)
+        assert pane.body.is_vertical_scroll_end
+        await pilot.press("pageup")
+        await wait_until(pilot, lambda: not pane.body.is_vertical_scroll_end)
+        assert app.workbench.query_one("#prompt", PromptInput).has_focus, "the prompt keeps the focus"
+        await pilot.press(*"more please", "enter")
+        await wait_until(pilot, lambda: pane.state == "idle" and pane.reply_text != "" and pane.new_below)
+        assert "↓ new text below" in pane._title(0)
+        assert not pane.body.is_vertical_scroll_end, "a person reading above is not pulled down"
+        await pilot.press("ctrl+end")
+        await wait_until(pilot, lambda: pane.body.is_vertical_scroll_end and not pane.new_below)
+        await pilot.press("ctrl+home")
+        await wait_until(pilot, lambda: pane.body.scroll_y == 0)
+
+
+async def test_a_daemon_without_models_says_how_to_add_one() -> None:
+    home = short_tmpdir()
+    (home / "models").mkdir()
+    daemon = await asyncio.to_thread(start_daemon, home, home / "models")
+    app = EnclaveApp(daemon.socket, spawn=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: app.workbench.attached and app.workbench.status is not None)
+        hint = app.workbench.query_one("#empty", Static)
+        await wait_until(pilot, lambda: "No models yet" in str(hint.render()))
+        assert hint.display and "enclave make-model" in str(hint.render())
+        await pilot.press(*"hello", "enter")
+        await pilot.pause()
+        assert any("No models yet" in n.message for n in app._notifications), "Enter says why nothing happens"
+    assert daemon.stop() == 0
