@@ -13,7 +13,7 @@ from textual.widgets import Static
 from textual.widgets._markdown import MarkdownParagraph
 
 from enclave.app import EnclaveApp
-from enclave.messages import TurnDelta, TurnStarted, TurnTrimmed
+from enclave.messages import TurnDelta, TurnFinished, TurnStarted, TurnTrimmed
 from enclave.views import AgentView, ChatMessage
 from enclave.widgets.agent_pane import ENDINGS, AgentPane
 from enclave.widgets.prompt import PromptInput
@@ -70,6 +70,27 @@ async def test_a_trimmed_history_is_marked_above_the_reply_and_a_late_join_has_n
         await pane.handle(TurnDelta("m", "t", "so far " * 200, tokens=200))
         await pane.flush()
         assert pane.tokens_per_second == 0.0
+
+
+async def test_whole_blocks_stream_as_markdown_and_the_block_being_written_as_plain_text() -> None:
+    pane = AgentPane(AgentView(name="m", model="tiny"), 1)
+    async with Host(pane).run_test(size=(80, 30)) as pilot:
+        await pane.handle(TurnStarted("m", "t", user_message="q"))
+        for piece in ("First **para**", "graph.\n\n```\ncode\n\nmore", " code\n```\n\nThe last one is being wr"):
+            await pane.handle(TurnDelta("m", "t", piece, tokens=1))
+            await pane.flush()
+        await pilot.pause()
+        tail = pane.body.query_one("Static.tail", Static)
+        assert str(tail.render()) == "The last one is being wr"
+        reply = pane.body.query("Markdown.reply").last()
+        assert [type(b).__name__ for b in reply.query("*") if type(b).__name__ in ("MarkdownParagraph", "MarkdownFence")] == [
+            "MarkdownParagraph",
+            "MarkdownFence",
+        ], "the paragraph and the whole fence (blank line inside it) are Markdown"
+        await pane.handle(TurnFinished("m", "t", finish_reason="end_of_turn", context_tokens=0, tokens_per_second=0.0))
+        await pilot.pause()
+        assert not pane.body.query("Static.tail")
+        assert [str(p._content) for p in reply.query(MarkdownParagraph)] == ["First paragraph.", "The last one is being wr"]
 
 
 async def test_the_header_leaves_out_whole_parts_when_narrow() -> None:

@@ -1,7 +1,10 @@
 """One agent: a header (name, model, state, speed, context) over its conversation, streaming live.
 
-Deltas are coalesced: text is kept aside until the workbench's flush tick (``flush``) writes it to the
-Markdown stream, for every pane at once, so four panes at full speed cost one frame per tick.
+Deltas are coalesced: text is kept aside until the workbench's flush tick (``flush``) writes it,
+for every pane at once, so four panes at full speed cost one frame per tick. A reply's text goes
+to its Markdown stream a block at a time (up to a blank line outside a code fence: a paragraph,
+list or table that is complete); the block being written shows as plain text beneath it (the
+*tail*), which costs a fraction of re-parsing Markdown on every tick.
 Only the last ``SHOWN_MESSAGES`` messages stay on screen: every mounted widget costs layout
 time in every frame, and the daemon keeps the whole conversation.
 
@@ -51,6 +54,8 @@ class AgentPane(Vertical):
         self._stream: MarkdownStream | None = None
         self._reply = ""
         self._pending = ""  # text received but not yet written to the stream
+        self._unsettled = ""  # text of the block being written, shown in the tail
+        self._tail: Static | None = None
         self._tokens = 0
         self._rate_from: tuple[float, int] | None = None  # (time, tokens) at the first text seen
         self.tokens_per_second = 0.0
@@ -200,6 +205,9 @@ class AgentPane(Vertical):
             await self._finish_stream()
             await self._add_message(event.user_message, "user")
             self._stream = Markdown.get_stream(await self._add_message("", "reply"))
+            self._tail = Static(classes="message tail", markup=False)
+            self._tail.display = False
+            await self.body.mount(self._tail)
         elif event.turn_id != self.turn_id:
             return
         elif isinstance(event, TurnPhase):
@@ -243,10 +251,20 @@ class AgentPane(Vertical):
                 self.tokens_per_second = (self._tokens - tokens) / elapsed
         self._refresh_header()
 
-    async def _write(self, stream: MarkdownStream, text: str) -> None:
-        if not self.body.is_vertical_scroll_end:
+    async def _write(self, stream: MarkdownStream, text: str, final: bool = False) -> None:
+        """Complete blocks to the Markdown stream (every block when ``final``), the rest to
+        the tail."""
+        if text and not self.body.is_vertical_scroll_end:
             self.new_below = True  # the person is reading above: say so rather than pull them down
-        await stream.write(safe_text(text))
+        self._unsettled += text
+        cut = len(self._unsettled) if final else _settled(self._unsettled)
+        if cut:
+            await stream.write(safe_text(self._unsettled[:cut]))
+            self._unsettled = self._unsettled[cut:]
+        if self._tail is not None:
+            tail = safe_text(self._unsettled.rstrip("\n"))
+            self._tail.update(tail)
+            self._tail.display = bool(tail)
 
     async def _finish_stream(self) -> None:
         """End the streaming reply, with any text still waiting.
@@ -262,9 +280,11 @@ class AgentPane(Vertical):
         if self._stream is None:
             return
         stream, self._stream = self._stream, None
-        if self._pending:
-            await self._write(stream, self._pending)
-            self._pending = ""
+        await self._write(stream, self._pending, final=True)
+        self._pending = ""
+        if self._tail is not None:
+            await self._tail.remove()
+            self._tail = None
         settle = any(mark in self._reply for mark in _SETTLE)
         try:
             await stream.stop()
@@ -275,3 +295,18 @@ class AgentPane(Vertical):
             settle = True
         if settle:
             await stream.markdown_widget.update(safe_text(self._reply))
+
+
+def _settled(text: str) -> int:
+    """How much of ``text`` (beginning outside a code fence) is whole blocks: up to its last
+    blank line outside a fence; 0 when there is none yet."""
+    fence, cut, position = False, 0, 0
+    for line in text.splitlines(keepends=True):
+        if not line.endswith("\n"):
+            break  # a line still being written
+        position += len(line)
+        if line.lstrip().startswith(("```", "~~~")):
+            fence = not fence
+        elif not fence and not line.strip():
+            cut = position
+    return cut
