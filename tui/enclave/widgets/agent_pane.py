@@ -254,8 +254,11 @@ class AgentPane(Vertical):
     async def _write(self, stream: MarkdownStream, text: str, final: bool = False) -> None:
         """Complete blocks to the Markdown stream (every block when ``final``), the rest to
         the tail."""
-        if text and not self.body.is_vertical_scroll_end:
-            self.new_below = True  # the person is reading above: say so rather than pull them down
+        if text and self.body._anchor_released:
+            # the person scrolled away from the end (the anchor that follows new text lets go
+            # then; the scroll offset alone lags behind text just added): say so rather than
+            # pull them down
+            self.new_below = True
         self._unsettled += text
         cut = len(self._unsettled) if final else _settled(self._unsettled)
         if cut:
