@@ -1,13 +1,16 @@
 """A whole session with no network at all, run by tests/ops/test_airgap.py inside a new network
 namespace (``python -m tests.ops.airgap_session MODELS_DIR``): it checks that the namespace
 has no network, then starts enclaved, chats with ``enclave chat``, attaches the workbench
-(Textual's Pilot) and chats there, and checks that the daemon holds no inet socket. It exits
+(Textual's Pilot) and chats there, and checks that the daemon holds no inet socket. The
+daemon runs with no new privileges and no core files, and llama.cpp's log callback (a ctypes
+callback, which ``MemoryDenyWriteExecute`` would break) is seen to work. It exits
 0 and prints ``air gap: ok`` when all of that worked, else fails with the reason."""
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import shutil
 import socket
 import sys
 from pathlib import Path
@@ -54,8 +57,13 @@ async def workbench_turn(d: Daemon) -> str:
 
 def main(models: Path) -> int:
     assert_no_network()
-    d = start_daemon(short_tmpdir(), models, CONFIG)
+    # as the units run it, as far as a process can set it without systemd: no new privileges,
+    # no core files (the model load below goes through llama.cpp's ctypes log callback)
+    wrap = ["setpriv", "--no-new-privs", "prlimit", "--core=0", "--"] if shutil.which("setpriv") and shutil.which("prlimit") else []
+    d = start_daemon(short_tmpdir(), models, CONFIG, wrap=wrap)
     try:
+        failed = enclave(d, "load", "alien")  # llama.cpp refuses it and says why through its log callback
+        assert failed.returncode == 1 and "enclaved.llama" in d.log, d.log[-2000:]
         r = enclave(d, "chat", "assistant", "hello from the command line")
         assert r.returncode == 0 and r.stdout.strip(), r.stderr
         assert r.stdout.strip() == last_reply(d).strip(), (r.stdout, last_reply(d))
