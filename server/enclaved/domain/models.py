@@ -11,13 +11,17 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from enclaved.audit.recorder import Recorder
 from enclaved.audit.records import Action, Entry
 from enclaved.domain.catalog import Catalog, ModelFile, check_model_name, model_name
 from enclaved.domain.config import Config, parse_size
-from enclaved.engine import Engine, EngineConfig, EngineStats, LoadError
+from enclaved.engine import EngineStats, LoadError
 from enclaved.errors import FailedPrecondition, NotFound, ResourceExhausted
+
+if TYPE_CHECKING:
+    from enclaved.engine import Engine
 
 log = logging.getLogger("enclaved.models")
 
@@ -188,6 +192,8 @@ class ModelRegistry:
             await self.recorder.record(Entry(action, model=model, outcome=outcome, payload=payload))
 
     def _load_blocking(self, f: ModelFile) -> LoadedModel:
+        from enclaved.engine import Engine, EngineConfig  # numpy and llama.cpp: imported with the first model
+
         s = self.config.model_settings(f.name)
         config = EngineConfig(
             n_ctx_seq=s.n_ctx,
