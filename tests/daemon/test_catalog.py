@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from enclaved.domain import catalog as catalog_module
-from enclaved.domain.catalog import Catalog, ModelFile, read_model_file
+from enclaved.domain.catalog import Catalog, read_model_file
 from enclaved.domain.config import load_config
+from enclaved.domain.ggufheader import Header
 from enclaved.domain.models import engine_config
 from tests.helpers import wait_for
 
@@ -53,13 +54,13 @@ def test_each_header_shows_as_soon_as_it_is_read(tmp_path: Path, model_dir: Path
         _copy(model_dir / "tiny.gguf", folder / f"{name}.gguf")
     catalog = Catalog([folder])
     seen: list[dict[str, bool]] = []
-    real_read = catalog_module.read_model_file
+    real_read = catalog_module.read_header
 
-    def read_and_look(name: str, path: Path, *args: object) -> ModelFile:
+    def read_and_look(path: Path) -> Header:
         seen.append({n: f.ready for n, f in catalog.scan().items()})
-        return real_read(name, path, *args)  # type: ignore[arg-type]
+        return real_read(path)
 
-    monkeypatch.setattr(catalog_module, "read_model_file", read_and_look)
+    monkeypatch.setattr(catalog_module, "read_header", read_and_look)
     catalog.start(interval=3600)  # lists the folder (every header pending), then one pass on its thread
     try:
         wait_for(lambda: all(f.ready for f in catalog.scan().values()))

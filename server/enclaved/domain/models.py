@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from enclaved.audit.recorder import Recorder
 from enclaved.audit.records import Action, Entry
 from enclaved.domain.catalog import Catalog, ModelFile, check_model_name, model_name
-from enclaved.domain.config import Config, ModelSettings, parse_size
+from enclaved.domain.config import Config, ModelSettings
 from enclaved.engine import EngineStats, LoadError
 from enclaved.errors import FailedPrecondition, NotFound, ResourceExhausted
 
@@ -71,7 +71,7 @@ def engine_config(s: ModelSettings) -> EngineConfig:
         n_threads=s.n_threads or os.cpu_count() or 1,
         n_batch=s.n_batch,
         prefill_chunk=s.prefill_chunk,
-        state_cache_bytes=parse_size(s.state_cache, "state_cache"),
+        state_cache_bytes=s.state_cache,
     )
 
 
