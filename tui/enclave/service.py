@@ -97,6 +97,7 @@ def render_unit(
         "Type=notify",
         f"ExecStart={' '.join(args)}",
         "Restart=on-failure",
+        "RestartPreventExitStatus=2",  # a config or audit-log error: restarting cannot fix it
         "TimeoutStopSec=60",
         "# WatchdogSec=30s  (enclaved then pings systemd at half the interval from its event loop)",
     ]
