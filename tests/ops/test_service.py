@@ -190,3 +190,19 @@ def test_the_system_unit_runs_as_enclave_in_its_own_folders(tmp_path: Path) -> N
     text = (tmp_path / "enclaved.service").read_text()
     assert re.search(r"^User=enclave$", text, re.M) and "WantedBy=multi-user.target" in text
     assert "systemctl enable --now enclaved" in r.stdout
+
+
+def test_paths_with_spaces_and_percent_signs_stay_whole(tmp_path: Path) -> None:
+    """A space would split ExecStart's arguments and ``%`` starts a systemd specifier."""
+    folder = tmp_path / "my config"
+    folder.mkdir()
+    config = folder / "enclave 100%.toml"
+    config.write_text('data_dir = "my data"\n[audit]\ncheckpoint_copies = ["/var/tmp/copies 50%/audit.checkpoint"]\n')
+    r = install(tmp_path, "--config", str(config))
+    assert r.returncode == 0, r.stderr
+    unit = tmp_path / ".config/systemd/user/enclaved.service"
+    s = settings(unit.read_text())
+    assert '--config "%h/my config/enclave 100%%.toml" --data "%h/my config/my data"' in s["ExecStart"][0]
+    assert s["ReadWritePaths"] == ['"%h/my config/my data"', '"/var/tmp/copies 50%%"']
+    assert (folder / "my data").is_dir()
+    verify(unit, True, tmp_path)

@@ -64,12 +64,22 @@ def _list(value: object) -> list[object]:
     return value if isinstance(value, list) else []
 
 
+def _literal(text: str) -> str:
+    """A path as one word of a unit file: ``%`` doubled (else a specifier), quoted when it has
+    a space, a quote or a backslash."""
+    text = text.replace("%", "%%")
+    if any(c.isspace() or c in "\"'\\" for c in text):
+        text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return text
+
+
 def _in_home(path: Path, home: Path) -> str:
     """``path`` with the home folder written as systemd's ``%h`` (user units)."""
     try:
-        return "%h/" + str(path.relative_to(home))
+        rest = _literal(str(path.relative_to(home)))
     except ValueError:
-        return str(path)
+        return _literal(str(path))
+    return f'"%h/{rest[1:]}' if rest.startswith('"') else f"%h/{rest}"
 
 
 def render_unit(
@@ -80,12 +90,12 @@ def render_unit(
     home = home or Path.home()
     if user:
         data = _in_home(data_dir or default_data_dir(), home)
-        args = [str(enclaved), *(["--config", _in_home(config, home)] if config else []), "--data", data]
+        args = [_literal(str(enclaved)), *(["--config", _in_home(config, home)] if config else []), "--data", data]
         writable = [data, *(_in_home(p, home) for p in needs.writable)]
     else:
         data = "%S/enclave"  # StateDirectory=enclave: /var/lib/enclave
-        args = [str(enclaved), "--config", str(config or SYSTEM_CONFIG), "--data", data]
-        writable = [str(p) for p in needs.writable]
+        args = [_literal(str(enclaved)), "--config", _literal(str(config or SYSTEM_CONFIG)), "--data", data]
+        writable = [_literal(str(p)) for p in needs.writable]
     args += ["--socket", "%t/enclave/enclaved.sock"]  # RuntimeDirectory=enclave: /run/enclave, or $XDG_RUNTIME_DIR/enclave
     how = "--user" if user else "--system"
     lines = [
