@@ -59,19 +59,26 @@ class Daemon:
             [sys.executable, "-m", "enclaved.cli", "--config", str(self.home / "c.toml"), "--socket", str(self.socket)]
             + ["--models", str(models), "--data", str(data or self.home / "data"), "--log-level", "warning"]
         )
-        self.channel = grpc.insecure_channel(f"unix:{self.socket}")
-        status = status_pb2_grpc.StatusStub(self.channel)
-        while True:  # until Status answers: what `enclave status` waits for
-            try:
-                next(iter(status.Status(status_pb2.StatusRequest(once=True), timeout=1)))
-                break
-            except grpc.RpcError:
-                if self.proc.poll() is not None:
-                    raise SystemExit("enclaved exited") from None
-                time.sleep(0.01)
+        while not self._answers():  # until Status answers: what `enclave status` waits for
+            if self.proc.poll() is not None:
+                raise SystemExit("enclaved exited")
+            time.sleep(0.002)
         self.answered_after = time.perf_counter() - self.started
+        self.channel = grpc.insecure_channel(f"unix:{self.socket}")
         self.chat = chat_pb2_grpc.ChatStub(self.channel)
         self.agents = agents_pb2_grpc.AgentsStub(self.channel)
+
+    def _answers(self) -> bool:
+        """One try on a fresh connection, as each `enclave status` makes: a channel kept
+        across tries would wait out gRPC's reconnect backoff (about a second) and measure it."""
+        if not self.socket.exists():
+            return False
+        with grpc.insecure_channel(f"unix:{self.socket}") as channel:
+            try:
+                next(iter(status_pb2_grpc.StatusStub(channel).Status(status_pb2.StatusRequest(once=True), timeout=2)))
+                return True
+            except grpc.RpcError:
+                return False
 
     def put(self, name: str, model: str, system: str, max_tokens: int) -> None:
         sampling = agents_pb2.SamplingParams(max_tokens=max_tokens, temperature=0.0, seed=1)

@@ -28,6 +28,7 @@ from enclaved.domain.models import ModelRegistry
 from enclaved.domain.turns import TurnManager
 from enclaved.errors import EnclaveError, Unavailable
 from enclaved.limits import FdBudget, forbid_core_dumps, raise_fd_limit
+from enclaved.sdnotify import Notifier
 from enclaved.transport.lock import AlreadyRunning, InstanceLock
 from enclaved.transport.peers import MAX_PEERS, PeerRegistry
 from enclaved.transport.server import RpcServer
@@ -157,10 +158,15 @@ class Daemon:
         if peers.path is not None:
             bound[peers.path] = inode(peers.path)
         watch = asyncio.create_task(self._watch_sockets(bound), name="socket-watch")
+        systemd = Notifier()  # Type=notify units: ready now, a watchdog if the unit has one
+        systemd.notify("READY=1")
+        alive = asyncio.create_task(systemd.keep_alive(), name="sd-watchdog")
         await self._stop.wait()
         watch.cancel()
 
         log.info("shutting down")
+        systemd.notify("STOPPING=1")
+        alive.cancel()
         await server.draining()
         await self.turns.shutdown()
         self.hub.close(Unavailable("enclaved is shutting down; reconnect once it is back"))

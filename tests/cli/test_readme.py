@@ -99,6 +99,8 @@ def _run(example: str, daemon: Daemon, cwd: Path, socket_after: bool) -> tuple[i
     if socket_after:
         command += f" --socket {daemon.socket}"
     env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "ENCLAVE_SOCKET": str(daemon.socket)}
+    # `enclave service install --user` writes into these: the test's folder, not the home folder
+    env |= {"XDG_CONFIG_HOME": str(cwd / "config"), "XDG_DATA_HOME": str(cwd / "data-home")}
     env.pop("ENCLAVE_CONFIG", None)
     follows = any(f" {flag}" in f" {command} " for flag in FOLLOWING)
     proc = subprocess.Popen(

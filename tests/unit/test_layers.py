@@ -39,6 +39,7 @@ ROOT_MODULES = (
     "enclaved.cli",
     "enclaved.daemon",
     "enclaved.limits",
+    "enclaved.sdnotify",
 )  # the composition root (and the process limits it sets) wires every layer
 SHARED = ("enclaved", "enclaved.errors")  # the version, and the errors every layer raises
 # The client: who may import the generated stubs, and what screens and widgets may not reach.

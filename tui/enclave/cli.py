@@ -20,6 +20,8 @@ from enclave.agent_cli import add_parsers as add_agent_parsers
 from enclave.audit_cli import OFFLINE_ONLY, offline_argv, run_offline_audit
 from enclave.audit_cli import add_parser as add_audit_parser
 from enclave.client import Client, ClientError
+from enclave.service import add_parser as add_service_parser
+from enclave.service import cmd_service
 from enclave.text import human_bytes, kept_states, safe_text
 from enclave_contract.paths import resolve_socket
 from enclave_contract.v1 import agents_pb2, chat_pb2, models_pb2, status_pb2
@@ -340,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=None)
 
     add_audit_parser(sub)
+    add_service_parser(sub)
 
     s = sub.add_parser("make-model", help="write a random-weight llama GGUF (for demos, tests, benchmarks)")
     s.add_argument("out", metavar="OUT.gguf")
@@ -375,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_offline_audit(offline)
         if args.command == "make-model":
             return cmd_make_model(args)
+        if args.command == "service":
+            return cmd_service(args)
         if args.command is None:
             return run_workbench(args)
         if args.command == "demo":

@@ -106,8 +106,12 @@ def model_file(name: str, path: Path, size: int, header: Header) -> ModelFile:
 def read_model_file(name: str, path: Path) -> ModelFile:
     """Read one file's header now; a file that is not GGUF gets its problem, never an error."""
     real = path.resolve()
-    size = real.stat().st_size
-    target = real if path.is_symlink() else None
+    return header_facts(name, path, real, real.stat().st_size, real if path.is_symlink() else None)
+
+
+def header_facts(name: str, path: Path, real: Path, size: int, target: Path | None) -> ModelFile:
+    """``read_model_file`` for a caller that has stat'ed the file already (a discovery pass):
+    ``real`` is where ``path`` leads, ``size`` its size there, ``target`` set for a symlink."""
     try:
         return replace(model_file(name, path, size, read_header(real)), target=target)
     except HeaderError as exc:
@@ -152,7 +156,8 @@ class Catalog:
     # ---- what others see -------------------------------------------------------------------
 
     def scan(self) -> dict[str, ModelFile]:
-        """The latest snapshot: every model found, by name; reads nothing."""
+        """The latest snapshot: every model found, by name; reads nothing. Use it at once: a
+        pass puts each header it reads into it (a name it already has, in place)."""
         return self._snapshot
 
     def start(self, interval: float = POLL_SECONDS) -> None:
@@ -167,8 +172,9 @@ class Catalog:
             self._thread.join(timeout=10)
 
     def refresh(self) -> dict[str, ModelFile]:
-        """One full pass now, headers included (blocking: call it from a worker thread)."""
-        return self._pass(read=True)
+        """One full pass now, headers included (blocking: call it from a worker thread); what
+        it found, as a dict of its own."""
+        return dict(self._pass(read=True))
 
     def _run(self, interval: float) -> None:
         while not self._stop.is_set():
@@ -194,7 +200,7 @@ class Catalog:
                 present.add(real)
                 found[name] = self._file(name, path, real, now, read)
                 if read:
-                    self._snapshot = {**self._snapshot, name: found[name]}  # each header shows when read
+                    self._show(name, found[name])  # each header shows when read
             self._snapshot = found
             for gone in [p for p in self._known if p not in present] if read else []:
                 del self._known[gone]  # removed from the folders: forgotten, in the cache file too
@@ -203,11 +209,21 @@ class Catalog:
                 self._save_cache()
             return found
 
+    def _show(self, name: str, info: ModelFile) -> None:
+        """Put one entry in the published snapshot during a pass. A name it already has gets
+        its new value in place (the same keys: a reader iterating it meanwhile is safe, and a
+        pass costs O(n), not a copy per file); a new name gets a new dict."""
+        snapshot = self._snapshot
+        if name not in snapshot:
+            self._snapshot = {**snapshot, name: info}
+        elif snapshot[name] != info:
+            snapshot[name] = info
+
     def _candidates(self, found: dict[str, ModelFile]) -> list[tuple[str, Path]]:
         """(name, path) of every GGUF file to look at; files that get no usable name, or whose
         name is taken, go straight into ``found`` as skipped."""
         out: list[tuple[str, Path]] = []
-        names: set[str] = set()
+        names: dict[str, Path] = {}  # name → the path that gives it
         for folder in self.dirs:
             try:
                 entries = sorted(os.scandir(folder), key=lambda e: e.name)
@@ -226,12 +242,11 @@ class Catalog:
                     )
                     continue
                 if name in names:
-                    first = next(p for n, p in out if n == name)
                     found[f"skipped:{path}"] = ModelFile(
-                        entry.name, path, 0, problem=f"{path} is skipped: {first} already gives the name {name!r}; rename one of them"
+                        entry.name, path, 0, problem=f"{path} is skipped: {names[name]} already gives the name {name!r}; rename one of them"
                     )
                     continue
-                names.add(name)
+                names[name] = path
                 out.append((name, path))
         return out
 
@@ -244,13 +259,13 @@ class Catalog:
             return ModelFile(name, path, now.size, target=target, pending="its header is being read")
         if self._recent(now):  # may still be being written
             return ModelFile(name, path, now.size, target=target, pending=WRITING)
-        return self._read(name, path, real, now)
+        return self._read(name, path, real, now, target)
 
     def _recent(self, seen: _Seen) -> bool:
         return time.time_ns() - seen.mtime_ns < self.settle_seconds * 1e9
 
-    def _read(self, name: str, path: Path, real: Path, now: _Seen) -> ModelFile:
-        info = read_model_file(name, path)
+    def _read(self, name: str, path: Path, real: Path, now: _Seen, target: Path | None) -> ModelFile:
+        info = header_facts(name, path, real, now.size, target)  # stat'ed by the pass: not again
         if self._recent(now):
             # asked for now (a load): a failure is most likely a partial copy, and nothing is cached
             return replace(info, problem="", pending=WRITING) if info.problem else info
@@ -269,7 +284,7 @@ class Catalog:
                 st = real.stat()
             except OSError:
                 return f
-            info = self._read(name, f.path, real, _Seen(st.st_size, st.st_mtime_ns))
+            info = self._read(name, f.path, real, _Seen(st.st_size, st.st_mtime_ns), real if f.path.is_symlink() else None)
             self._snapshot = {**self._snapshot, name: info}
             return info
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,9 @@ class ModelSettings:
     n_gpu_layers: int = 0
     n_batch: int = 512
     prefill_chunk: int = 256
-    # RAM for the KV states of agents whose slot another agent took (restored when they speak)
-    state_cache: int | str = 256 << 20
+    # RAM for the KV states of agents whose slot another agent took (restored when they speak);
+    # bytes (the config's "256MiB" is read by load_config)
+    state_cache: int = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,7 @@ def load_config(path: Path | None, *, models_dirs: list[Path] | None = None, dat
     if unknown:
         raise ConfigError(f"config: unknown setting {unknown[0]!r}; known: {', '.join(sorted(allowed))}")
 
-    models = [_build(ModelSettings, t, f"[[models]] #{i + 1}") for i, t in enumerate(raw.get("models", []))]
-    models = [replace(m, state_cache=parse_size(m.state_cache, f"[[models]] {m.name!r} state_cache")) for m in models]
+    models = [_build(ModelSettings, _model_sizes(t), f"[[models]] #{i + 1}") for i, t in enumerate(raw.get("models", []))]
     agents = [_agent(t, f"[[agents]] #{i + 1}") for i, t in enumerate(raw.get("agents", []))]
     for kind, items in (("models", models), ("agents", agents)):
         names = [x.name for x in items]
@@ -137,6 +137,13 @@ def load_config(path: Path | None, *, models_dirs: list[Path] | None = None, dat
         agents=agents,
         audit=audit,
     )
+
+
+def _model_sizes(table: dict[str, Any]) -> dict[str, Any]:
+    """A ``[[models]]`` entry with its sizes in bytes (``state_cache = "64MiB"``)."""
+    if "state_cache" not in table:
+        return table
+    return {**table, "state_cache": parse_size(table["state_cache"], f"[[models]] {table.get('name', '')!r} state_cache")}
 
 
 def _audit(table: dict[str, Any], base: Path) -> AuditConfig:

@@ -11,13 +11,17 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from enclaved.audit.recorder import Recorder
 from enclaved.audit.records import Action, Entry
 from enclaved.domain.catalog import Catalog, ModelFile, check_model_name, model_name
-from enclaved.domain.config import Config, parse_size
-from enclaved.engine import Engine, EngineConfig, EngineStats, LoadError
+from enclaved.domain.config import Config, ModelSettings
+from enclaved.engine import EngineStats, LoadError
 from enclaved.errors import FailedPrecondition, NotFound, ResourceExhausted
+
+if TYPE_CHECKING:
+    from enclaved.engine import Engine, EngineConfig
 
 log = logging.getLogger("enclaved.models")
 
@@ -55,6 +59,20 @@ class ModelView:
     context_size: int = 0
     sequence_slots: int = 0
     stats: EngineStats | None = None
+
+
+def engine_config(s: ModelSettings) -> EngineConfig:
+    """The engine settings of a model's ``[[models]]`` entry (or the defaults)."""
+    from enclaved.engine import EngineConfig
+
+    return EngineConfig(
+        n_ctx_seq=s.n_ctx,
+        n_seq_max=s.n_seq_max,
+        n_threads=s.n_threads or os.cpu_count() or 1,
+        n_batch=s.n_batch,
+        prefill_chunk=s.prefill_chunk,
+        state_cache_bytes=s.state_cache,
+    )
 
 
 class ModelRegistry:
@@ -188,16 +206,10 @@ class ModelRegistry:
             await self.recorder.record(Entry(action, model=model, outcome=outcome, payload=payload))
 
     def _load_blocking(self, f: ModelFile) -> LoadedModel:
+        from enclaved.engine import Engine  # numpy and llama.cpp: imported with the first model
+
         s = self.config.model_settings(f.name)
-        config = EngineConfig(
-            n_ctx_seq=s.n_ctx,
-            n_seq_max=s.n_seq_max,
-            n_threads=s.n_threads or os.cpu_count() or 1,
-            n_batch=s.n_batch,
-            prefill_chunk=s.prefill_chunk,
-            state_cache_bytes=parse_size(s.state_cache, "state_cache"),
-        )
-        engine = Engine.load(f.path, config, n_gpu_layers=s.n_gpu_layers, name=f.name)
+        engine = Engine.load(f.path, engine_config(s), n_gpu_layers=s.n_gpu_layers, name=f.name)
         engine.start()
         memory = f.memory_bytes(engine.n_ctx_seq, engine.config.n_seq_max)
         return LoadedModel(file=f, engine=engine, memory_bytes=memory, last_used=time.monotonic())

@@ -16,12 +16,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Protocol
-
-import jinja2
-import jinja2.sandbox
+from typing import TYPE_CHECKING, Protocol
 
 from enclaved.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    import jinja2
 
 # Used when there is neither a GGUF template nor a built-in one.
 PLAIN_TEMPLATE = (
@@ -74,11 +74,15 @@ class Prompt:
 
 
 def _raise(message: str) -> None:
+    import jinja2
+
     raise jinja2.TemplateError(message)
 
 
 @lru_cache(maxsize=32)
 def _compile(source: str) -> jinja2.Template:
+    import jinja2.sandbox  # with the first prompt: the daemon opens its socket before
+
     env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     env.globals["raise_exception"] = _raise
     return env.from_string(source)
@@ -90,6 +94,8 @@ def render(model: Tokenizer, messages: list[dict[str, str]]) -> str:
         builtin = model.builtin_template(messages)
         if builtin is not None:
             return builtin
+    import jinja2
+
     template = _compile(model.chat_template or PLAIN_TEMPLATE)
     try:
         return template.render(messages=messages, add_generation_prompt=True, bos_token=model.bos_text, eos_token=model.eos_text)

@@ -8,8 +8,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
-from enclaved.llama import DEFAULT_SEED, Model, Sampler
+from enclaved.llama import DEFAULT_SEED
+
+if TYPE_CHECKING:
+    from enclaved.llama import Model, Sampler
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,8 @@ class SamplingSettings:
         the prompt. Only the penalties stage remembers accepted tokens, and it keeps just the
         last ``penalty_last_n``, so accepting those leaves the chain in the same state.
         """
+        from enclaved.llama import Sampler  # llama.cpp: loaded with the first model
+
         chain = Sampler(
             model,
             temperature=self.temperature,

@@ -3,11 +3,38 @@
 Only the engine's scheduler thread touches a ``Context`` (and its batch and samplers); a
 ``Model`` (weights and vocabulary) is read-only after loading, so tokenizing from other threads
 is safe. Nothing above the engine imports this package.
+
+The modules that import ``llama_cpp`` (which loads the shared library) are imported on first
+use of their names, so the daemon opens its socket before it pays for them.
 """
 
-from enclaved.llama.backend import init_backend
-from enclaved.llama.context import Batch, Context, ContextParams
-from enclaved.llama.model import LoadError, Model, ModelParams
-from enclaved.llama.sampler import DEFAULT_SEED, Sampler
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from enclaved.llama.base import DEFAULT_SEED, LoadError
+
+if TYPE_CHECKING:
+    from enclaved.llama.backend import init_backend
+    from enclaved.llama.context import Batch, Context, ContextParams
+    from enclaved.llama.model import Model, ModelParams
+    from enclaved.llama.sampler import Sampler
+
+_LAZY = {
+    "init_backend": "backend",
+    "Batch": "context",
+    "Context": "context",
+    "ContextParams": "context",
+    "Model": "model",
+    "ModelParams": "model",
+    "Sampler": "sampler",
+}
 
 __all__ = ["DEFAULT_SEED", "Batch", "Context", "ContextParams", "LoadError", "Model", "ModelParams", "Sampler", "init_backend"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

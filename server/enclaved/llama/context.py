@@ -9,7 +9,8 @@ import llama_cpp as L
 import numpy as np
 import numpy.typing as npt
 
-from enclaved.llama.model import LoadError, Model
+from enclaved.llama.base import LoadError
+from enclaved.llama.model import Model
 
 
 class Batch:

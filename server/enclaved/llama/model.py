@@ -9,13 +9,10 @@ from pathlib import Path
 import llama_cpp as L
 
 from enclaved.llama.backend import init_backend
+from enclaved.llama.base import LoadError
 
 # llama.cpp's built-in chat templates, by the architecture of a model whose GGUF has none
 BUILTIN_TEMPLATES = {"gemma": "gemma", "gemma2": "gemma", "gemma3": "gemma", "qwen2": "chatml", "phi3": "phi3"}
-
-
-class LoadError(Exception):
-    """llama.cpp could not load a model file or create a context for it."""
 
 
 @dataclass(frozen=True)

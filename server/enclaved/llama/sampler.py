@@ -7,8 +7,6 @@ import llama_cpp as L
 from enclaved.llama.context import Context
 from enclaved.llama.model import Model
 
-DEFAULT_SEED: int = L.LLAMA_DEFAULT_SEED  # llama.cpp picks a random seed
-
 
 class Sampler:
     """penalties → (greedy | top-k → top-p → min-p → temperature → dist), as llama.cpp's
