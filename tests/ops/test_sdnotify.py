@@ -102,3 +102,26 @@ def test_a_notify_socket_that_is_gone_is_not_an_error(tmp_path: Path) -> None:
 def test_values_that_are_not_systemds_are_ignored(env: dict[str, str]) -> None:
     n = Notifier(env)
     assert not n.enabled and n.watchdog_seconds is None
+
+
+def test_a_daemon_the_workbench_starts_does_not_inherit_the_services_notify_socket(
+    listener: Callable[[str], tuple[socket.socket, str]], monkeypatch: pytest.MonkeyPatch, model_dir: Path
+) -> None:
+    """A workbench run by a service (its NOTIFY_SOCKET set) starts enclaved: that daemon must
+    not tell the service it is ready, nor feed its watchdog."""
+    from enclave.spawn import spawn_daemon as spawn_from_workbench
+
+    sock, value = listener("path")
+    sock.settimeout(3)
+    home = short_tmpdir()
+    monkeypatch.setenv("NOTIFY_SOCKET", value)
+    monkeypatch.setenv("WATCHDOG_USEC", "1000000")
+    spawned = spawn_from_workbench(home / "run" / "enclaved.sock", ("--models", str(model_dir), "--data", str(home / "data")))
+    try:
+        environ = Path(f"/proc/{spawned.pid}/environ").read_bytes().split(b"\0")
+        assert not any(v.startswith((b"NOTIFY_SOCKET=", b"WATCHDOG_USEC=")) for v in environ)
+        with pytest.raises(TimeoutError):
+            sock.recv(4096)  # nothing reaches the service's socket
+    finally:
+        spawned.process.terminate()
+        spawned.process.wait(20)

@@ -23,6 +23,15 @@ class Spawned:
         return self.process.poll() is not None
 
 
+# systemd's notification variables belong to the service that started this workbench: a daemon
+# started here would otherwise tell that service it is ready, or feed its watchdog
+SERVICE_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
+
+
+def daemon_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES}
+
+
 def spawn_daemon(socket_path: Path, daemon_args: tuple[str, ...] = ()) -> Spawned:
     """Start ``enclaved --socket SOCKET ARGS`` detached; its output goes to ``enclaved.log``."""
     socket_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -35,6 +44,7 @@ def spawn_daemon(socket_path: Path, daemon_args: tuple[str, ...] = ()) -> Spawne
             stdout=fd,
             stderr=fd,
             start_new_session=True,  # not killed with the terminal or the workbench
+            env=daemon_environment(),
         )
     finally:
         os.close(fd)
