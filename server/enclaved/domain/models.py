@@ -16,6 +16,7 @@ from enclaved.audit.recorder import Recorder
 from enclaved.audit.records import Action, Entry
 from enclaved.domain.catalog import Catalog, ModelFile, check_model_name, model_name
 from enclaved.domain.config import Config, parse_size
+from enclaved.domain.remote import RemoteModels
 from enclaved.engine import Engine, EngineConfig, EngineStats, LoadError
 from enclaved.errors import FailedPrecondition, NotFound, ResourceExhausted
 
@@ -67,6 +68,7 @@ class ModelRegistry:
         self._load_tasks: dict[str, asyncio.Task[tuple[LoadedModel, list[str]]]] = {}
         self._load_lock = asyncio.Lock()
         self._loading: set[str] = set()
+        self.remote = RemoteModels(config.engines)  # model@engine; empty without [[engines]]
 
     # ---- queries ----------------------------------------------------------------------------
 
@@ -246,5 +248,6 @@ class ModelRegistry:
         loaded.engine.close()  # and the model it owns
 
     async def close(self) -> None:
+        await self.remote.close()
         for name in list(self._loaded):
             await self._unload(name)

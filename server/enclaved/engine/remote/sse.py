@@ -1,0 +1,72 @@
+"""One line of a streamed chat completion (Server-Sent Events, ``data: {json}``) read into
+what enclave needs: text, the finish reason, the usage, or the engine's error."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+class Malformed(Exception):
+    """The line is not what an OpenAI-compatible stream sends."""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    text: str = ""
+    finish_reason: str = ""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    error: str = ""  # the engine's error object, as one short line
+    done: bool = False  # ``data: [DONE]``
+
+
+def _usage(obj: dict[str, Any]) -> tuple[int | None, int | None]:
+    usage = obj.get("usage")
+    if not isinstance(usage, dict):
+        return None, None
+    p, c = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    return (p if isinstance(p, int) else None), (c if isinstance(c, int) else None)
+
+
+def _error(obj: dict[str, Any]) -> str:
+    err = obj["error"]
+    message = err.get("message", "") if isinstance(err, dict) else str(err)
+    kind = err.get("type", "") if isinstance(err, dict) else ""
+    # the engine's words, cut short: one line, and no long echo of what was asked
+    text = " ".join(str(message).split())[:120]
+    return f"{kind}: {text}" if kind else text or "unnamed error"
+
+
+def parse(line: str) -> Chunk | None:
+    """A chunk, or None for what carries none (blank lines, comments, other fields)."""
+    if not line.startswith("data:"):
+        if line.startswith((":", "event:", "id:", "retry:")) or not line.strip():
+            return None
+        raise Malformed("a line that is not SSE")
+    data = line[5:].strip()
+    if data == "[DONE]":
+        return Chunk(done=True)
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        raise Malformed("a data line that is not JSON") from None
+    if not isinstance(obj, dict):
+        raise Malformed("a data line that is not a JSON object")
+    if obj.get("error"):
+        return Chunk(error=_error(obj))
+    prompt, completion = _usage(obj)
+    choices = obj.get("choices")
+    if not isinstance(choices, list):
+        raise Malformed("a chunk without choices")
+    text, finish = "", ""
+    if choices:
+        choice = choices[0]
+        if not isinstance(choice, dict):
+            raise Malformed("a choice that is not an object")
+        delta = choice.get("delta") or {}
+        content = delta.get("content") if isinstance(delta, dict) else None
+        text = content if isinstance(content, str) else ""
+        finish = choice.get("finish_reason") or ""
+    return Chunk(text=text, finish_reason=str(finish), prompt_tokens=prompt, completion_tokens=completion)
