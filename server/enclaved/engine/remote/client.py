@@ -206,6 +206,7 @@ class RemoteEngine:
         counted = 0
         usage: tuple[int | None, int | None] = (None, None)
         finish = ""
+        done = False
         deadline = asyncio.timeout_at(self._loop_time(min(sent + s.first_token_timeout, total)))
         try:
             async with deadline:
@@ -218,6 +219,7 @@ class RemoteEngine:
                         if chunk is None:
                             continue
                         if chunk.done:
+                            done = True
                             break
                         if chunk.error:
                             raise _Failure(f"engine {self.name} sent an error: {chunk.error}", retry=True, counts=True)
@@ -257,8 +259,10 @@ class RemoteEngine:
             ) from None
         except sse.Malformed as exc:
             raise _Failure(f"engine {self.name} sent malformed SSE ({exc})", retry=True, counts=True) from None
-        if not finish and not counted:
+        if not (done or finish or counted):
             raise _Failure(f"engine {self.name}: the stream from {replica.url} ended before any reply", retry=True, counts=True)
+        if not done and not finish:
+            raise _Failure(f"engine {self.name}: the stream from {replica.url} ended mid-reply", retry=False, counts=True)
         if not request.streaming:  # an empty reply: the request succeeded all the same
             request.replica = replica.url
             replica.breaker(request.model).succeeded()

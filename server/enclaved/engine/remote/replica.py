@@ -75,6 +75,7 @@ class Replica:
     def first_token_after(self, seconds: float) -> None:
         self._latency.append(seconds * 1000)
         self.served += 1
+        self.mark(True)  # it answers: healthy, whatever the last probe said
 
     def mark(self, healthy: bool, problem: str = "") -> None:
         if healthy != self.healthy:
@@ -88,11 +89,18 @@ class Replica:
         self.healthy, self.problem = healthy, problem
 
     async def probe(self) -> list[str]:
-        """GET /models: marks the replica healthy or not; returns the model ids it lists."""
+        """GET /models: marks the replica healthy or not; returns the model ids it lists.
+
+        A replica that is serving is not probed, and a probe that fails while a request
+        started meanwhile counts for nothing: some servers (llama-cpp-python's) answer
+        /models only between completions, and a busy replica is not a dead one."""
+        if self.in_flight:
+            return []
         try:
             reply = await self.client.get(f"{self.base}/models", timeout=self.settings.connect_timeout + self.settings.idle_timeout)
         except httpx.HTTPError as exc:
-            self.mark(False, f"unreachable ({type(exc).__name__})")
+            if not self.in_flight:
+                self.mark(False, f"unreachable ({type(exc).__name__})")
             return []
         if reply.status_code != 200:
             self.mark(False, f"GET /models answered HTTP {reply.status_code}")

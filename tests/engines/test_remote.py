@@ -1,0 +1,279 @@
+"""Agents on remote engines, against real llama-cpp-python servers (one on 127.0.0.1, one on a
+Unix socket) and a fault proxy in front of the first: streaming over gRPC, replicas, the
+deadlines, retries before the first token only, the breaker, fallbacks and the audit log."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import grpc
+import pytest
+
+from enclave_contract.v1 import agents_pb2, chat_pb2, models_pb2, status_pb2
+from tests.engines.conftest import Servers, free_port
+from tests.helpers import MARKER, REAL_MODELS, Daemon, chat, enclave, short_tmpdir, start_daemon, wait_for
+
+FAST = {"connect_timeout": '"1s"', "first_token_timeout": '"30s"', "idle_timeout": '"2s"', "backoff": '"50ms"', "health_interval": '"1s"'}
+
+
+def config(s: Servers) -> str:
+    proxy = f'["http://127.0.0.1:{s.proxy.port}/v1"]'
+    dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    engines: dict[str, dict[str, str]] = {
+        "pair": {"urls": f'["{s.tcp_url}", "unix:{s.uds}"]'},
+        "faulty": {"urls": proxy, "retries": "2"},
+        "stalled": {"urls": proxy, "retries": "0", "first_token_timeout": '"1s"'},
+        "held": {"urls": proxy, "retries": "0", "idle_timeout": '"60s"'},
+        "timed": {"urls": proxy, "retries": "0", "idle_timeout": '"1500ms"', "total_timeout": '"3s"'},
+        "brk": {"urls": proxy, "retries": "0", "breaker": '{ failures = 2, cooldown = "2s" }'},
+        "dead": {"urls": f'["{dead}"]', "retries": "1"},
+        "half": {"urls": f'["{dead}", "{s.tcp_url}"]', "retries": "2"},
+    }
+    text = ""
+    for name, table in engines.items():
+        text += f'[[engines]]\nname = "{name}"\nmodels = ["smollm2"]\n'
+        text += "".join(f"{k} = {v}\n" for k, v in {**FAST, **table}.items()) + "\n"
+    agents = {
+        "pair": ("smollm2@pair", "[]"),
+        "pair2": ("smollm2@pair", "[]"),
+        "pair3": ("smollm2@pair", "[]"),
+        "pair4": ("smollm2@pair", "[]"),
+        "faulty": ("smollm2@faulty", "[]"),
+        "timed": ("smollm2@timed", "[]"),
+        "brk": ("smollm2@brk", "[]"),
+        "half": ("smollm2@half", "[]"),
+        "chain": ("smollm2@dead", '["smollm2@brk", "smollm2"]'),
+        "to-remote": ("smollm2@dead", '["smollm2@pair"]'),
+        "stalled": ("smollm2@stalled", "[]"),
+        "held": ("smollm2@held", "[]"),
+        "stranded": ("smollm2@dead", '["smollm2@stalled"]'),
+    }
+    for name, (model, fallbacks) in agents.items():
+        text += f'[[agents]]\nname = "{name}"\nmodel = "{model}"\nfallbacks = {fallbacks}\nmax_tokens = {24 if name.startswith("pair") else 8}\n\n'
+    return text + '[[models]]\nname = "smollm2"\nn_ctx = 512\nn_seq_max = 2\nn_threads = 1\n'
+
+
+@pytest.fixture(scope="module")
+def daemon(servers: Servers) -> Iterator[Daemon]:
+    d = start_daemon(short_tmpdir(), REAL_MODELS, config(servers))
+    yield d
+    d.stop()
+
+
+@pytest.fixture(autouse=True)
+def clean_proxy(servers: Servers) -> None:
+    servers.proxy.plan()
+
+
+@dataclass
+class Turn:
+    events: list[chat_pb2.ChatEvent]
+    code: grpc.StatusCode | None = None  # how the stream ended, when not OK
+    error: str = ""
+
+
+def turn(d: Daemon, agent: str, message: str = "Hi.") -> Turn:
+    """A Chat call's events, and how it ended: a turn that fails ends the stream with its status."""
+    events: list[chat_pb2.ChatEvent] = []
+    try:
+        for ev in d.stubs().chat.Chat(chat_pb2.ChatRequest(agent=agent, message=message), timeout=90):
+            events.append(ev)
+    except grpc.RpcError as exc:
+        return Turn(events, exc.code(), exc.details() or "")
+    return Turn(events)
+
+
+def kinds(events: list[chat_pb2.ChatEvent]) -> list[str]:
+    return [str(e.WhichOneof("kind")) for e in events]
+
+
+def text(events: list[chat_pb2.ChatEvent]) -> str:
+    return "".join(e.delta.text for e in events if e.HasField("delta"))
+
+
+def served(events: list[chat_pb2.ChatEvent]) -> chat_pb2.ModelServed:
+    (one,) = [e.served for e in events if e.HasField("served")]
+    return one
+
+
+def audit(d: Daemon, turn: str) -> list[dict]:
+    r = enclave(d, "audit", "tail", "-n", "200", "--action", "chat.*")
+    assert r.returncode == 0, r.stderr
+    return [rec for rec in map(json.loads, r.stdout.splitlines()) if rec.get("turn") == turn]
+
+
+def test_a_remote_agent_streams_over_grpc_and_the_audit_names_the_engine(daemon: Daemon, servers: Servers) -> None:
+    events = chat(daemon.stubs(), "pair", f"Say hello. {MARKER}")
+    assert kinds(events)[0] == "started" and kinds(events)[-1] == "finished", kinds(events)
+    assert text(events)
+    s = served(events)
+    assert (s.model, s.engine, s.reason) == ("smollm2@pair", "pair", "")
+    assert s.replica in (servers.tcp_url, f"unix:{servers.uds}")
+    finished = events[-1].finished
+    assert finished.usage.completion_tokens >= 1 and finished.timings.time_to_first_token_ms > 0
+    (done,) = [r for r in audit(daemon, events[0].turn_id) if r["action"] == "chat.completion"]
+    assert done["model"] == "smollm2@pair"
+    assert done["payload"]["served_by"]["engine"] == "pair" and done["payload"]["served_by"]["replica"] == s.replica
+    assert MARKER not in daemon.log
+
+
+def test_two_replicas_one_on_a_unix_socket_share_concurrent_turns(daemon: Daemon, servers: Servers) -> None:
+    stubs = daemon.stubs()
+    agents = ("pair", "pair2", "pair3", "pair4")
+    streams = [stubs.chat.Chat(chat_pb2.ChatRequest(agent=a, message="Count to ten."), timeout=90) for a in agents]
+    replicas = {served(list(s)).replica for s in streams}
+    assert replicas == {servers.tcp_url, f"unix:{servers.uds}"}
+
+
+def test_a_remote_model_shows_in_list_models_and_status_with_its_replicas(daemon: Daemon, servers: Servers) -> None:
+    chat(daemon.stubs(), "pair", "Hi.")
+    models = {m.name: m for m in daemon.stubs().models.ListModels(models_pb2.ListModelsRequest(), timeout=10).models}
+    pair = models["smollm2@pair"]
+    assert pair.engine == "pair" and pair.state == models_pb2.MODEL_STATE_LOADED
+    assert {r.url for r in pair.replicas} == {servers.tcp_url, f"unix:{servers.uds}"}
+    assert all(r.healthy and r.circuit == "closed" for r in pair.replicas)
+    assert any(r.latency_p50_ms > 0 and r.latency_p95_ms >= r.latency_p50_ms for r in pair.replicas)
+    assert "smollm2" in models and models["smollm2"].engine == ""  # the local GGUF beside it
+    (snap,) = daemon.stubs().status.Status(status_pb2.StatusRequest(once=True), timeout=10)
+    status = {m.name: m for m in snap.models}
+    assert status["smollm2@pair"].engine == "pair" and len(status["smollm2@pair"].replicas) == 2
+    listed = enclave(daemon, "models")
+    assert listed.returncode == 0 and "smollm2@pair" in listed.stdout
+
+
+def test_a_dead_replica_is_skipped_for_the_live_one(daemon: Daemon, servers: Servers) -> None:
+    events = chat(daemon.stubs(), "half", "Hi.")
+    assert kinds(events)[-1] == "finished" and served(events).replica == servers.tcp_url
+    wait_for(lambda: "unhealthy" in daemon.log, timeout=10)
+
+
+def test_5xx_429_garbage_and_error_objects_before_the_first_token_are_retried(daemon: Daemon, servers: Servers) -> None:
+    for fault in ("status:500", "status:503", "status:429:0", "garbage", "error", "status:502"):
+        servers.proxy.plan(fault)
+        before = servers.proxy.posts
+        events = chat(daemon.stubs(), "faulty", "Hi.")
+        assert kinds(events)[-1] == "finished", (fault, events[-1])
+        assert servers.proxy.posts - before == 2, fault  # the fault, then the retry that served
+
+
+@pytest.mark.parametrize(("code", "says"), [(400, "rejected the request"), (401, "api_key_file"), (404, "has no model")])
+def test_400_401_404_are_never_retried(daemon: Daemon, servers: Servers, code: int, says: str) -> None:
+    servers.proxy.plan(f"status:{code}", "pass")
+    before = servers.proxy.posts
+    t = turn(daemon, "faulty")
+    assert t.code == grpc.StatusCode.UNAVAILABLE
+    assert says in t.error and "\n" not in t.error
+    assert servers.proxy.posts - before == 1
+
+
+def test_retries_stop_at_their_count_with_one_line(daemon: Daemon, servers: Servers) -> None:
+    servers.proxy.plan("status:500", "status:500", "status:500", "pass")
+    before = servers.proxy.posts
+    t = turn(daemon, "faulty")
+    assert servers.proxy.posts - before == 3  # one try and two retries
+    assert "gave up after 3 attempt(s)" in t.error
+
+
+def test_first_token_timeout(daemon: Daemon, servers: Servers) -> None:
+    servers.proxy.plan("stall")
+    assert "first_token_timeout" in turn(daemon, "stalled").error
+    wait_for(lambda: servers.proxy.client_gone >= 1, timeout=10)
+
+
+def test_a_stream_that_stalls_after_the_first_token_ends_with_its_partial_text_kept_and_no_retry(daemon: Daemon, servers: Servers) -> None:
+    servers.proxy.plan("stall-mid", "pass")
+    before = servers.proxy.posts
+    t = turn(daemon, "faulty", "Tell me a long story.")
+    assert servers.proxy.posts - before == 1  # never retried after the first token
+    partial = text(t.events)
+    assert partial and t.code == grpc.StatusCode.UNAVAILABLE
+    assert "idle_timeout" in t.error and "interrupted" in t.error
+    transcript = daemon.stubs().agents.GetTranscript(agents_pb2.GetTranscriptRequest(name="faulty"), timeout=10).messages
+    assert transcript[-1].content == partial and transcript[-1].finish_reason == "interrupted"
+
+
+def test_a_stream_dropped_mid_reply_ends_with_a_clear_error(daemon: Daemon, servers: Servers) -> None:
+    servers.proxy.plan("drop-mid", "pass")
+    before = servers.proxy.posts
+    t = turn(daemon, "faulty", "Tell me a story.")
+    assert servers.proxy.posts - before == 1
+    assert text(t.events) and "broke" in t.error
+
+
+def test_total_timeout(daemon: Daemon, servers: Servers) -> None:
+    servers.proxy.plan("slow")  # an event every 0.4 s or so: within idle_timeout (1.5 s), past total_timeout (3 s)
+    t = turn(daemon, "timed", "Tell me a long story.")
+    assert "total_timeout" in t.error and text(t.events)
+
+
+def test_the_breaker_opens_after_its_failures_and_closes_after_a_good_probe(daemon: Daemon, servers: Servers) -> None:
+    servers.proxy.plan("status:500", "status:500")
+    for _ in range(2):
+        assert "HTTP 500" in turn(daemon, "brk").error
+    before = servers.proxy.posts
+    refused = turn(daemon, "brk").error
+    assert "circuit" in refused and "open" in refused and servers.proxy.posts == before  # not even tried
+    models = {m.name: m for m in daemon.stubs().models.ListModels(models_pb2.ListModelsRequest(), timeout=10).models}
+    assert models["smollm2@brk"].replicas[0].circuit == "open" and models["smollm2@brk"].state == models_pb2.MODEL_STATE_FAILED
+    wait_for(lambda: "closed → open" in daemon.log)
+    wait_for(
+        lambda: (
+            daemon.stubs().models.ListModels(models_pb2.ListModelsRequest(), timeout=10).models is not None
+            and _circuit(daemon, "brk") == "half-open"
+        ),
+        timeout=10,
+    )
+    events = chat(daemon.stubs(), "brk", "Hi.")
+    assert kinds(events)[-1] == "finished"
+    assert _circuit(daemon, "brk") == "closed"
+    assert "half-open → closed" in daemon.log
+
+
+def _circuit(d: Daemon, engine: str) -> str:
+    models = {m.name: m for m in d.stubs().models.ListModels(models_pb2.ListModelsRequest(), timeout=10).models}
+    return models[f"smollm2@{engine}"].replicas[0].circuit
+
+
+def test_the_fallback_chain_ends_on_a_local_model_and_the_audit_says_so(daemon: Daemon, servers: Servers) -> None:
+    servers.proxy.plan("status:500", "status:500", "status:500")
+    events = chat(daemon.stubs(), "chain", "Hi.")
+    assert kinds(events)[-1] == "finished" and text(events)
+    s = served(events)
+    assert s.model == "smollm2" and s.engine == ""
+    assert "smollm2@dead" in s.reason and "smollm2@brk" in s.reason
+    (done,) = [r for r in audit(daemon, events[0].turn_id) if r["action"] == "chat.completion"]
+    assert done["model"] == "smollm2" and done["payload"]["served_by"]["engine"] == "local"
+
+
+def test_a_fallback_on_another_engine_is_named_in_the_stream_and_the_audit(daemon: Daemon, servers: Servers) -> None:
+    events = chat(daemon.stubs(), "to-remote", "Hi.")
+    s = served(events)
+    assert s.engine == "pair" and "cannot connect" in s.reason
+    (done,) = [r for r in audit(daemon, events[0].turn_id) if r["action"] == "chat.completion"]
+    assert done["payload"]["served_by"]["engine"] == "pair"
+
+
+def test_with_no_fallback_left_the_turn_is_unavailable_naming_what_was_tried(daemon: Daemon, servers: Servers) -> None:
+    servers.proxy.plan("status:401")
+    t = turn(daemon, "stranded")
+    assert t.code == grpc.StatusCode.UNAVAILABLE
+    assert t.error.startswith("no model could serve the turn; tried smollm2@dead") and "smollm2@stalled" in t.error
+
+
+def test_cancel_closes_the_remote_stream_at_once(daemon: Daemon, servers: Servers) -> None:
+    stubs = daemon.stubs()
+    servers.proxy.plan("stall-mid")  # the proxy holds the stream open after two text chunks
+    before = servers.proxy.client_gone
+    stream = stubs.chat.Chat(chat_pb2.ChatRequest(agent="held", message="Tell me a long story."), timeout=60)
+    deltas = 0
+    for ev in stream:
+        deltas += ev.HasField("delta")
+        if deltas == 2:
+            stubs.chat.Cancel(chat_pb2.CancelRequest(agent="held"), timeout=10)
+            break
+    rest = list(stream)
+    assert rest[-1].finished.finish_reason == chat_pb2.FINISH_REASON_CANCELLED
+    # closed by the cancel, not by idle_timeout (60 s): the engine's slot is free again
+    wait_for(lambda: servers.proxy.client_gone == before + 1, timeout=10)
