@@ -140,7 +140,7 @@ def test_a_remote_model_shows_in_list_models_and_status_with_its_replicas(daemon
     status = {m.name: m for m in snap.models}
     assert status["smollm2@pair"].engine == "pair" and len(status["smollm2@pair"].replicas) == 2
     listed = enclave(daemon, "models")
-    assert listed.returncode == 0 and "smollm2@pair" in listed.stdout
+    assert listed.returncode == 0 and f"smollm2@pair replica unix:{servers.uds}: healthy, circuit closed" in listed.stdout
 
 
 def test_a_dead_replica_is_skipped_for_the_live_one(daemon: Daemon, servers: Servers) -> None:

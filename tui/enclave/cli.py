@@ -89,6 +89,12 @@ def cmd_models(client: Client, args: argparse.Namespace) -> int:
     for m in models:
         if m.target:
             print(f"{m.name} → {m.target}")
+        for r in m.replicas:
+            health = "healthy" if r.healthy else "unhealthy"
+            print(
+                f"{m.name} replica {r.url}: {health}, circuit {r.circuit}, {r.in_flight} in flight, "
+                f"first token p50 {r.latency_p50_ms:.0f} ms p95 {r.latency_p95_ms:.0f} ms"
+            )
     for m in models:
         if m.problem:
             print(f"{m.name}: {m.problem}", file=sys.stderr)
@@ -189,6 +195,8 @@ def _print_events(events: Iterable[chat_pb2.ChatEvent], as_json: bool, multi: bo
                 sys.stdout.flush()
         elif kind == "truncated":
             print(f"enclave: [{ev.agent}] {ev.truncated.dropped_messages} oldest messages left out to fit the context", file=sys.stderr)
+        elif kind == "served" and ev.served.reason:
+            print(f"enclave: [{ev.agent}] served by {ev.served.model} (its own model could not: {ev.served.reason})", file=sys.stderr)
         elif kind == "error":
             failed = True
             if multi:
