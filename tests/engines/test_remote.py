@@ -49,6 +49,7 @@ def config(s: Servers) -> str:
         "stalled": ("smollm2@stalled", "[]"),
         "held": ("smollm2@held", "[]"),
         "stranded": ("smollm2@dead", '["smollm2@stalled"]'),
+        "unloadable": ("nosuch", '["smollm2@pair"]'),
     }
     for name, (model, fallbacks) in agents.items():
         text += f'[[agents]]\nname = "{name}"\nmodel = "{model}"\nfallbacks = {fallbacks}\nmax_tokens = {24 if name.startswith("pair") else 8}\n\n'
@@ -277,3 +278,20 @@ def test_cancel_closes_the_remote_stream_at_once(daemon: Daemon, servers: Server
     assert rest[-1].finished.finish_reason == chat_pb2.FINISH_REASON_CANCELLED
     # closed by the cancel, not by idle_timeout (60 s): the engine's slot is free again
     wait_for(lambda: servers.proxy.client_gone == before + 1, timeout=10)
+
+
+def test_a_missing_local_model_falls_back_to_a_remote_one(daemon: Daemon) -> None:
+    events = chat(daemon.stubs(), "unloadable", "Hi.")
+    s = served(events)
+    assert s.engine == "pair" and "nosuch: no model named 'nosuch'" in s.reason
+
+
+def test_agents_made_at_run_time_can_use_a_remote_model(daemon: Daemon) -> None:
+    stubs = daemon.stubs()
+    spec = agents_pb2.Agent(name="late", model="smollm2@pair", sampling=agents_pb2.SamplingParams(max_tokens=4))
+    stubs.agents.PutAgent(agents_pb2.PutAgentRequest(agent=spec), timeout=10)
+    assert served(chat(stubs, "late", "Hi.")).engine == "pair"
+    with pytest.raises(grpc.RpcError) as caught:
+        spec = agents_pb2.Agent(name="later", model="smollm2@nowhere")
+        stubs.agents.PutAgent(agents_pb2.PutAgentRequest(agent=spec), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND and "no engine named 'nowhere'" in (caught.value.details() or "")

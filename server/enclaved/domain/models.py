@@ -16,6 +16,7 @@ from enclaved.audit.recorder import Recorder
 from enclaved.audit.records import Action, Entry
 from enclaved.domain.catalog import Catalog, ModelFile, check_model_name, model_name
 from enclaved.domain.config import Config, parse_size
+from enclaved.domain.engines import split_model
 from enclaved.domain.remote import RemoteModels
 from enclaved.engine import Engine, EngineConfig, EngineStats, LoadError
 from enclaved.errors import FailedPrecondition, NotFound, ResourceExhausted
@@ -81,6 +82,14 @@ class ModelRegistry:
             folders = ", ".join(str(d) for d in self.catalog.dirs)
             raise NotFound(f"no model named {name!r}; put {name}.gguf in a models folder ({folders}) or see `enclave models`")
         return found
+
+    def check(self, name: str) -> None:
+        """NotFound (or InvalidArgument) unless ``name`` is a local model or a configured
+        ``model@engine``."""
+        if split_model(name)[1]:
+            self.remote.engine(name)
+        else:
+            self.file(name)
 
     def views(self) -> list[ModelView]:
         return [self._view(f) for f in self.catalog.scan().values()]

@@ -65,9 +65,9 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None  # an HTTP date or nothing: the backoff decides
 
 
-def _status_failure(response: httpx.Response, engine: str, model: str) -> _Failure:
+def _status_failure(response: httpx.Response, engine: str, url: str, model: str) -> _Failure:
     code = response.status_code
-    where = f"engine {engine} ({response.url.host or 'unix socket'})"
+    where = f"engine {engine} ({url})"
     if code == 401 or code == 403:
         return _Failure(f"{where} refused the key (HTTP {code}); check api_key_file", retry=False, counts=False)
     if code == 404:
@@ -212,7 +212,7 @@ class RemoteEngine:
             async with deadline:
                 async with replica.client.stream("POST", f"{replica.base}/chat/completions", json=body) as response:
                     if response.status_code != 200:
-                        raise _status_failure(response, self.name, request.model)
+                        raise _status_failure(response, self.name, replica.url, request.model)
                     request.sink(Admitted(cached_tokens=0))
                     async for line in response.aiter_lines():
                         chunk = sse.parse(line)

@@ -31,12 +31,15 @@ def _usage(obj: dict[str, Any]) -> tuple[int | None, int | None]:
 
 
 def _error(obj: dict[str, Any]) -> str:
+    """The error object's type or code only: its message may quote what was asked, and
+    neither logs nor errors carry people's text."""
     err = obj["error"]
-    message = err.get("message", "") if isinstance(err, dict) else str(err)
-    kind = err.get("type", "") if isinstance(err, dict) else ""
-    # the engine's words, cut short: one line, and no long echo of what was asked
-    text = " ".join(str(message).split())[:120]
-    return f"{kind}: {text}" if kind else text or "unnamed error"
+    if isinstance(err, dict):
+        for key in ("type", "code"):
+            value = err.get(key)
+            if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
+                return " ".join(str(value).split())[:64]
+    return "an error object"
 
 
 def parse(line: str) -> Chunk | None:
