@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from tests.engines.conftest import Servers
-from tests.helpers import REAL_MODELS, Daemon, chat, short_tmpdir, start_daemon
+from tests.helpers import REAL_MODELS, Daemon, chat, short_tmpdir, spawn_daemon, start_daemon
 
 TABLES = ("tcp", "tcp6", "udp", "udp6", "raw", "raw6")
 
@@ -67,3 +67,14 @@ def test_with_engines_it_connects_only_to_the_configured_urls(servers: Servers) 
         assert seen == {servers.tcp_port}
     finally:
         d.stop()
+
+
+def test_a_bad_engine_block_stops_the_daemon_with_one_line_naming_the_field(tmp_path: Path) -> None:
+    key = tmp_path / "gpu.key"
+    key.write_text("sk-ZEBRA-7731-secret\n")
+    key.chmod(0o600)
+    config = f'[[engines]]\nname = "gpu"\nurls = ["http://10.0.0.5:8000/v1"]\napi_key_file = "{key}"\nidle_timeout = "forever"\n'
+    d = spawn_daemon(short_tmpdir(), REAL_MODELS, config)
+    assert d.proc.wait(timeout=30) == 2
+    lines = d.log.strip().splitlines()
+    assert lines == ['enclaved: [[engines]] \'gpu\' idle_timeout: cannot read \'forever\'; write it like "2s", "500ms" or "1m"']

@@ -30,6 +30,7 @@ def config(s: Servers) -> str:
         "brk": {"urls": proxy, "retries": "0", "breaker": '{ failures = 2, cooldown = "2s" }'},
         "dead": {"urls": f'["{dead}"]', "retries": "1"},
         "half": {"urls": f'["{dead}", "{s.tcp_url}"]', "retries": "2"},
+        "tls": {"urls": f'["https://127.0.0.1:{s.tcp_port}/v1"]', "retries": "1"},  # the server speaks plain HTTP
     }
     text = ""
     for name, table in engines.items():
@@ -50,6 +51,7 @@ def config(s: Servers) -> str:
         "held": ("smollm2@held", "[]"),
         "stranded": ("smollm2@dead", '["smollm2@stalled"]'),
         "unloadable": ("nosuch", '["smollm2@pair"]'),
+        "tls": ("smollm2@tls", "[]"),
     }
     for name, (model, fallbacks) in agents.items():
         text += f'[[agents]]\nname = "{name}"\nmodel = "{model}"\nfallbacks = {fallbacks}\nmax_tokens = {24 if name.startswith("pair") else 8}\n\n'
@@ -60,7 +62,8 @@ def config(s: Servers) -> str:
 def daemon(servers: Servers) -> Iterator[Daemon]:
     d = start_daemon(short_tmpdir(), REAL_MODELS, config(servers))
     yield d
-    d.stop()
+    assert d.stop() == 0
+    assert "Traceback" not in d.log and MARKER not in d.log  # every fault ended in one line
 
 
 @pytest.fixture(autouse=True)
@@ -295,3 +298,10 @@ def test_agents_made_at_run_time_can_use_a_remote_model(daemon: Daemon) -> None:
         spec = agents_pb2.Agent(name="later", model="smollm2@nowhere")
         stubs.agents.PutAgent(agents_pb2.PutAgentRequest(agent=spec), timeout=10)
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND and "no engine named 'nowhere'" in (caught.value.details() or "")
+
+
+def test_a_tls_failure_is_a_connection_failure_in_one_line(daemon: Daemon) -> None:
+    t = turn(daemon, "tls")
+    assert t.code == grpc.StatusCode.UNAVAILABLE
+    assert t.error.startswith("engine tls: cannot connect to https://127.0.0.1:") and t.error.endswith("gave up after 2 attempt(s)")
+    assert "Traceback" not in daemon.log
