@@ -305,3 +305,15 @@ def test_a_tls_failure_is_a_connection_failure_in_one_line(daemon: Daemon) -> No
     assert t.code == grpc.StatusCode.UNAVAILABLE
     assert t.error.startswith("engine tls: cannot connect to https://127.0.0.1:") and t.error.endswith("gave up after 2 attempt(s)")
     assert "Traceback" not in daemon.log
+
+
+def test_a_turn_cancelled_as_soon_as_it_starts_ends_cancelled(daemon: Daemon, servers: Servers) -> None:
+    """Wherever the cancel finds it (waiting for its agent, just submitted, waiting for the
+    engine's headers), the turn ends CANCELLED and nothing waits for the stalled engine."""
+    stubs = daemon.stubs()
+    for _ in range(3):
+        servers.proxy.plan("stall")
+        stream = stubs.chat.Chat(chat_pb2.ChatRequest(agent="held", message="Hi."), timeout=30)
+        assert next(stream).HasField("started")
+        stubs.chat.Cancel(chat_pb2.CancelRequest(agent="held"), timeout=10)
+        assert list(stream)[-1].finished.finish_reason == chat_pb2.FINISH_REASON_CANCELLED

@@ -45,6 +45,8 @@ class ChatRequest:
     replica: str = ""  # the URL that served it, once the first token came
     attempts: int = 0
     streaming: bool = False  # the first token came
+    tokens: int = 0  # text chunks received (the token count when the engine sends no usage)
+    running: bool = False  # its task has started: cancelling the task reaches its handler
     submitted_at: float = field(default_factory=time.monotonic)
 
 
@@ -133,14 +135,17 @@ class RemoteEngine:
     def cancel(self, request: ChatRequest) -> None:
         request.cancelled = True
         task = self._tasks.get(id(request))
-        if task is not None:
+        if task is not None and request.running:  # one not started yet sees ``cancelled`` first
             task.cancel()  # closes the HTTP stream: the engine frees its slot
 
     async def _run(self, request: ChatRequest) -> None:
         s = self.settings
         total = request.submitted_at + s.total_timeout
         tried: dict[str, int] = {}
-        counted = 0
+        request.running = True
+        if request.cancelled:
+            request.sink(TurnResult(Finish.CANCELLED))
+            return
         try:
             while True:
                 replica = self._pick(request.model, tried)
@@ -149,7 +154,7 @@ class RemoteEngine:
                 tried[replica.url] = tried.get(replica.url, 0) + 1
                 request.attempts += 1
                 try:
-                    counted = await self._attempt(replica, request, total)
+                    await self._attempt(replica, request, total)
                     return
                 except _Failure as exc:
                     if request.streaming or not exc.retry:
@@ -167,16 +172,16 @@ class RemoteEngine:
         except _Failure as exc:
             request.sink(Failed(exc.message, started=request.streaming))
         except asyncio.CancelledError:
-            request.sink(TurnResult(Finish.CANCELLED, completion_tokens=counted))
+            request.sink(TurnResult(Finish.CANCELLED, completion_tokens=request.tokens))
 
-    async def _attempt(self, replica: Replica, request: ChatRequest, total: float) -> int:
-        """One try on one replica; returns the tokens counted. Raises ``_Failure``."""
+    async def _attempt(self, replica: Replica, request: ChatRequest, total: float) -> None:
+        """One try on one replica. Raises ``_Failure``."""
         breaker = replica.breaker(request.model)
         breaker.begin()
         replica.in_flight += 1
         fault = False
         try:
-            return await self._stream(replica, request, total)
+            await self._stream(replica, request, total)
         except _Failure as exc:
             fault = exc.counts
             raise
@@ -187,7 +192,7 @@ class RemoteEngine:
             elif not request.streaming:
                 breaker.released()  # a probe that ended neither way (cancelled, refused): another may go
 
-    async def _stream(self, replica: Replica, request: ChatRequest, total: float) -> int:
+    async def _stream(self, replica: Replica, request: ChatRequest, total: float) -> None:
         s = self.settings
         body: dict[str, object] = {
             "model": request.model,
@@ -203,7 +208,6 @@ class RemoteEngine:
             body["stop"] = request.stops
         sent = time.monotonic()
         first = 0.0
-        counted = 0
         usage: tuple[int | None, int | None] = (None, None)
         finish = ""
         done = False
@@ -233,7 +237,7 @@ class RemoteEngine:
                                 replica.first_token_after(first - sent)
                                 replica.breaker(request.model).succeeded()
                                 request.sink(Generating())
-                            counted += 1
+                            request.tokens += 1
                             request.sink(Text(chunk.text, 1))
                         if request.streaming:
                             deadline.reschedule(self._loop_time(min(time.monotonic() + s.idle_timeout, total)))
@@ -259,7 +263,7 @@ class RemoteEngine:
             ) from None
         except sse.Malformed as exc:
             raise _Failure(f"engine {self.name} sent malformed SSE ({exc})", retry=True, counts=True) from None
-        if not (done or finish or counted):
+        if not (done or finish or request.tokens):
             raise _Failure(f"engine {self.name}: the stream from {replica.url} ended before any reply", retry=True, counts=True)
         if not done and not finish:
             raise _Failure(f"engine {self.name}: the stream from {replica.url} ended mid-reply", retry=False, counts=True)
@@ -272,13 +276,12 @@ class RemoteEngine:
             TurnResult(
                 _FINISH.get(finish, Finish.END_OF_TURN),
                 prompt_tokens=prompt_tokens or 0,
-                completion_tokens=completion_tokens if completion_tokens is not None else counted,
+                completion_tokens=completion_tokens if completion_tokens is not None else request.tokens,
                 time_to_first_token_ms=(first - request.submitted_at) * 1000 if first else 0.0,
                 prompt_ms=(first - sent) * 1000 if first else 0.0,
                 generation_ms=(end - first) * 1000 if first else 0.0,
             )
         )
-        return counted
 
     @staticmethod
     def _loop_time(monotonic: float) -> float:
