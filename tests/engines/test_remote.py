@@ -275,6 +275,9 @@ def test_cancel_closes_the_remote_stream_at_once(daemon: Daemon, servers: Server
     for ev in stream:
         deltas += ev.HasField("delta")
         if deltas == 2:
+            (snap,) = stubs.status.Status(status_pb2.StatusRequest(once=True), timeout=10)
+            (held,) = [m for m in snap.models if m.name == "smollm2@held"]
+            assert held.active_sequences == 1 and held.replicas[0].in_flight >= 1  # the proxy's URL: shared by engines
             stubs.chat.Cancel(chat_pb2.CancelRequest(agent="held"), timeout=10)
             break
     rest = list(stream)
@@ -317,3 +320,9 @@ def test_a_turn_cancelled_as_soon_as_it_starts_ends_cancelled(daemon: Daemon, se
         assert next(stream).HasField("started")
         stubs.chat.Cancel(chat_pb2.CancelRequest(agent="held"), timeout=10)
         assert list(stream)[-1].finished.finish_reason == chat_pb2.FINISH_REASON_CANCELLED
+
+
+def test_remote_models_are_not_loaded_or_unloaded_by_enclave(daemon: Daemon) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        daemon.stubs().models.LoadModel(models_pb2.LoadModelRequest(name="smollm2@pair"), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "runs on engine pair" in (caught.value.details() or "")

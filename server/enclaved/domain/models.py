@@ -75,6 +75,9 @@ class ModelRegistry:
 
     def file(self, name: str) -> ModelFile:
         """The model called ``name`` (``name.gguf`` works too); NotFound if there is none."""
+        _, engine = split_model(name)
+        if engine:
+            raise FailedPrecondition(f"{name!r} runs on engine {engine}, which loads its own models; enclave loads only local GGUF files")
         name = model_name(name)
         check_model_name(name)
         found = self.catalog.scan().get(name)
