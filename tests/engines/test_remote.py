@@ -145,6 +145,8 @@ def test_a_remote_model_shows_in_list_models_and_status_with_its_replicas(daemon
     assert status["smollm2@pair"].engine == "pair" and len(status["smollm2@pair"].replicas) == 2
     listed = enclave(daemon, "models")
     assert listed.returncode == 0 and f"smollm2@pair replica unix:{servers.uds}: healthy, circuit closed" in listed.stdout
+    shown = enclave(daemon, "status")
+    assert shown.returncode == 0 and f"smollm2@pair replica {servers.tcp_url}: healthy, circuit closed" in shown.stdout
 
 
 def test_a_dead_replica_is_skipped_for_the_live_one(daemon: Daemon, servers: Servers) -> None:
