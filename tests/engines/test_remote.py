@@ -30,11 +30,13 @@ def config(s: Servers) -> str:
         "brk": {"urls": proxy, "retries": "0", "breaker": '{ failures = 2, cooldown = "2s" }'},
         "dead": {"urls": f'["{dead}"]', "retries": "1"},
         "half": {"urls": f'["{dead}", "{s.tcp_url}"]', "retries": "2"},
+        "capped": {"urls": proxy, "retries": "10", "retry_time": '"500ms"', "backoff": '"200ms"'},
+        "discover": {"urls": f'["{s.tcp_url}"]'},  # no models listed: /v1/models says
         "tls": {"urls": f'["https://127.0.0.1:{s.tcp_port}/v1"]', "retries": "1"},  # the server speaks plain HTTP
     }
     text = ""
     for name, table in engines.items():
-        text += f'[[engines]]\nname = "{name}"\nmodels = ["smollm2"]\n'
+        text += f'[[engines]]\nname = "{name}"\n' + ('models = ["smollm2"]\n' if name != "discover" else "")
         text += "".join(f"{k} = {v}\n" for k, v in {**FAST, **table}.items()) + "\n"
     agents = {
         "pair": ("smollm2@pair", "[]"),
@@ -52,6 +54,8 @@ def config(s: Servers) -> str:
         "stranded": ("smollm2@dead", '["smollm2@stalled"]'),
         "unloadable": ("nosuch", '["smollm2@pair"]'),
         "tls": ("smollm2@tls", "[]"),
+        "capped": ("smollm2@capped", "[]"),
+        "discovering": ("smollm2@discover", "[]"),
     }
     for name, (model, fallbacks) in agents.items():
         text += f'[[agents]]\nname = "{name}"\nmodel = "{model}"\nfallbacks = {fallbacks}\nmax_tokens = {24 if name.startswith("pair") else 8}\n\n'
@@ -180,6 +184,26 @@ def test_retries_stop_at_their_count_with_one_line(daemon: Daemon, servers: Serv
     t = turn(daemon, "faulty")
     assert servers.proxy.posts - before == 3  # one try and two retries
     assert "gave up after 3 attempt(s)" in t.error
+
+
+def test_retry_after_is_honoured_and_retries_stop_at_retry_time(daemon: Daemon, servers: Servers) -> None:
+    servers.proxy.plan("status:429:1")
+    assert kinds(turn(daemon, "faulty").events)[-1] == "finished"
+    assert "answered HTTP 429; retrying in 1.00 s" in daemon.log
+    servers.proxy.plan(*["status:503"] * 11)
+    before = servers.proxy.posts
+    t = turn(daemon, "capped")  # 10 retries allowed, but none starts 0.5 s after the turn was sent
+    assert t.code == grpc.StatusCode.UNAVAILABLE and "gave up after" in t.error
+    assert 1 <= servers.proxy.posts - before <= 3  # the time cap, well before the count cap (11)
+
+
+def test_models_are_discovered_from_v1_models_when_the_block_lists_none(daemon: Daemon) -> None:
+    def listed() -> bool:
+        models = daemon.stubs().models.ListModels(models_pb2.ListModelsRequest(), timeout=10).models
+        return "smollm2@discover" in {m.name for m in models}
+
+    wait_for(listed, timeout=15)
+    assert served(chat(daemon.stubs(), "discovering", "Hi.")).engine == "discover"
 
 
 def test_first_token_timeout(daemon: Daemon, servers: Servers) -> None:
