@@ -68,6 +68,7 @@ def daemon(servers: Servers) -> Iterator[Daemon]:
     yield d
     assert d.stop() == 0
     assert "Traceback" not in d.log and MARKER not in d.log  # every fault ended in one line
+    assert "HTTP Request" not in d.log  # not a line per request or probe
 
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,8 @@ from enclaved.engine.remote.breaker import Breaker, Circuit
 from enclaved.engine.remote.settings import EngineSettings
 
 log = logging.getLogger("enclaved.engines")
+# httpx logs every request at INFO (health probes included); enclave logs what matters itself
+logging.getLogger("httpx").setLevel(logging.WARNING)
 LATENCY_SAMPLES = 256  # times to first token kept for p50/p95
 
 
