@@ -121,8 +121,12 @@ def test_sse_lines() -> None:
     assert sse.parse("data: [DONE]") == sse.Chunk(done=True)
     chunk = sse.parse('data: {"choices": [{"delta": {"content": "Hi"}, "finish_reason": null}]}')
     assert chunk == sse.Chunk(text="Hi")
-    last = sse.parse('data: {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}}')
-    assert last is not None and (last.prompt_tokens, last.completion_tokens) == (5, 2)
+    last = sse.parse(
+        'data: {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 3}}}'
+    )
+    assert last is not None and (last.prompt_tokens, last.completion_tokens, last.cached_tokens) == (5, 2, 3)
+    timed = sse.parse('data: {"choices": [{"delta": {}, "finish_reason": "stop"}], "timings": {"prompt_ms": 1.5, "predicted_ms": 20}}')
+    assert timed is not None and (timed.finish_reason, timed.prompt_ms, timed.generation_ms) == ("stop", 1.5, 20.0)
     err = sse.parse('data: {"error": {"message": "ZEBRA prompt too long", "type": "server_error"}}')
     assert err is not None and err.error == "server_error", "the message may quote the prompt: left out"
     assert sse.parse('data: {"error": "ZEBRA"}') == sse.Chunk(error="an error object")

@@ -208,7 +208,7 @@ class RemoteEngine:
             body["stop"] = request.stops
         sent = time.monotonic()
         first = 0.0
-        usage: tuple[int | None, int | None] = (None, None)
+        figures: dict[str, float | int] = {}  # the engine's own usage and timings, when it sends them
         finish = ""
         done = False
         deadline = asyncio.timeout_at(self._loop_time(min(sent + s.first_token_timeout, total)))
@@ -227,8 +227,10 @@ class RemoteEngine:
                             break
                         if chunk.error:
                             raise _Failure(f"engine {self.name} sent an error: {chunk.error}", retry=True, counts=True)
-                        if chunk.prompt_tokens is not None or chunk.completion_tokens is not None:
-                            usage = (chunk.prompt_tokens, chunk.completion_tokens)
+                        for key in ("prompt_tokens", "completion_tokens", "cached_tokens", "prompt_ms", "generation_ms"):
+                            value = getattr(chunk, key)
+                            if value is not None:
+                                figures[key] = value
                         finish = chunk.finish_reason or finish
                         if chunk.text:
                             if not request.streaming:
@@ -271,15 +273,15 @@ class RemoteEngine:
             request.replica = replica.url
             replica.breaker(request.model).succeeded()
         end = time.monotonic()
-        prompt_tokens, completion_tokens = usage
         request.sink(
             TurnResult(
                 _FINISH.get(finish, Finish.END_OF_TURN),
-                prompt_tokens=prompt_tokens or 0,
-                completion_tokens=completion_tokens if completion_tokens is not None else request.tokens,
+                prompt_tokens=int(figures.get("prompt_tokens", 0)),
+                completion_tokens=int(figures.get("completion_tokens", request.tokens)),
+                cached_prompt_tokens=int(figures.get("cached_tokens", 0)),
                 time_to_first_token_ms=(first - request.submitted_at) * 1000 if first else 0.0,
-                prompt_ms=(first - sent) * 1000 if first else 0.0,
-                generation_ms=(end - first) * 1000 if first else 0.0,
+                prompt_ms=float(figures.get("prompt_ms", (first - sent) * 1000 if first else 0.0)),
+                generation_ms=float(figures.get("generation_ms", (end - first) * 1000 if first else 0.0)),
             )
         )
 

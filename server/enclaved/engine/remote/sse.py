@@ -18,16 +18,37 @@ class Chunk:
     finish_reason: str = ""
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    cached_tokens: int | None = None  # usage.prompt_tokens_details.cached_tokens
+    prompt_ms: float | None = None  # llama-server's ``timings`` in its last chunk
+    generation_ms: float | None = None
     error: str = ""  # the engine's error object, as one short line
     done: bool = False  # ``data: [DONE]``
 
 
-def _usage(obj: dict[str, Any]) -> tuple[int | None, int | None]:
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _ms(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _figures(obj: dict[str, Any]) -> dict[str, Any]:
+    """Usage (OpenAI, vLLM: a last chunk when ``stream_options.include_usage``) and timings
+    (llama-server), when the engine sends them."""
+    out: dict[str, Any] = {}
     usage = obj.get("usage")
-    if not isinstance(usage, dict):
-        return None, None
-    p, c = usage.get("prompt_tokens"), usage.get("completion_tokens")
-    return (p if isinstance(p, int) else None), (c if isinstance(c, int) else None)
+    if isinstance(usage, dict):
+        out["prompt_tokens"] = _int(usage.get("prompt_tokens"))
+        out["completion_tokens"] = _int(usage.get("completion_tokens"))
+        details = usage.get("prompt_tokens_details")
+        if isinstance(details, dict):
+            out["cached_tokens"] = _int(details.get("cached_tokens"))
+    timings = obj.get("timings")
+    if isinstance(timings, dict):
+        out["prompt_ms"] = _ms(timings.get("prompt_ms"))
+        out["generation_ms"] = _ms(timings.get("predicted_ms"))
+    return out
 
 
 def _error(obj: dict[str, Any]) -> str:
@@ -59,7 +80,6 @@ def parse(line: str) -> Chunk | None:
         raise Malformed("a data line that is not a JSON object")
     if obj.get("error"):
         return Chunk(error=_error(obj))
-    prompt, completion = _usage(obj)
     choices = obj.get("choices")
     if not isinstance(choices, list):
         raise Malformed("a chunk without choices")
@@ -72,4 +92,4 @@ def parse(line: str) -> Chunk | None:
         content = delta.get("content") if isinstance(delta, dict) else None
         text = content if isinstance(content, str) else ""
         finish = choice.get("finish_reason") or ""
-    return Chunk(text=text, finish_reason=str(finish), prompt_tokens=prompt, completion_tokens=completion)
+    return Chunk(text=text, finish_reason=str(finish), **_figures(obj))
