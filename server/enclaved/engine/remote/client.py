@@ -99,8 +99,11 @@ class RemoteEngine:
 
     async def _probe_forever(self) -> None:
         while True:
-            found = await asyncio.gather(*(r.probe() for r in self.replicas))
-            listed = sorted({m for ids in found for m in ids})
+            found = await asyncio.gather(*(r.probe() for r in self.replicas), return_exceptions=True)
+            for r, outcome in zip(self.replicas, found):
+                if isinstance(outcome, BaseException):
+                    r.mark(False, f"its health probe failed ({type(outcome).__name__})")
+            listed = sorted({m for ids in found if isinstance(ids, list) for m in ids})
             if listed and not self.settings.models:
                 self.discovered = tuple(listed)
             await asyncio.sleep(self.settings.health_interval)
@@ -167,7 +170,7 @@ class RemoteEngine:
                     spent = time.monotonic() + delay - request.submitted_at
                     if request.attempts > s.retries or spent > s.retry_time or time.monotonic() + delay > total:
                         raise _Failure(f"{exc.message}; gave up after {request.attempts} attempt(s)", retry=False, counts=False) from None
-                    log.info("engine %s: %s; retrying in %.2f s (attempt %d)", self.name, exc.message, delay, request.attempts + 1)
+                    log.info("%s; retrying in %.2f s (attempt %d)", exc.message, delay, request.attempts + 1)
                     await asyncio.sleep(delay)
         except _Failure as exc:
             request.sink(Failed(exc.message, started=request.streaming))
