@@ -8,6 +8,7 @@ finish reason) whenever another request arrives, health probes included."""
 from __future__ import annotations
 
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.engines.certs import Certs, make_certs
 from tests.engines.faults import FaultProxy
 from tests.helpers import REAL_MODELS, ROOT, short_tmpdir
 
@@ -31,6 +33,8 @@ class Servers:
     tcp_log: Path
     uds_log: Path
     proxy: FaultProxy
+    tls_proxy: FaultProxy  # HTTPS in front of the first server, asking for a client certificate
+    certs: Certs
 
     @property
     def tcp_url(self) -> str:
@@ -89,21 +93,27 @@ def servers() -> Iterator[Servers]:
         stderr=subprocess.STDOUT,
         cwd=ROOT,
     )
-    proxy = None
+    proxy = tls_proxy = None
+    certs = make_certs(home)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(certs.ca))
+    tls.load_cert_chain(str(certs.server_cert), str(certs.server_key))
+    tls.verify_mode = ssl.CERT_REQUIRED
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
             _wait_up(tcp, c, tcp_log)
         with httpx.Client(base_url="http://localhost", transport=httpx.HTTPTransport(uds=str(uds))) as c:
             _wait_up(unix, c, uds_log)
         proxy = FaultProxy(port).start()
-        yield Servers(port, uds, tcp_log, uds_log, proxy)
+        tls_proxy = FaultProxy(port, tls).start()
+        yield Servers(port, uds, tcp_log, uds_log, proxy, tls_proxy, certs)
     finally:
-        if proxy is not None:
-            proxy.stop()
-        for p in (tcp, unix):
-            p.terminate()
+        for p in (proxy, tls_proxy):
+            if p is not None:
+                p.stop()
+        for server in (tcp, unix):
+            server.terminate()
             try:
-                p.wait(timeout=10)
+                server.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+                server.kill()
+                server.wait()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import threading
 from collections import deque
 
@@ -27,8 +28,9 @@ EVENT_STREAM = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnectio
 
 
 class FaultProxy:
-    def __init__(self, upstream_port: int) -> None:
+    def __init__(self, upstream_port: int, tls: ssl.SSLContext | None = None) -> None:
         self.upstream_port = upstream_port
+        self.tls = tls  # serve HTTPS (the upstream stays plain HTTP)
         self.script: deque[str] = deque()
         self.posts = 0  # chat requests that reached the proxy
         self.client_gone = 0  # streams the client closed while the proxy held them
@@ -38,7 +40,7 @@ class FaultProxy:
 
     def start(self) -> FaultProxy:
         self._thread.start()
-        server = asyncio.run_coroutine_threadsafe(asyncio.start_server(self._handle, "127.0.0.1", 0), self._loop).result(10)
+        server = asyncio.run_coroutine_threadsafe(asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self.tls), self._loop).result(10)
         self.port = server.sockets[0].getsockname()[1]
         return self
 
@@ -67,7 +69,7 @@ class FaultProxy:
             lines = [line for line in head.split(b"\r\n") if line and not line.lower().startswith(b"connection:")]
             head = b"\r\n".join([*lines, b"connection: close", b"", b""])
             await self._serve(mode, head + body, reader, writer)
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ssl.SSLError):
             pass
         finally:
             writer.close()

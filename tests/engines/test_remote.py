@@ -33,6 +33,11 @@ def config(s: Servers) -> str:
         "capped": {"urls": proxy, "retries": "10", "retry_time": '"500ms"', "backoff": '"200ms"'},
         "discover": {"urls": f'["{s.tcp_url}"]'},  # no models listed: /v1/models says
         "tls": {"urls": f'["https://127.0.0.1:{s.tcp_port}/v1"]', "retries": "1"},  # the server speaks plain HTTP
+        "mtls": {
+            "urls": f'["https://127.0.0.1:{s.tls_proxy.port}/v1"]',
+            "tls": f'{{ ca_file = "{s.certs.ca}", cert_file = "{s.certs.client_cert}", key_file = "{s.certs.client_key}" }}',
+        },
+        "nocert": {"urls": f'["https://127.0.0.1:{s.tls_proxy.port}/v1"]', "retries": "0", "tls": f'{{ ca_file = "{s.certs.ca}" }}'},
     }
     text = ""
     for name, table in engines.items():
@@ -54,6 +59,8 @@ def config(s: Servers) -> str:
         "stranded": ("smollm2@dead", '["smollm2@stalled"]'),
         "unloadable": ("nosuch", '["smollm2@pair"]'),
         "tls": ("smollm2@tls", "[]"),
+        "mtls": ("smollm2@mtls", "[]"),
+        "nocert": ("smollm2@nocert", "[]"),
         "capped": ("smollm2@capped", "[]"),
         "discovering": ("smollm2@discover", "[]"),
     }
@@ -353,3 +360,10 @@ def test_remote_models_are_not_loaded_or_unloaded_by_enclave(daemon: Daemon) -> 
     with pytest.raises(grpc.RpcError) as caught:
         daemon.stubs().models.LoadModel(models_pb2.LoadModelRequest(name="smollm2@pair"), timeout=10)
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "runs on engine pair" in (caught.value.details() or "")
+
+
+def test_mutual_tls_with_the_configured_ca_and_client_certificate(daemon: Daemon, servers: Servers) -> None:
+    events = chat(daemon.stubs(), "mtls", "Hi.")
+    assert kinds(events)[-1] == "finished" and served(events).replica == f"https://127.0.0.1:{servers.tls_proxy.port}/v1"
+    t = turn(daemon, "nocert")  # the server asks for a client certificate this engine does not have
+    assert t.code == grpc.StatusCode.UNAVAILABLE and t.error.startswith("engine nocert")
