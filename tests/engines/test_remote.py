@@ -60,6 +60,7 @@ def config(s: Servers) -> str:
         "unloadable": ("nosuch", '["smollm2@pair"]'),
         "tls": ("smollm2@tls", "[]"),
         "mtls": ("smollm2@mtls", "[]"),
+        "local": ("smollm2", "[]"),
         "nocert": ("smollm2@nocert", "[]"),
         "capped": ("smollm2@capped", "[]"),
         "discovering": ("smollm2@discover", "[]"),
@@ -367,3 +368,15 @@ def test_mutual_tls_with_the_configured_ca_and_client_certificate(daemon: Daemon
     assert kinds(events)[-1] == "finished" and served(events).replica == f"https://127.0.0.1:{servers.tls_proxy.port}/v1"
     t = turn(daemon, "nocert")  # the server asks for a client certificate this engine does not have
     assert t.code == grpc.StatusCode.UNAVAILABLE and t.error.startswith("engine nocert")
+
+
+def test_a_broadcast_mixes_local_and_remote_agents_and_a_stalled_engine_holds_up_no_local_turn(daemon: Daemon, servers: Servers) -> None:
+    stubs = daemon.stubs()
+    servers.proxy.plan("stall")  # the next remote request hangs before its first token
+    held = stubs.chat.Chat(chat_pb2.ChatRequest(agent="held", message="Hi."), timeout=60)
+    assert next(held).HasField("started")
+    events = list(stubs.chat.Broadcast(chat_pb2.BroadcastRequest(message="Hi.", agents=["local", "pair3"]), timeout=90))
+    assert {e.agent for e in events if e.HasField("finished")} == {"local", "pair3"}
+    assert not any(e.HasField("served") for e in events if e.agent == "local")  # a local model serving its own agent: nothing to say
+    stubs.chat.Cancel(chat_pb2.CancelRequest(agent="held"), timeout=10)
+    assert list(held)[-1].finished.finish_reason == chat_pb2.FINISH_REASON_CANCELLED
