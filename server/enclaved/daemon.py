@@ -61,8 +61,8 @@ class Daemon:
         the store; with none at all, one ``assistant`` on the first model found."""
         for a in self.config.agents:
             model = a.model or self.models.first_valid() or ""
-            self.agents.define(a.name, model, a.system, a.params)
-            if not model or model not in self.models.catalog.scan():
+            self.agents.define(a.name, model, a.system, a.params, a.fallbacks)
+            if not model or ("@" not in model and model not in self.models.catalog.scan()):
                 log.warning("agent %s uses model %r, which is not in the models folders yet", a.name, model)
         await self.agents.restore(configured={a.name for a in self.config.agents})
         if not self.agents.all():
@@ -96,6 +96,7 @@ class Daemon:
             abandoned = Entry("chat.abandoned", agent=agent, model=model, turn=turn, outcome="error", payload={"reason": ABANDONED})
             await self.recorder.record(abandoned, DAEMON)
         await self.recorder.record(Entry("daemon.start", payload={"version": __version__, "socket": str(self.socket_path)}))
+        self.models.remote.start()  # [[engines]] only: without one, no network socket at all
         await self._define_agents()
         # before the gRPC socket: a client that sees it can also say who it is
         peers = PeerRegistry(

@@ -5,7 +5,8 @@
 - inside the daemon each layer imports only the layers below it
   (transport → services → domain → engine → llama), with ``errors`` under all of them and the
   audit log beside them (transport, services and domain may record; the audit log imports no
-  layer); only the engine touches ``llama``, and services see only the engine's public types;
+  layer); only the engine touches ``llama``, and not its remote engines (``engine/remote/``),
+  and services see only the engine's public types;
 - in the client only the connection (``enclave.protocol``, ``enclave.convert``) and the
   scripting side (``enclave.cli``, ``enclave.client``, ``enclave.audit_cli``) see the generated
   stubs; screens and widgets see neither the stubs nor the connection: they are fed view models
@@ -41,7 +42,9 @@ ROOT_MODULES = (
     "enclaved.limits",
     "enclaved.sdnotify",
 )  # the composition root (and the process limits it sets) wires every layer
-SHARED = ("enclaved", "enclaved.errors")  # the version, and the errors every layer raises
+SHARED = ("enclaved", "enclaved.errors")
+# Remote engines (engine/remote/) speak HTTP to another machine: they never touch llama.cpp.
+REMOTE = "enclaved.engine.remote"  # the version, and the errors every layer raises
 # The client: who may import the generated stubs, and what screens and widgets may not reach.
 STUBS = "enclave_contract.v1"
 STUB_USERS = ("enclave.protocol", "enclave.convert", "enclave.cli", "enclave.client", "enclave.audit_cli", "enclave.agent_cli")
@@ -142,6 +145,8 @@ def violations(imp: Import) -> str | None:
         return f"{src if s is None else dst} is in no layer; put it in one of {', '.join(LAYERS)}"
     if d < s:
         return f"{LAYERS[s]} may not import {LAYERS[d]}, a layer above it"
+    if _within(src, REMOTE) and LAYERS[d] == "enclaved.llama":
+        return "remote engines speak HTTP; they never touch llama.cpp"
     if s < d - 1 and LAYERS[d] == "enclaved.llama":
         return f"{LAYERS[s]} may not reach past the engine into llama"
     if LAYERS[s] == "enclaved.services" and LAYERS[d] == "enclaved.engine" and dst != "enclaved.engine":
@@ -266,6 +271,21 @@ def test_checker_finds_a_layer_reaching_up_or_past_the_engine(tmp_path: Path) ->
         in problems
     )
     assert "import cycle: enclaved.engine.scheduler ↔ enclaved.services.convert" in problems
+
+
+def test_checker_finds_a_remote_engine_touching_llama(tmp_path: Path) -> None:
+    roots = _tree(
+        tmp_path,
+        {
+            "server/enclaved/__init__.py": "",
+            "server/enclaved/engine/__init__.py": "",
+            "server/enclaved/engine/remote/__init__.py": "",
+            "server/enclaved/engine/remote/client.py": "from enclaved.llama import Model\n",
+            "server/enclaved/llama/__init__.py": "Model = 1\n",
+        },
+    )
+    (problem,) = check(roots)
+    assert problem == "enclaved.engine.remote.client line 1 imports enclaved.llama: remote engines speak HTTP; they never touch llama.cpp"
 
 
 def test_checker_finds_a_cycle_through_type_checking_imports(tmp_path: Path) -> None:

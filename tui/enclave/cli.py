@@ -66,6 +66,16 @@ def print_table(rows: list[list[str]], out: TextIO = sys.stdout) -> None:
 # ---- commands ---------------------------------------------------------------------------------
 
 
+def print_replicas(model: str, replicas: Iterable[models_pb2.EngineReplica]) -> None:
+    """A remote model's replicas, one line each."""
+    for r in replicas:
+        health = "healthy" if r.healthy else "unhealthy"
+        print(
+            f"{model} replica {r.url}: {health}, circuit {r.circuit}, {r.in_flight} in flight, "
+            f"first token p50 {r.latency_p50_ms:.0f} ms p95 {r.latency_p95_ms:.0f} ms"
+        )
+
+
 def cmd_models(client: Client, args: argparse.Namespace) -> int:
     models = client.models.ListModels(models_pb2.ListModelsRequest(), timeout=30).models
     if args.json:
@@ -91,6 +101,7 @@ def cmd_models(client: Client, args: argparse.Namespace) -> int:
     for m in models:
         if m.target:
             print(f"{m.name} → {m.target}")
+        print_replicas(m.name, m.replicas)
     for m in models:
         if m.problem:
             print(f"{m.name}: {m.problem}", file=sys.stderr)
@@ -191,6 +202,8 @@ def _print_events(events: Iterable[chat_pb2.ChatEvent], as_json: bool, multi: bo
                 sys.stdout.flush()
         elif kind == "truncated":
             print(f"enclave: [{ev.agent}] {ev.truncated.dropped_messages} oldest messages left out to fit the context", file=sys.stderr)
+        elif kind == "served" and ev.served.reason:
+            print(f"enclave: [{ev.agent}] served by {ev.served.model} (its own model could not: {ev.served.reason})", file=sys.stderr)
         elif kind == "error":
             failed = True
             if multi:
@@ -246,6 +259,10 @@ def cmd_status(client: Client, args: argparse.Namespace) -> int:
                 ]
             )
         print_table(rows)
+        for m in snap.models:
+            print_replicas(m.name, m.replicas)
+            if m.problem:
+                print(f"{m.name}: {m.problem}")
         sys.stdout.flush()
     return 0
 

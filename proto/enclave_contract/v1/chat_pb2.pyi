@@ -170,8 +170,20 @@ class AgentChanged(_message.Message):
     agent: _agents_pb2.Agent
     def __init__(self, change: _Optional[_Union[AgentChanged.Change, str]] = ..., agent: _Optional[_Union[_agents_pb2.Agent, _Mapping]] = ...) -> None: ...
 
+class ModelServed(_message.Message):
+    __slots__ = ("model", "engine", "replica", "reason")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    engine: str
+    replica: str
+    reason: str
+    def __init__(self, model: _Optional[str] = ..., engine: _Optional[str] = ..., replica: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class ChatEvent(_message.Message):
-    __slots__ = ("agent", "turn_id", "started", "phase", "delta", "truncated", "finished", "error", "agent_changed")
+    __slots__ = ("agent", "turn_id", "started", "phase", "delta", "truncated", "finished", "error", "agent_changed", "served")
     AGENT_FIELD_NUMBER: _ClassVar[int]
     TURN_ID_FIELD_NUMBER: _ClassVar[int]
     STARTED_FIELD_NUMBER: _ClassVar[int]
@@ -181,6 +193,7 @@ class ChatEvent(_message.Message):
     FINISHED_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     AGENT_CHANGED_FIELD_NUMBER: _ClassVar[int]
+    SERVED_FIELD_NUMBER: _ClassVar[int]
     agent: str
     turn_id: str
     started: TurnStarted
@@ -190,4 +203,5 @@ class ChatEvent(_message.Message):
     finished: TurnFinished
     error: TurnError
     agent_changed: AgentChanged
-    def __init__(self, agent: _Optional[str] = ..., turn_id: _Optional[str] = ..., started: _Optional[_Union[TurnStarted, _Mapping]] = ..., phase: _Optional[_Union[PhaseChanged, _Mapping]] = ..., delta: _Optional[_Union[TokenDelta, _Mapping]] = ..., truncated: _Optional[_Union[HistoryTruncated, _Mapping]] = ..., finished: _Optional[_Union[TurnFinished, _Mapping]] = ..., error: _Optional[_Union[TurnError, _Mapping]] = ..., agent_changed: _Optional[_Union[AgentChanged, _Mapping]] = ...) -> None: ...
+    served: ModelServed
+    def __init__(self, agent: _Optional[str] = ..., turn_id: _Optional[str] = ..., started: _Optional[_Union[TurnStarted, _Mapping]] = ..., phase: _Optional[_Union[PhaseChanged, _Mapping]] = ..., delta: _Optional[_Union[TokenDelta, _Mapping]] = ..., truncated: _Optional[_Union[HistoryTruncated, _Mapping]] = ..., finished: _Optional[_Union[TurnFinished, _Mapping]] = ..., error: _Optional[_Union[TurnError, _Mapping]] = ..., agent_changed: _Optional[_Union[AgentChanged, _Mapping]] = ..., served: _Optional[_Union[ModelServed, _Mapping]] = ...) -> None: ...

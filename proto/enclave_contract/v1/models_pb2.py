@@ -24,29 +24,31 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n enclave_contract/v1/models.proto\x12\nenclave.v1\"\xf7\x01\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x14\n\x0c\x61rchitecture\x18\x04 \x01(\t\x12\x17\n\x0fparameter_count\x18\x05 \x01(\x03\x12\x14\n\x0cquantization\x18\x06 \x01(\t\x12\x16\n\x0e\x63ontext_length\x18\x07 \x01(\x03\x12%\n\x05state\x18\x08 \x01(\x0e\x32\x16.enclave.v1.ModelState\x12\x0f\n\x07problem\x18\t \x01(\t\x12\x19\n\x11has_chat_template\x18\n \x01(\x08\x12\x0e\n\x06target\x18\x0b \x01(\t\"\x13\n\x11ListModelsRequest\"7\n\x12ListModelsResponse\x12!\n\x06models\x18\x01 \x03(\x0b\x32\x11.enclave.v1.Model\" \n\x10LoadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\\\n\x11LoadModelResponse\x12 \n\x05model\x18\x01 \x01(\x0b\x32\x11.enclave.v1.Model\x12\x14\n\x0cload_seconds\x18\x02 \x01(\x01\x12\x0f\n\x07\x65victed\x18\x03 \x03(\t\"\"\n\x12UnloadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"7\n\x13UnloadModelResponse\x12 \n\x05model\x18\x01 \x01(\x0b\x32\x11.enclave.v1.Model*\xbf\x01\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15MODEL_STATE_AVAILABLE\x10\x01\x12\x17\n\x13MODEL_STATE_LOADING\x10\x02\x12\x16\n\x12MODEL_STATE_LOADED\x10\x03\x12\x17\n\x13MODEL_STATE_INVALID\x10\x04\x12\x16\n\x12MODEL_STATE_FAILED\x10\x05\x12\x17\n\x13MODEL_STATE_PENDING\x10\x06\x32\xef\x01\n\x06Models\x12K\n\nListModels\x12\x1d.enclave.v1.ListModelsRequest\x1a\x1e.enclave.v1.ListModelsResponse\x12H\n\tLoadModel\x12\x1c.enclave.v1.LoadModelRequest\x1a\x1d.enclave.v1.LoadModelResponse\x12N\n\x0bUnloadModel\x12\x1e.enclave.v1.UnloadModelRequest\x1a\x1f.enclave.v1.UnloadModelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n enclave_contract/v1/models.proto\x12\nenclave.v1\"\xb4\x02\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x14\n\x0c\x61rchitecture\x18\x04 \x01(\t\x12\x17\n\x0fparameter_count\x18\x05 \x01(\x03\x12\x14\n\x0cquantization\x18\x06 \x01(\t\x12\x16\n\x0e\x63ontext_length\x18\x07 \x01(\x03\x12%\n\x05state\x18\x08 \x01(\x0e\x32\x16.enclave.v1.ModelState\x12\x0f\n\x07problem\x18\t \x01(\t\x12\x19\n\x11has_chat_template\x18\n \x01(\x08\x12\x0e\n\x06target\x18\x0b \x01(\t\x12\x0e\n\x06\x65ngine\x18\x0c \x01(\t\x12+\n\x08replicas\x18\r \x03(\x0b\x32\x19.enclave.v1.EngineReplica\"\x81\x01\n\rEngineReplica\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x0f\n\x07healthy\x18\x02 \x01(\x08\x12\x0f\n\x07\x63ircuit\x18\x03 \x01(\t\x12\x11\n\tin_flight\x18\x04 \x01(\x05\x12\x16\n\x0elatency_p50_ms\x18\x05 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x06 \x01(\x01\"\x13\n\x11ListModelsRequest\"7\n\x12ListModelsResponse\x12!\n\x06models\x18\x01 \x03(\x0b\x32\x11.enclave.v1.Model\" \n\x10LoadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\\\n\x11LoadModelResponse\x12 \n\x05model\x18\x01 \x01(\x0b\x32\x11.enclave.v1.Model\x12\x14\n\x0cload_seconds\x18\x02 \x01(\x01\x12\x0f\n\x07\x65victed\x18\x03 \x03(\t\"\"\n\x12UnloadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"7\n\x13UnloadModelResponse\x12 \n\x05model\x18\x01 \x01(\x0b\x32\x11.enclave.v1.Model*\xbf\x01\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15MODEL_STATE_AVAILABLE\x10\x01\x12\x17\n\x13MODEL_STATE_LOADING\x10\x02\x12\x16\n\x12MODEL_STATE_LOADED\x10\x03\x12\x17\n\x13MODEL_STATE_INVALID\x10\x04\x12\x16\n\x12MODEL_STATE_FAILED\x10\x05\x12\x17\n\x13MODEL_STATE_PENDING\x10\x06\x32\xef\x01\n\x06Models\x12K\n\nListModels\x12\x1d.enclave.v1.ListModelsRequest\x1a\x1e.enclave.v1.ListModelsResponse\x12H\n\tLoadModel\x12\x1c.enclave.v1.LoadModelRequest\x1a\x1d.enclave.v1.LoadModelResponse\x12N\n\x0bUnloadModel\x12\x1e.enclave.v1.UnloadModelRequest\x1a\x1f.enclave.v1.UnloadModelResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'enclave_contract.v1.models_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MODELSTATE']._serialized_start=598
-  _globals['_MODELSTATE']._serialized_end=789
+  _globals['_MODELSTATE']._serialized_start=791
+  _globals['_MODELSTATE']._serialized_end=982
   _globals['_MODEL']._serialized_start=49
-  _globals['_MODEL']._serialized_end=296
-  _globals['_LISTMODELSREQUEST']._serialized_start=298
-  _globals['_LISTMODELSREQUEST']._serialized_end=317
-  _globals['_LISTMODELSRESPONSE']._serialized_start=319
-  _globals['_LISTMODELSRESPONSE']._serialized_end=374
-  _globals['_LOADMODELREQUEST']._serialized_start=376
-  _globals['_LOADMODELREQUEST']._serialized_end=408
-  _globals['_LOADMODELRESPONSE']._serialized_start=410
-  _globals['_LOADMODELRESPONSE']._serialized_end=502
-  _globals['_UNLOADMODELREQUEST']._serialized_start=504
-  _globals['_UNLOADMODELREQUEST']._serialized_end=538
-  _globals['_UNLOADMODELRESPONSE']._serialized_start=540
-  _globals['_UNLOADMODELRESPONSE']._serialized_end=595
-  _globals['_MODELS']._serialized_start=792
-  _globals['_MODELS']._serialized_end=1031
+  _globals['_MODEL']._serialized_end=357
+  _globals['_ENGINEREPLICA']._serialized_start=360
+  _globals['_ENGINEREPLICA']._serialized_end=489
+  _globals['_LISTMODELSREQUEST']._serialized_start=491
+  _globals['_LISTMODELSREQUEST']._serialized_end=510
+  _globals['_LISTMODELSRESPONSE']._serialized_start=512
+  _globals['_LISTMODELSRESPONSE']._serialized_end=567
+  _globals['_LOADMODELREQUEST']._serialized_start=569
+  _globals['_LOADMODELREQUEST']._serialized_end=601
+  _globals['_LOADMODELRESPONSE']._serialized_start=603
+  _globals['_LOADMODELRESPONSE']._serialized_end=695
+  _globals['_UNLOADMODELREQUEST']._serialized_start=697
+  _globals['_UNLOADMODELREQUEST']._serialized_end=731
+  _globals['_UNLOADMODELRESPONSE']._serialized_start=733
+  _globals['_UNLOADMODELRESPONSE']._serialized_end=788
+  _globals['_MODELS']._serialized_start=985
+  _globals['_MODELS']._serialized_end=1224
 # @@protoc_insertion_point(module_scope)

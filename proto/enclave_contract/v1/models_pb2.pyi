@@ -25,7 +25,7 @@ MODEL_STATE_FAILED: ModelState
 MODEL_STATE_PENDING: ModelState
 
 class Model(_message.Message):
-    __slots__ = ("name", "path", "size_bytes", "architecture", "parameter_count", "quantization", "context_length", "state", "problem", "has_chat_template", "target")
+    __slots__ = ("name", "path", "size_bytes", "architecture", "parameter_count", "quantization", "context_length", "state", "problem", "has_chat_template", "target", "engine", "replicas")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,8 @@ class Model(_message.Message):
     PROBLEM_FIELD_NUMBER: _ClassVar[int]
     HAS_CHAT_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
     name: str
     path: str
     size_bytes: int
@@ -48,7 +50,25 @@ class Model(_message.Message):
     problem: str
     has_chat_template: bool
     target: str
-    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., size_bytes: _Optional[int] = ..., architecture: _Optional[str] = ..., parameter_count: _Optional[int] = ..., quantization: _Optional[str] = ..., context_length: _Optional[int] = ..., state: _Optional[_Union[ModelState, str]] = ..., problem: _Optional[str] = ..., has_chat_template: _Optional[bool] = ..., target: _Optional[str] = ...) -> None: ...
+    engine: str
+    replicas: _containers.RepeatedCompositeFieldContainer[EngineReplica]
+    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., size_bytes: _Optional[int] = ..., architecture: _Optional[str] = ..., parameter_count: _Optional[int] = ..., quantization: _Optional[str] = ..., context_length: _Optional[int] = ..., state: _Optional[_Union[ModelState, str]] = ..., problem: _Optional[str] = ..., has_chat_template: _Optional[bool] = ..., target: _Optional[str] = ..., engine: _Optional[str] = ..., replicas: _Optional[_Iterable[_Union[EngineReplica, _Mapping]]] = ...) -> None: ...
+
+class EngineReplica(_message.Message):
+    __slots__ = ("url", "healthy", "circuit", "in_flight", "latency_p50_ms", "latency_p95_ms")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    CIRCUIT_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P50_MS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P95_MS_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    healthy: bool
+    circuit: str
+    in_flight: int
+    latency_p50_ms: float
+    latency_p95_ms: float
+    def __init__(self, url: _Optional[str] = ..., healthy: _Optional[bool] = ..., circuit: _Optional[str] = ..., in_flight: _Optional[int] = ..., latency_p50_ms: _Optional[float] = ..., latency_p95_ms: _Optional[float] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

@@ -78,6 +78,7 @@ class Agent:
     deleting: bool = False  # its turns are being stopped: no new ones, nothing more kept
     stored: int = 0  # the transcript position its next stored message takes
     damage: str = ""  # why its stored transcript is incomplete (a row unreadable, a gap)
+    fallbacks: tuple[str, ...] = ()  # models that serve its turns when its own cannot (config only)
 
     @property
     def turns(self) -> int:
@@ -152,10 +153,10 @@ class AgentBook:
             raise NotFound(f"no agent named {name!r}; see `enclave agents`, or create it")
         return agent
 
-    def define(self, name: str, model: str, system: str, params: AgentParams) -> Agent:
+    def define(self, name: str, model: str, system: str, params: AgentParams, fallbacks: tuple[str, ...] = ()) -> Agent:
         """An agent at start-up (from the config file or the store): nothing to record."""
         validate(name, system, params, self.max_text_bytes)
-        agent = self._agents[name] = Agent(name=name, model=model, system=system, params=params)
+        agent = self._agents[name] = Agent(name=name, model=model, system=system, params=params, fallbacks=fallbacks)
         return agent
 
     def _check_room(self, name: str, system: str, created: bool) -> None:

@@ -11,6 +11,8 @@ from typing import Any
 
 from enclaved.audit import AuditConfig
 from enclaved.domain.agents import AgentParams
+from enclaved.domain.engines import check_agent_models, parse_engines
+from enclaved.engine.remote.settings import EngineSettings
 from enclaved.errors import ConfigError, EnclaveError
 
 
@@ -38,14 +40,18 @@ class AgentSettings:
     model: str = ""
     system: str = ""
     params: AgentParams = field(default_factory=AgentParams)
+    fallbacks: tuple[str, ...] = ()  # models tried in order when the model cannot serve a turn
 
 
 def _agent(table: dict[str, Any], where: str) -> AgentSettings:
     own = {k: table[k] for k in ("name", "model", "system") if k in table}
-    sampling = {k: v for k, v in table.items() if k not in own}
+    fallbacks = table.get("fallbacks", [])
+    if not isinstance(fallbacks, list) or not all(isinstance(f, str) and f for f in fallbacks):
+        raise ConfigError(f'{where}: fallbacks must be a list of model names, like ["mistral-7b@gpu", "smollm2"]')
+    sampling = {k: v for k, v in table.items() if k not in own and k != "fallbacks"}
     if isinstance(sampling.get("stop"), list):
         sampling["stop"] = tuple(sampling["stop"])
-    return AgentSettings(**own, params=_build(AgentParams, sampling, where))
+    return AgentSettings(**own, params=_build(AgentParams, sampling, where), fallbacks=tuple(fallbacks))
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,7 @@ class Config:
     models: list[ModelSettings] = field(default_factory=list)
     agents: list[AgentSettings] = field(default_factory=list)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    engines: list[EngineSettings] = field(default_factory=list)  # remote engines; none: no network at all
 
     def model_settings(self, name: str) -> ModelSettings:
         for m in self.models:
@@ -86,7 +93,7 @@ def parse_size(value: int | str, key: str = "memory_budget") -> int:
 
 
 def _build(cls: type, table: dict[str, Any], where: str) -> Any:
-    known = {f.name for f in fields(cls)} | ({"name", "model", "system"} if cls is AgentParams else set())
+    known = {f.name for f in fields(cls)} | ({"name", "model", "system", "fallbacks"} if cls is AgentParams else set())
     unknown = sorted(set(table) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
@@ -107,7 +114,7 @@ def load_config(path: Path | None, *, models_dirs: list[Path] | None = None, dat
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     base = path.parent if path is not None else Path.cwd()
-    allowed = {"models_dirs", "data_dir", "memory_budget", "max_message_bytes", "models", "agents", "audit"}
+    allowed = {"models_dirs", "data_dir", "memory_budget", "max_message_bytes", "models", "agents", "audit", "engines"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(f"config: unknown setting {unknown[0]!r}; known: {', '.join(sorted(allowed))}")
@@ -126,6 +133,9 @@ def load_config(path: Path | None, *, models_dirs: list[Path] | None = None, dat
             raise ConfigError(f"[[models]] {m.name!r}: n_ctx must be >= 64 and n_seq_max, n_batch, prefill_chunk >= 1")
 
     audit = _audit(raw.get("audit", {}), base)
+    engines = parse_engines(raw.get("engines", []), base)
+    for a in agents:
+        check_agent_models(a.name, [a.model, *a.fallbacks], engines)
 
     dirs = models_dirs or [(base / d) for d in raw.get("models_dirs", [])] or [Path("models")]
     return Config(
@@ -136,6 +146,7 @@ def load_config(path: Path | None, *, models_dirs: list[Path] | None = None, dat
         models=models,
         agents=agents,
         audit=audit,
+        engines=engines,
     )
 
 

@@ -50,6 +50,16 @@ class Truncated:
 
 
 @dataclass(frozen=True)
+class Served:
+    """Which model serves the turn: sent for a remote model or a fallback, before its text."""
+
+    model: str
+    engine: str = ""
+    replica: str = ""
+    reason: str = ""  # why the agent's own model did not serve
+
+
+@dataclass(frozen=True)
 class TurnFailed:
     code: str  # a grpc status code name
     message: str
@@ -60,7 +70,7 @@ class Notice:
     out to the subscribers of its agent without looking inside, so it need not know its type."""
 
 
-Body = Started | PhaseChanged | Delta | Truncated | TurnResult | TurnFailed | Notice  # a TurnResult ends a turn
+Body = Started | PhaseChanged | Delta | Truncated | Served | TurnResult | TurnFailed | Notice  # a TurnResult ends a turn
 
 
 @dataclass(frozen=True)
@@ -84,9 +94,12 @@ class LiveTurn:
     phase: Phase = Phase.QUEUED
     text: str = ""
     tokens: int = 0
+    served: Served | None = None
 
     def replay(self) -> list[TurnEvent]:
         events = [TurnEvent(self.agent, self.turn_id, self.started)]
+        if self.served is not None:
+            events.append(TurnEvent(self.agent, self.turn_id, self.served))
         if self.phase is not Phase.QUEUED:
             events.append(TurnEvent(self.agent, self.turn_id, PhaseChanged(self.phase)))
         if self.text or self.tokens:
@@ -170,6 +183,8 @@ class EventHub:
         if live is not None:
             if isinstance(body, PhaseChanged):
                 live.phase = body.phase
+            elif isinstance(body, Served):
+                live.served = body
             elif isinstance(body, Delta):
                 live.text += body.text
                 live.tokens += body.tokens

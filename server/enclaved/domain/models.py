@@ -17,6 +17,8 @@ from enclaved.audit.recorder import Recorder
 from enclaved.audit.records import Action, Entry
 from enclaved.domain.catalog import Catalog, ModelFile, check_model_name, model_name
 from enclaved.domain.config import Config, ModelSettings
+from enclaved.domain.engines import split_model
+from enclaved.domain.remote import RemoteModels
 from enclaved.engine import EngineStats, LoadError
 from enclaved.errors import FailedPrecondition, NotFound, ResourceExhausted
 
@@ -85,11 +87,15 @@ class ModelRegistry:
         self._load_tasks: dict[str, asyncio.Task[tuple[LoadedModel, list[str]]]] = {}
         self._load_lock = asyncio.Lock()
         self._loading: set[str] = set()
+        self.remote = RemoteModels(config.engines)  # model@engine; empty without [[engines]]
 
     # ---- queries ----------------------------------------------------------------------------
 
     def file(self, name: str) -> ModelFile:
         """The model called ``name`` (``name.gguf`` works too); NotFound if there is none."""
+        _, engine = split_model(name)
+        if engine:
+            raise FailedPrecondition(f"{name!r} runs on engine {engine}, which loads its own models; enclave loads only local GGUF files")
         name = model_name(name)
         check_model_name(name)
         found = self.catalog.scan().get(name)
@@ -97,6 +103,14 @@ class ModelRegistry:
             folders = ", ".join(str(d) for d in self.catalog.dirs)
             raise NotFound(f"no model named {name!r}; put {name}.gguf in a models folder ({folders}) or see `enclave models`")
         return found
+
+    def check(self, name: str) -> None:
+        """NotFound (or InvalidArgument) unless ``name`` is a local model or a configured
+        ``model@engine``."""
+        if split_model(name)[1]:
+            self.remote.engine(name)
+        else:
+            self.file(name)
 
     def views(self) -> list[ModelView]:
         return [self._view(f) for f in self.catalog.scan().values()]
@@ -258,5 +272,6 @@ class ModelRegistry:
         loaded.engine.close()  # and the model it owns
 
     async def close(self) -> None:
+        await self.remote.close()
         for name in list(self._loaded):
             await self._unload(name)

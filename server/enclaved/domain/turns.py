@@ -11,16 +11,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
 from enclaved import engine as eng
 from enclaved.audit.recorder import Recorder
 from enclaved.audit.records import Entry
 from enclaved.domain.agents import Agent, AgentBook, Message
-from enclaved.domain.hub import Delta, EventHub, Phase, PhaseChanged, Started, Truncated, TurnEvent, TurnFailed
+from enclaved.domain.engines import split_model
+from enclaved.domain.hub import Delta, EventHub, Phase, PhaseChanged, Served, Started, Truncated, TurnEvent, TurnFailed
 from enclaved.domain.models import ModelRegistry
 from enclaved.domain.prompt import Said, build_prompt
-from enclaved.errors import EnclaveError, FailedPrecondition, InvalidArgument, Unavailable
+from enclaved.errors import EnclaveError, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 
 log = logging.getLogger("enclaved.turns")
 
@@ -35,8 +38,8 @@ class Turn:
     message: str
     detach: bool
     task: asyncio.Task[None] | None = None
-    request: eng.Request | None = None
-    engine: eng.Engine | None = None
+    stop: Callable[[], None] | None = None  # cancels its request in the engine serving it
+    served: Served | None = None  # set when a remote model or a fallback serves it
     cancelled: bool = False
     ended: bool = False  # its terminal event (TurnResult or TurnFailed) was published
     done: asyncio.Event = field(default_factory=asyncio.Event)  # its task has finished
@@ -106,8 +109,8 @@ class TurnManager:
         if turn.done.is_set() or turn.cancelled:
             return
         turn.cancelled = True
-        if turn.request is not None and turn.engine is not None:
-            turn.engine.cancel(turn.request)  # the engine reports CANCELLED at its next step
+        if turn.stop is not None:
+            turn.stop()  # the engine reports CANCELLED at its next step
         elif turn.task is not None:
             turn.task.cancel()  # still waiting for the agent or the model
 
@@ -174,7 +177,37 @@ class TurnManager:
             turn.done.set()
 
     async def _generate(self, turn: Turn) -> None:
-        async with self.models.using(turn.agent.model) as engine:
+        """The agent's model serves the turn; when it cannot before its first token (missing,
+        failing to load, its engine unreachable or its circuit open, the request failing), the
+        next of its fallbacks does, and the stream says which and why."""
+        chain = [turn.agent.model, *turn.agent.fallbacks]
+        tried: list[str] = []
+        for name in chain:
+            if turn.cancelled:
+                raise asyncio.CancelledError
+            try:
+                await self._serve(turn, name, "; ".join(tried))
+                return
+            except _Unserved as exc:
+                if len(chain) == 1:
+                    raise exc.error from None
+                log.warning("turn %s of agent %s: %s could not serve it: %s", turn.id, turn.agent.name, name, exc.error.message)
+                tried.append(f"{name}: {exc.error.message}")
+        raise Unavailable(f"no model could serve the turn; tried {' | '.join(tried)}")
+
+    async def _serve(self, turn: Turn, name: str, reason: str) -> None:
+        """Generate with one model; ``_Unserved`` when it fails before its first token."""
+        if split_model(name)[1]:
+            await self._generate_remote(turn, name, reason)
+            return
+        async with AsyncExitStack() as stack:
+            try:
+                engine = await stack.enter_async_context(self.models.using(name))
+            except (NotFound, FailedPrecondition, ResourceExhausted, InvalidArgument) as exc:
+                raise _Unserved(exc) from None
+            if reason:
+                turn.served = Served(name, reason=reason)
+                self._publish(turn, turn.served)
             await self._generate_on(turn, engine)
 
     async def _generate_on(self, turn: Turn, engine: eng.Engine) -> None:
@@ -206,7 +239,7 @@ class TurnManager:
             engine.submit(request)
         except RuntimeError:
             raise Unavailable(f"model {agent.model!r} is not taking work (its engine stopped); unload and load it again") from None
-        turn.engine, turn.request = engine, request
+        turn.stop = lambda: engine.cancel(request)
         if turn.cancelled:
             engine.cancel(request)
 
@@ -226,17 +259,59 @@ class TurnManager:
                 await self._end(turn, "".join(reply), ev)
                 return
 
-    async def _end(self, turn: Turn, reply: str, result: eng.TurnResult) -> None:
+    async def _generate_remote(self, turn: Turn, name: str, reason: str) -> None:
+        """The conversation as chat messages to ``model@engine``: the engine applies its own
+        template and counts its own context."""
+        agent = turn.agent
+        messages = [{"role": "system", "content": agent.system}] if agent.system else []
+        messages += [{"role": m.role, "content": m.content} for m in agent.history]
+        messages.append({"role": "user", "content": turn.message})
+        events: asyncio.Queue[eng.EngineEvent] = asyncio.Queue()
+        try:
+            engine, request = self.models.remote.submit(
+                name, messages, agent.params.sampling(), agent.params.reply_limit, list(agent.params.stop), events.put_nowait
+            )
+        except (NotFound, Unavailable) as exc:
+            raise _Unserved(exc) from None
+        turn.stop = lambda: engine.cancel(request)
+        if turn.cancelled:
+            engine.cancel(request)
+        reply: list[str] = []
+        while True:
+            ev = await events.get()
+            if isinstance(ev, eng.Admitted):
+                self._publish(turn, PhaseChanged(Phase.PREFILL))
+            elif isinstance(ev, eng.Generating):
+                turn.served = Served(name, engine.name, request.replica, reason)
+                self._publish(turn, turn.served)
+                self._publish(turn, PhaseChanged(Phase.GENERATING))
+            elif isinstance(ev, eng.Text):
+                reply.append(ev.text)
+                self._publish(turn, Delta(ev.text, ev.tokens))
+            elif isinstance(ev, eng.Failed) and not ev.started:
+                turn.stop = None
+                raise _Unserved(Unavailable(ev.message))
+            elif isinstance(ev, eng.Failed):
+                broken = Unavailable(f"{ev.message}; the reply broke off, its partial text is kept marked interrupted; send it again")
+                await self._end(turn, "".join(reply), eng.TurnResult(eng.Finish.CANCELLED, completion_tokens=len(reply)), broken)
+                return
+            elif isinstance(ev, eng.TurnResult):
+                await self._end(turn, "".join(reply), ev)
+                return
+
+    async def _end(self, turn: Turn, reply: str, result: eng.TurnResult, broken: EnclaveError | None = None) -> None:
         """Audit the outcome and keep the exchange, then tell the clients; in that order, so
-        a client never sees a reply the audit log and the store do not hold."""
+        a client never sees a reply the audit log and the store do not hold. ``broken``: the
+        stream failed after its first token; the partial reply is kept as "interrupted"."""
         if turn.ended:
             return
         agent = turn.agent
-        cancelled = result.finish is eng.Finish.CANCELLED
+        cancelled = result.finish is eng.Finish.CANCELLED and broken is None
         said = bool(reply or result.completion_tokens)  # a turn cancelled before any token leaves no trace
         # the generated tokens are the reply exactly unless a stop string or a cancel cut it
         whole = result.finish in (eng.Finish.END_OF_TURN, eng.Finish.MAX_TOKENS, eng.Finish.CONTEXT_FULL)
-        answer = Message("assistant", reply, turn.id, result.finish.value, tokens=result.tokens if whole else ())
+        finish = "interrupted" if broken else result.finish.value
+        answer = Message("assistant", reply, turn.id, finish, tokens=result.tokens if whole else ())
         exchange = [Message("user", turn.message, turn.id), answer] if said and not agent.deleting else []
         context_tokens = result.prompt_tokens + result.completion_tokens
         store = self.recorder.conversations
@@ -250,13 +325,15 @@ class TurnManager:
             ),
             self.recorder.record(
                 Entry(
-                    "chat.cancel" if cancelled else "chat.completion",
+                    "chat.error" if broken else "chat.cancel" if cancelled else "chat.completion",
                     agent=agent.name,
-                    model=agent.model,
+                    model=turn.served.model if turn.served else agent.model,
                     turn=turn.id,
-                    outcome="cancelled" if cancelled else "ok",
+                    outcome="error" if broken else "cancelled" if cancelled else "ok",
                     payload={
-                        "finish_reason": result.finish.value,
+                        **_served_payload(turn.served),
+                        **({"code": broken.code, "message": broken.message, "partial": True} if broken else {}),
+                        "finish_reason": finish,
                         "usage": {
                             "prompt_tokens": result.prompt_tokens,
                             "completion_tokens": result.completion_tokens,
@@ -278,7 +355,7 @@ class TurnManager:
         if said:
             agent.history.extend(exchange)
             agent.context_tokens = context_tokens
-        self._publish(turn, result)
+        self._publish(turn, TurnFailed(broken.code, broken.message) if broken else result)
 
     def _publish(self, turn: Turn, body: object) -> None:
         if turn.ended:
@@ -296,12 +373,28 @@ class TurnManager:
                 Entry(
                     "chat.error",
                     agent=turn.agent.name,
-                    model=turn.agent.model,
+                    model=turn.served.model if turn.served else turn.agent.model,
                     turn=turn.id,
                     outcome="error",
-                    payload={"code": exc.code, "message": exc.message},
+                    payload={**_served_payload(turn.served), "code": exc.code, "message": exc.message},
                 )
             )
         except EnclaveError as audit_exc:  # the turn fails either way; say why it is not recorded
             exc = audit_exc
         self._publish(turn, TurnFailed(exc.code, exc.message))
+
+
+class _Unserved(Exception):
+    """A model could not serve the turn before its first token: the next fallback may."""
+
+    def __init__(self, error: EnclaveError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _served_payload(served: Served | None) -> dict[str, object]:
+    """What the audit record says of the model that served a turn, when it is remote or a
+    fallback: data that left the host is visible to an auditor."""
+    if served is None:
+        return {}
+    return {"served_by": {"model": served.model, "engine": served.engine or "local", "replica": served.replica, "reason": served.reason}}

@@ -80,6 +80,7 @@ class Text:
 @dataclass(frozen=True)
 class Failed:
     message: str
+    started: bool = False  # after the first token (a remote engine's stream broke mid-reply)
 
 
 @dataclass(frozen=True)

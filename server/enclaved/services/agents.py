@@ -28,7 +28,7 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
         model = spec.model or self.models.first_valid()
         if not model:
             raise FailedPrecondition("no usable model in the models folders; add a .gguf file or name a model")
-        self.models.file(model)  # NOT_FOUND / INVALID_ARGUMENT for a bad model name
+        self.models.check(model)  # NOT_FOUND / INVALID_ARGUMENT for a bad model name
         agent, created = await self.agents.put(spec.name, model, spec.system, convert.agent_params(spec.sampling))
         return agents_pb2.PutAgentResponse(agent=convert.agent(agent), created=created)
 

@@ -8,6 +8,7 @@ from enclave_contract.v1 import agents_pb2, chat_pb2, models_pb2, status_pb2
 from enclaved.domain import hub
 from enclaved.domain.agents import Agent, AgentChanged, AgentParams, Change, Message
 from enclaved.domain.models import ModelView, State
+from enclaved.domain.remote import RemoteModelView
 from enclaved.engine import Finish, TurnResult
 
 _MODEL_STATE = {
@@ -78,6 +79,38 @@ def model_status(view: ModelView) -> status_pb2.ModelStatus:
     )
 
 
+def _replicas(view: RemoteModelView) -> list[models_pb2.EngineReplica]:
+    return [
+        models_pb2.EngineReplica(
+            url=r.url,
+            healthy=r.healthy,
+            circuit=r.circuit,
+            in_flight=r.in_flight,
+            latency_p50_ms=r.latency_p50_ms,
+            latency_p95_ms=r.latency_p95_ms,
+        )
+        for r in view.replicas
+    ]
+
+
+def remote_model(view: RemoteModelView) -> models_pb2.Model:
+    """A remote model: LOADED while a replica can take it, FAILED (with the reason) if not."""
+    state = models_pb2.MODEL_STATE_FAILED if view.problem else models_pb2.MODEL_STATE_LOADED
+    return models_pb2.Model(name=view.name, state=state, problem=view.problem, engine=view.engine, replicas=_replicas(view))
+
+
+def remote_model_status(view: RemoteModelView) -> status_pb2.ModelStatus:
+    state = models_pb2.MODEL_STATE_FAILED if view.problem else models_pb2.MODEL_STATE_LOADED
+    return status_pb2.ModelStatus(
+        name=view.name,
+        state=state,
+        active_sequences=view.in_flight,
+        engine=view.engine,
+        replicas=_replicas(view),
+        problem=view.problem,
+    )
+
+
 def agent(a: Agent) -> agents_pb2.Agent:
     p = a.params
     sampling = agents_pb2.SamplingParams(stop=list(p.stop))
@@ -130,6 +163,8 @@ def chat_event(ev: hub.TurnEvent) -> chat_pb2.ChatEvent:
         out.finished.CopyFrom(finished(b))
     elif isinstance(b, hub.TurnFailed):
         out.error.CopyFrom(chat_pb2.TurnError(code=grpc.StatusCode[b.code].value[0], message=b.message))
+    elif isinstance(b, hub.Served):
+        out.served.CopyFrom(chat_pb2.ModelServed(model=b.model, engine=b.engine, replica=b.replica, reason=b.reason))
     elif isinstance(b, AgentChanged):
         out.agent_changed.CopyFrom(chat_pb2.AgentChanged(change=_CHANGE[b.change], agent=agent(b.agent)))
     return out

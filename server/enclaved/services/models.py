@@ -16,7 +16,8 @@ class ModelsService(models_pb2_grpc.ModelsServicer):
         self.models = models
 
     async def ListModels(self, request: models_pb2.ListModelsRequest, context: grpc.aio.ServicerContext) -> models_pb2.ListModelsResponse:
-        return models_pb2.ListModelsResponse(models=[convert.model(v) for v in self.models.views()])
+        local = [convert.model(v) for v in self.models.views()]
+        return models_pb2.ListModelsResponse(models=local + [convert.remote_model(v) for v in self.models.remote.views()])
 
     async def LoadModel(self, request: models_pb2.LoadModelRequest, context: grpc.aio.ServicerContext) -> models_pb2.LoadModelResponse:
         started = time.monotonic()

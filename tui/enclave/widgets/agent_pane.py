@@ -37,6 +37,7 @@ ENDINGS = {
     "max_tokens": "cut off at the agent's max_tokens",
     "cancelled": "cancelled",
     "context_full": "stopped: the context is full",
+    "interrupted": "broke off: the engine failed mid-reply (send it again)",
 }
 
 
