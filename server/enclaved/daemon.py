@@ -22,12 +22,16 @@ from enclaved import __version__
 from enclaved.audit.recorder import DAEMON, Recorder
 from enclaved.audit.records import Entry
 from enclaved.domain.agents import AgentBook, AgentParams
+from enclaved.domain.apikeys import ApiKeys
+from enclaved.domain.completions import Completions
 from enclaved.domain.config import Config
 from enclaved.domain.hub import EventHub
 from enclaved.domain.models import ModelRegistry
+from enclaved.domain.telemetry import Telemetry
 from enclaved.domain.turns import TurnManager
 from enclaved.errors import EnclaveError, Unavailable
 from enclaved.limits import FdBudget, forbid_core_dumps, raise_fd_limit
+from enclaved.transport.http.server import HttpServer
 from enclaved.transport.lock import AlreadyRunning, InstanceLock
 from enclaved.transport.peers import MAX_PEERS, PeerRegistry
 from enclaved.transport.server import RpcServer
@@ -50,7 +54,10 @@ class Daemon:
         self.recorder = Recorder()
         self.models = ModelRegistry(config, self.recorder)
         self.agents = AgentBook(config.max_message_bytes, self.hub, self.recorder)
-        self.turns = TurnManager(self.agents, self.models, self.hub, config.max_message_bytes, self.recorder)
+        self.telemetry = Telemetry()
+        self.turns = TurnManager(self.agents, self.models, self.hub, config.max_message_bytes, self.recorder, self.telemetry)
+        self.keys = ApiKeys(config.data_dir, self.recorder)
+        self.completions = Completions(self.models, self.agents, self.recorder, self.telemetry)
         self._stop = asyncio.Event()
         self.lost_socket = False
         self._tasks: set[asyncio.Future[None]] = set()
@@ -96,6 +103,7 @@ class Daemon:
             await self.recorder.record(abandoned, DAEMON)
         await self.recorder.record(Entry("daemon.start", payload={"version": __version__, "socket": str(self.socket_path)}))
         await self._define_agents()
+        self.keys.load()
         # before the gRPC socket: a client that sees it can also say who it is
         peers = PeerRegistry(
             on_connect=lambda actor: self.recorder.record(Entry("client.connect"), actor),
@@ -144,11 +152,21 @@ class Daemon:
             started=self.started,
             stopping=self._stop,
             max_connections=self.budget.connections,
+            keys=self.keys,
         )
+        http = self._http()
+        if http is not None:  # first: a listen address it cannot take stops the start at once
+            await http.start(self.socket_path)
         await server.start(self.socket_path)
+
         # Health follows the audit log: NOT_SERVING while it refuses writes, SERVING again
         # once it has recovered by itself.
-        self.recorder.log.on_state = lambda error: self._spawn(server.set_serving(error is None))
+        def on_state(error: object) -> None:
+            self._spawn(server.set_serving(error is None))
+            if http is not None:
+                http.set_serving(error is None)
+
+        self.recorder.log.on_state = on_state
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
@@ -162,14 +180,31 @@ class Daemon:
 
         log.info("shutting down")
         await server.draining()
-        await self.turns.shutdown()
+        if http is not None:
+            http.draining()
+        await asyncio.gather(self.turns.shutdown(), self.completions.shutdown())
         self.hub.close(Unavailable("enclaved is shutting down; reconnect once it is back"))
         await server.stop()
+        if http is not None:
+            await http.stop()
         await self.models.close()
         if inode(self.socket_path) == bound[self.socket_path]:  # never another daemon's socket
             self.socket_path.unlink()
         await self.recorder.record(Entry("daemon.stop"))
         log.info("stopped")
+
+    def _http(self) -> HttpServer | None:
+        if self.config.http is None:
+            return None
+        return HttpServer(
+            self.config.http,
+            models=self.models,
+            agents=self.agents,
+            completions=self.completions,
+            keys=self.keys,
+            recorder=self.recorder,
+            telemetry=self.telemetry,
+        )
 
 
 def run(config: Config, socket_path: Path, *, allow_core_dumps: bool = False) -> int:

@@ -20,6 +20,7 @@ from enclave.agent_cli import add_parsers as add_agent_parsers
 from enclave.audit_cli import OFFLINE_ONLY, offline_argv, run_offline_audit
 from enclave.audit_cli import add_parser as add_audit_parser
 from enclave.client import Client, ClientError
+from enclave.keys_cli import add_parser as add_keys_parser
 from enclave.text import human_bytes, kept_states, safe_text
 from enclave_contract.paths import resolve_socket
 from enclave_contract.v1 import agents_pb2, chat_pb2, models_pb2, status_pb2
@@ -340,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=None)
 
     add_audit_parser(sub)
+    add_keys_parser(sub)
 
     s = sub.add_parser("make-model", help="write a random-weight llama GGUF (for demos, tests, benchmarks)")
     s.add_argument("out", metavar="OUT.gguf")

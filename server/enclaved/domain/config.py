@@ -11,6 +11,7 @@ from typing import Any
 
 from enclaved.audit import AuditConfig
 from enclaved.domain.agents import AgentParams
+from enclaved.domain.httpconfig import HttpSettings, parse_http
 from enclaved.errors import ConfigError, EnclaveError
 
 
@@ -56,6 +57,7 @@ class Config:
     models: list[ModelSettings] = field(default_factory=list)
     agents: list[AgentSettings] = field(default_factory=list)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    http: HttpSettings | None = None  # [http]: the OpenAI-compatible listener; None = off
 
     def model_settings(self, name: str) -> ModelSettings:
         for m in self.models:
@@ -106,7 +108,7 @@ def load_config(path: Path | None, *, models_dirs: list[Path] | None = None, dat
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     base = path.parent if path is not None else Path.cwd()
-    allowed = {"models_dirs", "data_dir", "memory_budget", "max_message_bytes", "models", "agents", "audit"}
+    allowed = {"models_dirs", "data_dir", "memory_budget", "max_message_bytes", "models", "agents", "audit", "http"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(f"config: unknown setting {unknown[0]!r}; known: {', '.join(sorted(allowed))}")
@@ -136,6 +138,7 @@ def load_config(path: Path | None, *, models_dirs: list[Path] | None = None, dat
         models=models,
         agents=agents,
         audit=audit,
+        http=parse_http(raw.get("http"), base, parse_size),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ from enclaved.domain.agents import Agent, AgentBook, Message
 from enclaved.domain.hub import Delta, EventHub, Phase, PhaseChanged, Started, Truncated, TurnEvent, TurnFailed
 from enclaved.domain.models import ModelRegistry
 from enclaved.domain.prompt import Said, build_prompt
+from enclaved.domain.telemetry import Telemetry
 from enclaved.errors import EnclaveError, FailedPrecondition, InvalidArgument, Unavailable
 
 log = logging.getLogger("enclaved.turns")
@@ -43,8 +45,17 @@ class Turn:
 
 
 class TurnManager:
-    def __init__(self, agents: AgentBook, models: ModelRegistry, hub: EventHub, max_message_bytes: int, recorder: Recorder) -> None:
+    def __init__(
+        self,
+        agents: AgentBook,
+        models: ModelRegistry,
+        hub: EventHub,
+        max_message_bytes: int,
+        recorder: Recorder,
+        telemetry: Telemetry | None = None,
+    ) -> None:
         self.agents = agents
+        self.telemetry = telemetry or Telemetry()  # every finished turn's figures (metrics, status)
         self.models = models
         self.hub = hub
         self.recorder = recorder
@@ -274,6 +285,8 @@ class TurnManager:
         if said:
             agent.history.extend(exchange)
             agent.context_tokens = result.prompt_tokens + result.completion_tokens
+        if turn.request is not None:
+            self.telemetry.finished(agent.model, result, time.monotonic() - turn.request.submitted_at)
         self._publish(turn, result)
 
     def _publish(self, turn: Turn, body: object) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import grpc
 
-from enclave_contract.v1 import agents_pb2, chat_pb2, models_pb2, status_pb2
+from enclave_contract.v1 import agents_pb2, chat_pb2, keys_pb2, models_pb2, status_pb2
 from enclaved.domain import hub
 from enclaved.domain.agents import Agent, AgentChanged, AgentParams, Change, Message
+from enclaved.domain.apikeys import ApiKey
 from enclaved.domain.models import ModelView, State
 from enclaved.engine import Finish, TurnResult
 
@@ -152,3 +153,7 @@ def finished(r: TurnResult) -> chat_pb2.TurnFinished:
             generation_tokens_per_second=r.generation_tokens_per_second,
         ),
     )
+
+
+def api_key(k: ApiKey) -> keys_pb2.ApiKey:
+    return keys_pb2.ApiKey(name=k.name, created_unix=k.created, hint=k.hint)
