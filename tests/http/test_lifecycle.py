@@ -1,0 +1,59 @@
+"""Stopping: a stream in flight ends with an error object as its last data line, health says
+503 while the daemon stops, and the HTTP socket is gone afterwards. Without ``[http]`` nothing
+HTTP is started at all."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+
+import httpx
+import pytest
+
+from tests.helpers import REAL_MODELS, short_tmpdir, start_daemon
+from tests.http.conftest import start_http_daemon
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def test_stopping_ends_a_stream_with_an_error_and_health_turns_503() -> None:
+    http = start_http_daemon()
+    statuses: list[int] = []
+    started = threading.Event()
+
+    def poll_health() -> None:
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(http.uds)), base_url="http://enclave", timeout=5) as client:
+            started.set()
+            while True:
+                try:
+                    statuses.append(client.get("/health").status_code)
+                except httpx.TransportError:
+                    return
+
+    body = {"model": "smollm2", "messages": [{"role": "user", "content": "Write a long story."}], "max_tokens": 600, "stream": True}
+    with http.raw() as client, client.stream("POST", "/v1/chat/completions", json=body) as r:
+        lines = r.iter_lines()
+        next(line for line in lines if line.startswith("data:"))
+        poller = threading.Thread(target=poll_health)
+        poller.start()
+        started.wait(10)
+        http.daemon.proc.send_signal(signal.SIGTERM)
+        rest = [line for line in lines if line.startswith("data:")]
+    poller.join(30)
+    assert http.daemon.proc.wait(30) == 0
+    last = json.loads(rest[-1].removeprefix("data: "))
+    assert last["error"]["type"] == "service_unavailable_error" and "shutting down" in last["error"]["message"]
+    assert "data: [DONE]" not in rest
+    assert 503 in statuses, statuses
+    assert statuses == sorted(statuses), "once stopping, never serving again"
+    assert not http.uds.exists()
+
+
+def test_without_an_http_section_nothing_http_starts() -> None:
+    d = start_daemon(short_tmpdir(), REAL_MODELS, "")
+    try:
+        assert sorted(p.name for p in d.socket.parent.iterdir() if p.is_socket()) == ["enclaved.sock", "enclaved.sock.peer"]
+        assert "HTTP" not in d.log
+    finally:
+        assert d.stop() == 0
