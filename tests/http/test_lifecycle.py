@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import threading
 
 import httpx
 import pytest
 
-from tests.helpers import REAL_MODELS, short_tmpdir, start_daemon
+from tests.helpers import REAL_MODELS, short_tmpdir, spawn_daemon, start_daemon
 from tests.http.conftest import start_http_daemon
 
 pytestmark = pytest.mark.timeout(300)
@@ -57,3 +58,14 @@ def test_without_an_http_section_nothing_http_starts() -> None:
         assert "HTTP" not in d.log
     finally:
         assert d.stop() == 0
+
+
+def test_a_port_in_use_stops_the_start_in_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        d = spawn_daemon(short_tmpdir(), REAL_MODELS, f'[http]\nlisten = "127.0.0.1:{port}"\n')
+        assert d.proc.wait(60) == 2
+    assert f"[http] listen: cannot listen on 127.0.0.1:{port}" in d.log and "Traceback" not in d.log
+    assert not d.socket.exists()
