@@ -133,10 +133,6 @@ class Completions:
         if tasks:
             await asyncio.wait(tasks, timeout=SHUTDOWN_WAIT_SECONDS)
 
-    @property
-    def active(self) -> int:
-        return len(self._runs)
-
     # ---- running ----------------------------------------------------------------------------
 
     async def _run(self, run: Run) -> None:
