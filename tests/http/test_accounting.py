@@ -138,3 +138,17 @@ def test_metrics_count_http_and_grpc_turns(http: Http) -> None:
 def test_health_needs_no_key_and_says_serving(http: Http) -> None:
     r = httpx.get(f"{http.url}/health", timeout=10)
     assert r.status_code == 200 and r.json() == {"status": "ok"}
+
+
+def test_status_shows_latency_percentiles_of_the_same_turns(http: Http) -> None:
+    http.tcp().chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "Hi"}], max_tokens=3)
+    r = enclave(http.daemon, "status", "--json")
+    (model,) = [m for m in json.loads(r.stdout)["models"] if m["name"] == "smollm2"]
+    for kind in ("first_token", "turn"):
+        p = model[kind]
+        assert 0 < p["p50_seconds"] <= p["p95_seconds"] <= p["p99_seconds"], model
+    assert model["first_token"]["p99_seconds"] <= model["turn"]["p99_seconds"]
+    snapshot = metrics(http)
+    assert value(snapshot, "enclave_e2e_request_latency_seconds_sum") >= model["turn"]["p99_seconds"]
+    text = enclave(http.daemon, "status").stdout
+    assert "FIRST TOKEN p50/p95/p99" in text and "smollm2" in text.split("FIRST TOKEN")[1]

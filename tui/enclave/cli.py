@@ -245,8 +245,22 @@ def cmd_status(client: Client, args: argparse.Namespace) -> int:
                 ]
             )
         print_table(rows)
+        timed = [m for m in snap.models if m.HasField("turn")]
+        if timed:
+            print()
+            latency = [["MODEL", "FIRST TOKEN p50/p95/p99", "TURN p50/p95/p99"]]
+            latency += [[m.name, _percentiles(m.first_token), _percentiles(m.turn)] for m in timed]
+            print_table(latency)
         sys.stdout.flush()
     return 0
+
+
+def _percentiles(p: status_pb2.Latency) -> str:
+    return " / ".join(_seconds(v) for v in (p.p50_seconds, p.p95_seconds, p.p99_seconds))
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1000:.0f}ms" if value < 1 else f"{value:.2f}s"
 
 
 def cmd_make_model(args: argparse.Namespace) -> int:

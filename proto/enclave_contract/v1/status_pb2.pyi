@@ -16,7 +16,7 @@ class StatusRequest(_message.Message):
     def __init__(self, interval_seconds: _Optional[float] = ..., once: _Optional[bool] = ...) -> None: ...
 
 class ModelStatus(_message.Message):
-    __slots__ = ("name", "state", "memory_bytes", "size_bytes", "quantization", "context_size", "sequence_slots", "active_sequences", "queued_requests", "decode_tokens_per_second", "prompt_tokens_per_second", "tokens_generated", "batch_occupancy", "state_cache_bytes", "state_cache_budget_bytes", "state_cache_entries")
+    __slots__ = ("name", "state", "memory_bytes", "size_bytes", "quantization", "context_size", "sequence_slots", "active_sequences", "queued_requests", "decode_tokens_per_second", "prompt_tokens_per_second", "tokens_generated", "batch_occupancy", "state_cache_bytes", "state_cache_budget_bytes", "state_cache_entries", "first_token", "turn")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +33,8 @@ class ModelStatus(_message.Message):
     STATE_CACHE_BYTES_FIELD_NUMBER: _ClassVar[int]
     STATE_CACHE_BUDGET_BYTES_FIELD_NUMBER: _ClassVar[int]
     STATE_CACHE_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    FIRST_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TURN_FIELD_NUMBER: _ClassVar[int]
     name: str
     state: _models_pb2.ModelState
     memory_bytes: int
@@ -49,7 +51,19 @@ class ModelStatus(_message.Message):
     state_cache_bytes: int
     state_cache_budget_bytes: int
     state_cache_entries: int
-    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[_models_pb2.ModelState, str]] = ..., memory_bytes: _Optional[int] = ..., size_bytes: _Optional[int] = ..., quantization: _Optional[str] = ..., context_size: _Optional[int] = ..., sequence_slots: _Optional[int] = ..., active_sequences: _Optional[int] = ..., queued_requests: _Optional[int] = ..., decode_tokens_per_second: _Optional[float] = ..., prompt_tokens_per_second: _Optional[float] = ..., tokens_generated: _Optional[int] = ..., batch_occupancy: _Optional[float] = ..., state_cache_bytes: _Optional[int] = ..., state_cache_budget_bytes: _Optional[int] = ..., state_cache_entries: _Optional[int] = ...) -> None: ...
+    first_token: Latency
+    turn: Latency
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[_models_pb2.ModelState, str]] = ..., memory_bytes: _Optional[int] = ..., size_bytes: _Optional[int] = ..., quantization: _Optional[str] = ..., context_size: _Optional[int] = ..., sequence_slots: _Optional[int] = ..., active_sequences: _Optional[int] = ..., queued_requests: _Optional[int] = ..., decode_tokens_per_second: _Optional[float] = ..., prompt_tokens_per_second: _Optional[float] = ..., tokens_generated: _Optional[int] = ..., batch_occupancy: _Optional[float] = ..., state_cache_bytes: _Optional[int] = ..., state_cache_budget_bytes: _Optional[int] = ..., state_cache_entries: _Optional[int] = ..., first_token: _Optional[_Union[Latency, _Mapping]] = ..., turn: _Optional[_Union[Latency, _Mapping]] = ...) -> None: ...
+
+class Latency(_message.Message):
+    __slots__ = ("p50_seconds", "p95_seconds", "p99_seconds")
+    P50_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    P95_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    P99_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    p50_seconds: float
+    p95_seconds: float
+    p99_seconds: float
+    def __init__(self, p50_seconds: _Optional[float] = ..., p95_seconds: _Optional[float] = ..., p99_seconds: _Optional[float] = ...) -> None: ...
 
 class StatusSnapshot(_message.Message):
     __slots__ = ("version", "uptime_seconds", "models", "agents", "active_turns", "memory_budget_bytes")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -72,6 +73,6 @@ def percentiles(values: collections.abc.Iterable[float]) -> Percentiles | None:
         return None
 
     def at(q: float) -> float:  # nearest rank
-        return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))]
+        return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
     return Percentiles(at(0.50), at(0.95), at(0.99))

@@ -9,6 +9,7 @@ from enclaved.domain import hub
 from enclaved.domain.agents import Agent, AgentChanged, AgentParams, Change, Message
 from enclaved.domain.apikeys import ApiKey
 from enclaved.domain.models import ModelView, State
+from enclaved.domain.telemetry import Percentiles, Telemetry
 from enclaved.engine import Finish, TurnResult
 
 _MODEL_STATE = {
@@ -57,8 +58,10 @@ def model(view: ModelView) -> models_pb2.Model:
     )
 
 
-def model_status(view: ModelView) -> status_pb2.ModelStatus:
+def model_status(view: ModelView, telemetry: Telemetry | None = None) -> status_pb2.ModelStatus:
     s = view.stats
+    first_token = telemetry.first_token(view.file.name) if telemetry else None
+    turn = telemetry.turn(view.file.name) if telemetry else None
     return status_pb2.ModelStatus(
         name=view.file.name,
         state=_MODEL_STATE[view.state],
@@ -76,7 +79,13 @@ def model_status(view: ModelView) -> status_pb2.ModelStatus:
         state_cache_bytes=s.state_cache_bytes if s else 0,
         state_cache_budget_bytes=s.state_cache_budget if s else 0,
         state_cache_entries=s.state_cache_entries if s else 0,
+        first_token=latency(first_token) if first_token else None,
+        turn=latency(turn) if turn else None,
     )
+
+
+def latency(p: Percentiles) -> status_pb2.Latency:
+    return status_pb2.Latency(p50_seconds=p.p50, p95_seconds=p.p95, p99_seconds=p.p99)
 
 
 def agent(a: Agent) -> agents_pb2.Agent:
