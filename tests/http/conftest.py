@@ -32,6 +32,12 @@ model = "smollm2"
 system = "You are a helpful assistant. Answer in one short sentence."
 temperature = 0.0
 max_tokens = 96
+
+[[agents]]
+name = "brief"
+model = "smollm2"
+system = "You are brief."
+max_tokens = 6
 """
 
 

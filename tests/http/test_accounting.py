@@ -103,6 +103,7 @@ def test_a_client_that_disconnects_cancels_its_turn_and_frees_the_sequence(http:
     )
     (cancel,) = audit(http, "--action", "chat.cancel")[-1:]
     assert cancel["outcome"] == "cancelled" and cancel["payload"]["usage"]["completion_tokens"] < 500
+    assert "Traceback" not in http.daemon.log and "Error handling request" not in http.daemon.log
 
 
 def test_metrics_count_http_and_grpc_turns(http: Http) -> None:
@@ -112,7 +113,7 @@ def test_metrics_count_http_and_grpc_turns(http: Http) -> None:
     for _ in range(2):
         r = http.tcp().chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "Hi"}], max_tokens=5)
         usages.append((r.usage.prompt_tokens, r.usage.completion_tokens))  # type: ignore[union-attr]
-    events = chat(http.daemon.stubs(), "helper", "Name one fruit.")
+    events = chat(http.daemon.stubs(), "brief", "Name one fruit.")
     finished = events[-1].finished
     usages.append((finished.usage.prompt_tokens, finished.usage.completion_tokens))
     after = metrics(http)
@@ -152,3 +153,20 @@ def test_status_shows_latency_percentiles_of_the_same_turns(http: Http) -> None:
     assert value(snapshot, "enclave_e2e_request_latency_seconds_sum") >= model["turn"]["p99_seconds"]
     text = enclave(http.daemon, "status").stdout
     assert "FIRST TOKEN p50/p95/p99" in text and "smollm2" in text.split("FIRST TOKEN")[1]
+
+
+def test_clients_that_leave_at_once_leave_no_request_without_an_outcome(http: Http) -> None:
+    body = {"model": "smollm2", "messages": [{"role": "user", "content": "Tell me everything."}], "max_tokens": 300}
+    for wait in (0.001, 0.01, 0.05, 0.2, 0.5):
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(http.uds)), timeout=wait) as client:
+            with pytest.raises(httpx.TimeoutException):
+                client.post("http://enclave/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {http.key}"})
+    wait_for(lambda: _running(http) == 0, timeout=30)
+
+    def open_requests() -> set[str]:
+        records = audit(http, "--action", "chat.*")
+        asked = {r["turn"] for r in records if r["action"] == "chat.request"}
+        return asked - {r["turn"] for r in records if r["action"] != "chat.request"}
+
+    wait_for(lambda: not open_requests(), timeout=30)
+    assert "Traceback" not in http.daemon.log

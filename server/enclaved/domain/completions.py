@@ -114,13 +114,23 @@ class Completions:
         if self._closing:
             raise Unavailable("enclaved is shutting down; try again once it is back")
         run = Run(uuid.uuid4().hex[:12], job)
+        # A caller cancelled meanwhile (the client went away) does not cut the record from
+        # the run: the run starts and is cancelled at once, which records chat.cancel.
+        launch = asyncio.ensure_future(self._launch(run))
+        try:
+            await asyncio.shield(launch)
+        except asyncio.CancelledError:
+            launch.add_done_callback(lambda f: _cancel_if_launched(f, run))
+            raise
+        return run
+
+    async def _launch(self, run: Run) -> None:
+        job, t = run.job, run.job.target
         text = job.prompt if job.prompt is not None else json.dumps([{"role": s.role, "content": s.content} for s in job.conversation])
         payload = {"via": "http", "stateless": True}
-        t = job.target
         await self.recorder.record(Entry("chat.request", agent=t.agent, model=t.model, turn=run.id, payload=payload, text={"prompt": text}))
         self._runs[run.id] = run
         run.task = asyncio.create_task(self._run(run), name=f"completion-{run.id}")
-        return run
 
     async def shutdown(self) -> None:
         """End every run with UNAVAILABLE; used on SIGTERM."""
@@ -248,3 +258,8 @@ class Completions:
         except EnclaveError as audit_exc:  # it fails either way; say why it is not recorded
             exc = audit_exc
         run._end(exc)
+
+
+def _cancel_if_launched(launch: asyncio.Future[None], run: Run) -> None:
+    if not launch.cancelled() and launch.exception() is None:
+        run.cancel()

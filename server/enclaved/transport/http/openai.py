@@ -140,6 +140,13 @@ class Reply:
     async def stream(self, request: web.Request, first: Event, rest: AsyncIterator[Event], include_usage: bool) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
+        try:
+            await self._events(response, first, rest, include_usage)
+        except ConnectionResetError:
+            pass  # the client went away between two writes; the caller cancels the run
+        return response
+
+    async def _events(self, response: web.StreamResponse, first: Event, rest: AsyncIterator[Event], include_usage: bool) -> None:
         extra = {"usage": None} if include_usage else {}
         if self.chat:  # the role first, as OpenAI does
             role = {**self._object(True), "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
@@ -156,7 +163,6 @@ class Reply:
                 await _send(response, {**self._object(True), "choices": [], "usage": usage(ev)})
             await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
-        return response
 
 
 async def _send(response: web.StreamResponse, data: dict[str, Any]) -> None:
