@@ -158,6 +158,8 @@ class Daemon:
         if http is not None:  # first: a listen address it cannot take stops the start at once
             await http.start(self.socket_path)
         await server.start(self.socket_path)
+        if http is not None:
+            http.set_serving(True)
 
         # Health follows the audit log: NOT_SERVING while it refuses writes, SERVING again
         # once it has recovered by itself.

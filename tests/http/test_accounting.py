@@ -13,7 +13,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from enclave_contract.v1 import status_pb2
+from enclave_contract.v1 import chat_pb2, status_pb2
 from tests.helpers import chat, enclave, wait_for
 from tests.http.conftest import Http
 
@@ -170,3 +170,18 @@ def test_clients_that_leave_at_once_leave_no_request_without_an_outcome(http: Ht
 
     wait_for(lambda: not open_requests(), timeout=30)
     assert "Traceback" not in http.daemon.log
+
+
+def test_http_requests_and_agent_turns_share_the_engine(http: Http) -> None:
+    wait_for(lambda: _running(http) == 0, timeout=30)
+    body = {"model": "smollm2", "messages": [{"role": "user", "content": "Write a long story."}], "max_tokens": 400, "stream": True}
+    stubs = http.daemon.stubs()
+    with http.raw() as client, client.stream("POST", "/v1/chat/completions", json=body) as r:
+        lines = r.iter_lines()
+        next(line for line in lines if line.startswith("data:"))
+        turn = stubs.chat.Chat(chat_pb2.ChatRequest(agent="helper", message="Tell me a long tale."), timeout=120)
+        next(e for e in turn if e.HasField("delta"))  # the agent's turn generates meanwhile
+        assert _running(http) == 2, "both sequences are in the same model's engine, decoded in the same batches"
+        assert next(line for line in lines if line.startswith("data:")), "and the HTTP stream goes on"
+        turn.cancel()
+    wait_for(lambda: _running(http) == 0, timeout=30)

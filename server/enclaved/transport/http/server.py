@@ -78,6 +78,7 @@ class HttpServer:
         self._inode: tuple[int, int] | None = None
 
     async def start(self, grpc_socket: Path) -> None:
+        """Listen; ``/health`` says 503 (starting) until ``set_serving(True)``."""
         await self._runner.setup()
         self.socket_path = self.settings.socket_path(grpc_socket)
         if self.socket_path is not None:
@@ -92,7 +93,6 @@ class HttpServer:
             except OSError as exc:
                 raise EnclaveError(f"[http] listen: cannot listen on {self.settings.host}:{self.settings.port} ({exc.strerror})") from None
             log.info("HTTP API on %s:%d", self.settings.host, self.settings.port)
-        self.serving = True
 
     def set_serving(self, serving: bool) -> None:
         self.serving = serving
