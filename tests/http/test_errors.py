@@ -99,25 +99,31 @@ def test_the_daemon_log_never_holds_the_requests_text(http: Http) -> None:
     assert MARKER not in http.daemon.log
 
 
-def test_curl_over_the_unix_socket_streams_and_ends_with_done(http: Http) -> None:
-    body = json.dumps({"model": "smollm2", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "stream": True})
+def curl(http: Http, path: str, body: dict[str, Any] | None = None) -> str:
+    data = ["-d", json.dumps(body)] if body is not None else []
+    auth = ["-H", f"Authorization: Bearer {http.key}"]
     r = subprocess.run(
-        [
-            "curl",
-            "-sN",
-            "--unix-socket",
-            str(http.uds),
-            "-H",
-            f"Authorization: Bearer {http.key}",
-            "-d",
-            body,
-            "http://enclave/v1/chat/completions",
-        ],
+        ["curl", "-sN", "--fail-with-body", "--unix-socket", str(http.uds), *auth, *data, f"http://enclave{path}"],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    lines = [line for line in r.stdout.splitlines() if line]
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def test_curl_over_the_unix_socket(http: Http) -> None:
+    assert "agent:helper" in [m["id"] for m in json.loads(curl(http, "/v1/models"))["data"]]
+    hi = [{"role": "user", "content": "Hi"}]
+    chat = json.loads(curl(http, "/v1/chat/completions", {"model": "smollm2", "messages": hi, "max_tokens": 3}))
+    assert chat["choices"][0]["message"]["content"] and chat["usage"]["completion_tokens"] == 3
+    done = json.loads(curl(http, "/v1/completions", {"model": "smollm2", "prompt": "Hello", "max_tokens": 3}))
+    assert done["object"] == "text_completion" and done["choices"][0]["finish_reason"] == "length"
+    lines = [
+        line
+        for line in curl(http, "/v1/chat/completions", {"model": "smollm2", "messages": hi, "max_tokens": 3, "stream": True}).splitlines()
+        if line
+    ]
     assert lines[-1] == "data: [DONE]"
     chunks = [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
     assert chunks[-1]["choices"][0]["finish_reason"] == "length"

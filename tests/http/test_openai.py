@@ -12,6 +12,7 @@ HI = [{"role": "user", "content": "Name three colours."}]
 
 
 def test_models_lists_the_models_and_the_agents(http: Http) -> None:
+    assert oct(http.uds.stat().st_mode & 0o777) == "0o600", "the HTTP socket is private, like the gRPC one"
     for client in (http.tcp(), http.unix()):
         ids = [m.id for m in client.models.list()]
         assert {"smollm2", "gemma3", "agent:helper"} <= set(ids), ids
