@@ -69,3 +69,12 @@ def test_a_port_in_use_stops_the_start_in_one_line() -> None:
         assert d.proc.wait(60) == 2
     assert f"[http] listen: cannot listen on 127.0.0.1:{port}" in d.log and "Traceback" not in d.log
     assert not d.socket.exists()
+
+
+def test_a_socket_path_taken_by_a_file_stops_the_start_in_one_line() -> None:
+    home = short_tmpdir()
+    (home / "taken").write_text("not a socket")
+    d = spawn_daemon(home, REAL_MODELS, '[http]\nsocket = "taken"\n')
+    assert d.proc.wait(60) == 2
+    assert "[http] socket: cannot listen on" in d.log and "Traceback" not in d.log
+    assert (home / "taken").read_text() == "not a socket"

@@ -82,8 +82,11 @@ class HttpServer:
         await self._runner.setup()
         self.socket_path = self.settings.socket_path(grpc_socket)
         if self.socket_path is not None:
-            with umask(0o177):  # private from the first instant
-                await web.UnixSite(self._runner, str(self.socket_path)).start()
+            try:
+                with umask(0o177):  # private from the first instant
+                    await web.UnixSite(self._runner, str(self.socket_path)).start()
+            except OSError as exc:
+                raise EnclaveError(f"[http] socket: cannot listen on {self.socket_path} ({exc.strerror}); pick another path") from None
             os.chmod(self.socket_path, 0o600)
             self._inode = inode(self.socket_path)
             log.info("HTTP API on %s", self.socket_path)
