@@ -12,7 +12,7 @@ import threading
 import httpx
 import pytest
 
-from tests.helpers import REAL_MODELS, short_tmpdir, spawn_daemon, start_daemon
+from tests.helpers import REAL_MODELS, enclave, short_tmpdir, spawn_daemon, start_daemon
 from tests.http.conftest import start_http_daemon
 
 pytestmark = pytest.mark.timeout(300)
@@ -78,3 +78,16 @@ def test_a_socket_path_taken_by_a_file_stops_the_start_in_one_line() -> None:
     assert d.proc.wait(60) == 2
     assert "[http] socket: cannot listen on" in d.log and "Traceback" not in d.log
     assert (home / "taken").read_text() == "not a socket"
+
+
+def test_metrics_off_is_a_404_and_the_socket_can_be_the_only_listener() -> None:
+    d = start_daemon(short_tmpdir(), REAL_MODELS, "[http]\nmetrics = false\n")
+    try:
+        key = enclave(d, "keys", "create", "ops").stdout.strip()
+        uds = d.socket.with_name("enclaved-http.sock")
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(uds)), base_url="http://enclave", timeout=30) as client:
+            assert client.get("/health").status_code == 200
+            r = client.get("/metrics", headers={"Authorization": f"Bearer {key}"})
+            assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    finally:
+        assert d.stop() == 0
