@@ -42,6 +42,7 @@ class Turn:
     cancelled: bool = False
     ended: bool = False  # its terminal event (TurnResult or TurnFailed) was published
     done: asyncio.Event = field(default_factory=asyncio.Event)  # its task has finished
+    started: float = field(default_factory=time.monotonic)  # accepted; its whole time counts from here
 
 
 class TurnManager:
@@ -285,8 +286,7 @@ class TurnManager:
         if said:
             agent.history.extend(exchange)
             agent.context_tokens = result.prompt_tokens + result.completion_tokens
-        if turn.request is not None:
-            self.telemetry.finished(agent.model, result, time.monotonic() - turn.request.submitted_at)
+        self.telemetry.finished(agent.model, result, time.monotonic() - turn.started)
         self._publish(turn, result)
 
     def _publish(self, turn: Turn, body: object) -> None:
