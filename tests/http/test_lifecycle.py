@@ -23,12 +23,17 @@ def test_stopping_ends_a_stream_with_an_error_and_health_turns_503() -> None:
     statuses: list[int] = []
     started = threading.Event()
 
+    late: list = []
+
     def poll_health() -> None:
         with httpx.Client(transport=httpx.HTTPTransport(uds=str(http.uds)), base_url="http://enclave", timeout=5) as client:
             started.set()
             while True:
                 try:
                     statuses.append(client.get("/health").status_code)
+                    if statuses[-1] == 503 and not late:
+                        r = client.get("/v1/models", headers={"Authorization": f"Bearer {http.key}"})
+                        late.extend([r.status_code, r.json()])
                 except httpx.TransportError:
                     return
 
@@ -48,6 +53,7 @@ def test_stopping_ends_a_stream_with_an_error_and_health_turns_503() -> None:
     assert "data: [DONE]" not in rest
     assert 503 in statuses, statuses
     assert statuses == sorted(statuses), "once stopping, never serving again"
+    assert late and late[0] == 503 and late[1]["error"]["code"] == "unavailable", "a request after the stop began is refused"
     assert not http.uds.exists()
 
 

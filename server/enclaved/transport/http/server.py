@@ -112,9 +112,13 @@ class HttpServer:
     # ---- handlers ---------------------------------------------------------------------------
 
     async def health(self, request: web.Request) -> web.Response:
-        if self.serving:
-            return json_response({"status": "ok"})
-        why = "enclaved is shutting down" if self.stopping else "enclaved is not serving yet (starting, or its audit log refuses writes)"
+        return json_response({"status": "ok"}) if self.serving else self._unavailable()
+
+    def _unavailable(self) -> web.Response:
+        if self.stopping:
+            why = "enclaved is shutting down; try again once it is back"
+        else:
+            why = "enclaved is not serving yet (starting, or its audit log refuses writes); try again in a moment"
         return error_response(503, why, code="unavailable")
 
     async def metrics_page(self, request: web.Request) -> web.Response:
@@ -126,6 +130,8 @@ class HttpServer:
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path == "/health":
             return await handler(request)
+        if not self.serving:
+            return self._unavailable()
         actor = self._actor(request)
         if actor is None:
             return await self._deny(request)
