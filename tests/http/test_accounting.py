@@ -7,13 +7,15 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
+import grpc
 import httpx
 import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from enclave_contract.v1 import chat_pb2, status_pb2
+from enclave_contract.v1 import chat_pb2, keys_pb2, keys_pb2_grpc, status_pb2
 from tests.helpers import chat, enclave, wait_for
 from tests.http.conftest import Http
 
@@ -185,3 +187,22 @@ def test_http_requests_and_agent_turns_share_the_engine(http: Http) -> None:
         assert next(line for line in lines if line.startswith("data:")), "and the HTTP stream goes on"
         turn.cancel()
     wait_for(lambda: _running(http) == 0, timeout=30)
+
+
+def test_keys_made_at_once_under_one_name_leave_one_valid_key(http: Http) -> None:
+    stubs = keys_pb2_grpc.KeysStub(http.daemon.channel())
+
+    def create(_: int) -> str | None:
+        try:
+            return stubs.CreateKey(keys_pb2.CreateKeyRequest(name="race"), timeout=30).secret
+        except grpc.RpcError as err:
+            assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+            return None
+
+    with ThreadPoolExecutor(8) as pool:
+        made = [k for k in pool.map(create, range(8)) if k]
+    assert len(made) == 1
+    assert [k.name for k in stubs.ListKeys(keys_pb2.ListKeysRequest(), timeout=10).keys].count("race") == 1
+    stubs.RevokeKey(keys_pb2.RevokeKeyRequest(name="race"), timeout=10)
+    with pytest.raises(openai.AuthenticationError):
+        http.tcp(key=made[0]).models.list()

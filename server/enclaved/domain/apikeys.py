@@ -10,6 +10,7 @@ are valid now.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -52,6 +53,7 @@ class ApiKeys:
         self.recorder = recorder
         self._keys: dict[str, ApiKey] = {}
         self._by_digest: dict[str, ApiKey] = {}
+        self._changing = asyncio.Lock()  # one create or revoke at a time: checks and writes agree
 
     def load(self) -> None:
         """Read the file (a missing one is no keys); a damaged one stops the daemon, in one line."""
@@ -86,6 +88,10 @@ class ApiKeys:
             raise InvalidArgument(
                 f"key name {name[:80]!r} is not allowed; use up to 64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit"
             )
+        async with self._changing:
+            return await self._create(name)
+
+    async def _create(self, name: str) -> str:
         if name in self._keys:
             raise FailedPrecondition(f"a key named {name!r} exists; revoke it first (`enclave keys revoke {name}`) or pick another name")
         if len(self._keys) >= MAX_KEYS:
@@ -97,6 +103,10 @@ class ApiKeys:
         return key
 
     async def revoke(self, name: str) -> None:
+        async with self._changing:
+            await self._revoke(name)
+
+    async def _revoke(self, name: str) -> None:
         gone = self._keys.get(name)
         if gone is None:
             raise NotFound(f"no key named {name[:80]!r}; `enclave keys list` shows them")
@@ -113,6 +123,9 @@ class ApiKeys:
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)
         except OSError as exc:
-            os.unlink(tmp) if os.path.exists(tmp) else None
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
             raise FailedPrecondition(f"cannot write {self.path} ({exc.strerror}); check the data folder's space and permissions") from None
         self._set(keys)
