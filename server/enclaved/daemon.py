@@ -61,6 +61,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self.lost_socket = False
         self._tasks: set[asyncio.Future[None]] = set()
+        self.http: HttpServer | None = None  # the OpenAI-compatible API, with [http]
 
     async def _define_agents(self) -> None:
         """The config file's agents, then those created at run time and every transcript from
@@ -88,6 +89,16 @@ class Daemon:
 
     async def serve(self) -> None:
         """Run until SIGTERM or SIGINT, then shut down gracefully."""
+        self.http = self._http()
+        try:
+            if self.http is not None:  # first: /health says 503 until all serves; an address it cannot take stops the start
+                await self.http.start(self.socket_path)
+            await self._serve_all()
+        finally:
+            if self.http is not None:
+                await self.http.stop()
+
+    async def _serve_all(self) -> None:
         self.config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.models.catalog.start()  # lists the folders now; headers are read on its own thread
         await self.recorder.open(self.config.data_dir, self.config.audit)
@@ -154,9 +165,7 @@ class Daemon:
             max_connections=self.budget.connections,
             keys=self.keys,
         )
-        http = self._http()
-        if http is not None:  # first: a listen address it cannot take stops the start at once
-            await http.start(self.socket_path)
+        http = self.http
         await server.start(self.socket_path)
         if http is not None:
             http.set_serving(True)
@@ -187,8 +196,6 @@ class Daemon:
         await asyncio.gather(self.turns.shutdown(), self.completions.shutdown())
         self.hub.close(Unavailable("enclaved is shutting down; reconnect once it is back"))
         await server.stop()
-        if http is not None:
-            await http.stop()
         await self.models.close()
         if inode(self.socket_path) == bound[self.socket_path]:  # never another daemon's socket
             self.socket_path.unlink()

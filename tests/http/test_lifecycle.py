@@ -12,7 +12,7 @@ import threading
 import httpx
 import pytest
 
-from tests.helpers import REAL_MODELS, enclave, short_tmpdir, spawn_daemon, start_daemon
+from tests.helpers import REAL_MODELS, enclave, short_tmpdir, spawn_daemon, start_daemon, wait_for
 from tests.http.conftest import start_http_daemon
 
 pytestmark = pytest.mark.timeout(300)
@@ -74,7 +74,7 @@ def test_a_port_in_use_stops_the_start_in_one_line() -> None:
         d = spawn_daemon(short_tmpdir(), REAL_MODELS, f'[http]\nlisten = "127.0.0.1:{port}"\n')
         assert d.proc.wait(60) == 2
     assert f"[http] listen: cannot listen on 127.0.0.1:{port}" in d.log and "Traceback" not in d.log
-    assert not d.socket.exists()
+    assert not [p for p in d.socket.parent.iterdir() if p.is_socket()], "nothing left listening"
 
 
 def test_a_socket_path_taken_by_a_file_stops_the_start_in_one_line() -> None:
@@ -95,5 +95,28 @@ def test_metrics_off_is_a_404_and_the_socket_can_be_the_only_listener() -> None:
             assert client.get("/health").status_code == 200
             r = client.get("/metrics", headers={"Authorization": f"Bearer {key}"})
             assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    finally:
+        assert d.stop() == 0
+
+
+def test_health_is_503_while_the_daemon_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a passphrase the audit key takes a while to open (scrypt): long enough to ask."""
+    monkeypatch.setenv("ENCLAVE_AUDIT_PASSPHRASE", "a passphrase for the test")
+    home = short_tmpdir()
+    d = spawn_daemon(home, REAL_MODELS, "[http]\n")
+    uds = d.socket.with_name("enclaved-http.sock")
+    statuses: list[int] = []
+    others: list[int] = []
+    try:
+        wait_for(uds.exists, timeout=30)
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(uds)), base_url="http://enclave", timeout=30) as client:
+            while not statuses or statuses[-1] != 200:
+                r = client.get("/health")
+                statuses.append(r.status_code)
+                if r.status_code == 503:
+                    assert "not serving yet" in r.json()["error"]["message"]
+                    others.append(client.get("/v1/models").status_code)
+        assert statuses == [503] * (len(statuses) - 1) + [200], statuses
+        assert others[0] == 503 and set(others) <= {503, 401}, "nothing but health answers while starting (then: no key)"
     finally:
         assert d.stop() == 0

@@ -104,8 +104,9 @@ class HttpServer:
         self.serving, self.stopping = False, True
 
     async def stop(self) -> None:
-        await self._runner.shutdown()
-        await self._runner.cleanup()
+        if self._runner.server is not None:  # it was set up
+            await self._runner.shutdown()
+            await self._runner.cleanup()
         if self.socket_path is not None and self._inode is not None and inode(self.socket_path) == self._inode:
             self.socket_path.unlink()
 
