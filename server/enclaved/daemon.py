@@ -15,16 +15,19 @@ import signal
 import time
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from enclave_contract.paths import lock_path
 from enclaved import __version__
 from enclaved.audit.recorder import DAEMON, Recorder
 from enclaved.audit.records import Entry
 from enclaved.domain.agents import AgentBook, AgentParams
+from enclaved.domain.apikeys import ApiKeys
+from enclaved.domain.completions import Completions
 from enclaved.domain.config import Config
 from enclaved.domain.hub import EventHub
 from enclaved.domain.models import ModelRegistry
+from enclaved.domain.telemetry import Telemetry
 from enclaved.domain.turns import TurnManager
 from enclaved.errors import EnclaveError, Unavailable
 from enclaved.limits import FdBudget, forbid_core_dumps, raise_fd_limit
@@ -33,6 +36,9 @@ from enclaved.transport.lock import AlreadyRunning, InstanceLock
 from enclaved.transport.peers import MAX_PEERS, PeerRegistry
 from enclaved.transport.server import RpcServer
 from enclaved.transport.unixsocket import first_lost, inode, prepare_socket_dir
+
+if TYPE_CHECKING:
+    from enclaved.transport.http.server import HttpServer
 
 log = logging.getLogger("enclaved")
 
@@ -51,10 +57,14 @@ class Daemon:
         self.recorder = Recorder()
         self.models = ModelRegistry(config, self.recorder)
         self.agents = AgentBook(config.max_message_bytes, self.hub, self.recorder)
-        self.turns = TurnManager(self.agents, self.models, self.hub, config.max_message_bytes, self.recorder)
+        self.telemetry = Telemetry()
+        self.turns = TurnManager(self.agents, self.models, self.hub, config.max_message_bytes, self.recorder, self.telemetry)
+        self.keys = ApiKeys(config.data_dir, self.recorder)
+        self.completions = Completions(self.models, self.agents, self.recorder, self.telemetry)
         self._stop = asyncio.Event()
         self.lost_socket = False
         self._tasks: set[asyncio.Future[None]] = set()
+        self.http: HttpServer | None = None  # the OpenAI-compatible API, with [http]
 
     async def _define_agents(self) -> None:
         """The config file's agents, then those created at run time and every transcript from
@@ -82,6 +92,16 @@ class Daemon:
 
     async def serve(self) -> None:
         """Run until SIGTERM or SIGINT, then shut down gracefully."""
+        self.http = self._http()
+        try:
+            if self.http is not None:  # first: /health says 503 until all serves; an address it cannot take stops the start
+                await self.http.start(self.socket_path)
+            await self._serve_all()
+        finally:
+            if self.http is not None:
+                await self.http.stop()
+
+    async def _serve_all(self) -> None:
         self.config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.models.catalog.start()  # lists the folders now; headers are read on its own thread
         await self.recorder.open(self.config.data_dir, self.config.audit)
@@ -98,6 +118,7 @@ class Daemon:
         await self.recorder.record(Entry("daemon.start", payload={"version": __version__, "socket": str(self.socket_path)}))
         self.models.remote.start()  # [[engines]] only: without one, no network socket at all
         await self._define_agents()
+        self.keys.load()
         # before the gRPC socket: a client that sees it can also say who it is
         peers = PeerRegistry(
             on_connect=lambda actor: self.recorder.record(Entry("client.connect"), actor),
@@ -146,11 +167,21 @@ class Daemon:
             started=self.started,
             stopping=self._stop,
             max_connections=self.budget.connections,
+            keys=self.keys,
         )
+        http = self.http
         await server.start(self.socket_path)
+        if http is not None:
+            http.set_serving(True)
+
         # Health follows the audit log: NOT_SERVING while it refuses writes, SERVING again
         # once it has recovered by itself.
-        self.recorder.log.on_state = lambda error: self._spawn(server.set_serving(error is None))
+        def on_state(error: object) -> None:
+            self._spawn(server.set_serving(error is None))
+            if http is not None:
+                http.set_serving(error is None)
+
+        self.recorder.log.on_state = on_state
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
@@ -169,7 +200,9 @@ class Daemon:
         systemd.notify("STOPPING=1")
         alive.cancel()
         await server.draining()
-        await self.turns.shutdown()
+        if http is not None:
+            http.draining()
+        await asyncio.gather(self.turns.shutdown(), self.completions.shutdown())
         self.hub.close(Unavailable("enclaved is shutting down; reconnect once it is back"))
         await server.stop()
         await self.models.close()
@@ -177,6 +210,21 @@ class Daemon:
             self.socket_path.unlink()
         await self.recorder.record(Entry("daemon.stop"))
         log.info("stopped")
+
+    def _http(self) -> HttpServer | None:
+        if self.config.http is None:
+            return None
+        from enclaved.transport.http.server import HttpServer  # aiohttp: imported only with [http]
+
+        return HttpServer(
+            self.config.http,
+            models=self.models,
+            agents=self.agents,
+            completions=self.completions,
+            keys=self.keys,
+            recorder=self.recorder,
+            telemetry=self.telemetry,
+        )
 
 
 def run(config: Config, socket_path: Path, *, allow_core_dumps: bool = False) -> int:

@@ -79,7 +79,7 @@ def variants(line: str) -> list[str]:
 def test_the_readme_has_the_examples_this_test_expects() -> None:
     found = examples(README.read_text())
     assert len(found) >= 15, found
-    for must in ("enclave status", "enclave chat assistant", "enclave audit verify"):
+    for must in ("enclave status", "enclave chat assistant", "enclave audit verify", "enclave keys create"):
         assert any(must in line for line in found), must
 
 

@@ -26,9 +26,9 @@ from google.protobuf.message_factory import GetMessageClass
 
 from enclave.peer import PeerSession, handshake
 from enclave_contract.handshake import PEER_METADATA_KEY
-from enclave_contract.v1 import agents_pb2, audit_pb2, chat_pb2, models_pb2, status_pb2
+from enclave_contract.v1 import agents_pb2, audit_pb2, chat_pb2, keys_pb2, models_pb2, status_pb2
 
-MODULES = (agents_pb2, audit_pb2, chat_pb2, models_pb2, status_pb2)
+MODULES = (agents_pb2, audit_pb2, chat_pb2, keys_pb2, models_pb2, status_pb2)
 BAD_CODES = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
 
 _INT_EDGES = (0, 1, -1, 2, 7, 100, 2**31 - 1, -(2**31))
@@ -57,7 +57,7 @@ _STRING_EDGES = (
 
 
 def methods() -> list[MethodDescriptor]:
-    """Every RPC of the contract (19 of them)."""
+    """Every RPC of the contract (22 of them)."""
     return [m for mod in MODULES for service in mod.DESCRIPTOR.services_by_name.values() for m in service.methods]
 
 

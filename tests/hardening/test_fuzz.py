@@ -41,7 +41,7 @@ seed = 3
 
 
 def test_the_fuzzer_covers_every_rpc() -> None:
-    assert len(methods()) == 19
+    assert len(methods()) == 22
 
 
 def test_a_fuzzed_daemon_answers_every_call_properly_and_goes_on(daemon_factory: Callable[..., Daemon]) -> None:

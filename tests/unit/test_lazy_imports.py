@@ -1,12 +1,13 @@
 """enclaved opens its socket before it loads a model, so what only a model needs is imported
-with the first one: llama.cpp's bindings (which load the shared library), numpy and Jinja."""
+with the first one: llama.cpp's bindings (which load the shared library), numpy and Jinja; and
+what only the HTTP API or a remote engine needs, only when [http] or [[engines]] says so."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-HEAVY = ("llama_cpp", "numpy", "jinja2")
+HEAVY = ("llama_cpp", "numpy", "jinja2", "aiohttp", "prometheus_client", "httpx")
 
 
 def test_the_daemon_imports_no_model_machinery_before_a_model_loads() -> None:

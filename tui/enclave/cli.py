@@ -20,6 +20,7 @@ from enclave.agent_cli import add_parsers as add_agent_parsers
 from enclave.audit_cli import OFFLINE_ONLY, offline_argv, run_offline_audit
 from enclave.audit_cli import add_parser as add_audit_parser
 from enclave.client import Client, ClientError
+from enclave.keys_cli import add_parser as add_keys_parser
 from enclave.service import add_parser as add_service_parser
 from enclave.service import cmd_service
 from enclave.text import human_bytes, kept_states, safe_text
@@ -263,8 +264,22 @@ def cmd_status(client: Client, args: argparse.Namespace) -> int:
             print_replicas(m.name, m.replicas)
             if m.problem:
                 print(f"{m.name}: {m.problem}")
+        timed = [m for m in snap.models if m.HasField("turn")]
+        if timed:
+            print()
+            latency = [["MODEL", "FIRST TOKEN p50/p95/p99", "TURN p50/p95/p99"]]
+            latency += [[m.name, _percentiles(m.first_token), _percentiles(m.turn)] for m in timed]
+            print_table(latency)
         sys.stdout.flush()
     return 0
+
+
+def _percentiles(p: status_pb2.Latency) -> str:
+    return " / ".join(_seconds(v) for v in (p.p50_seconds, p.p95_seconds, p.p99_seconds))
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1000:.0f}ms" if value < 1 else f"{value:.2f}s"
 
 
 def cmd_make_model(args: argparse.Namespace) -> int:
@@ -360,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_audit_parser(sub)
     add_service_parser(sub)
+    add_keys_parser(sub)
 
     s = sub.add_parser("make-model", help="write a random-weight llama GGUF (for demos, tests, benchmarks)")
     s.add_argument("out", metavar="OUT.gguf")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from enclave_contract.v1 import models_pb2 as enclave__contract_dot_v1_dot_models__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n enclave_contract/v1/status.proto\x12\nenclave.v1\x1a enclave_contract/v1/models.proto\"7\n\rStatusRequest\x12\x18\n\x10interval_seconds\x18\x01 \x01(\x01\x12\x0c\n\x04once\x18\x02 \x01(\x08\"\x82\x04\n\x0bModelStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.enclave.v1.ModelState\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x03\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\x14\n\x0cquantization\x18\x05 \x01(\t\x12\x14\n\x0c\x63ontext_size\x18\x06 \x01(\x05\x12\x16\n\x0esequence_slots\x18\x07 \x01(\x05\x12\x18\n\x10\x61\x63tive_sequences\x18\x08 \x01(\x05\x12\x17\n\x0fqueued_requests\x18\t \x01(\x05\x12 \n\x18\x64\x65\x63ode_tokens_per_second\x18\n \x01(\x01\x12 \n\x18prompt_tokens_per_second\x18\x0b \x01(\x01\x12\x18\n\x10tokens_generated\x18\x0c \x01(\x03\x12\x17\n\x0f\x62\x61tch_occupancy\x18\r \x01(\x01\x12\x19\n\x11state_cache_bytes\x18\x0e \x01(\x03\x12 \n\x18state_cache_budget_bytes\x18\x0f \x01(\x03\x12\x1b\n\x13state_cache_entries\x18\x10 \x01(\x05\x12\x0e\n\x06\x65ngine\x18\x11 \x01(\t\x12+\n\x08replicas\x18\x12 \x03(\x0b\x32\x19.enclave.v1.EngineReplica\x12\x0f\n\x07problem\x18\x13 \x01(\t\"\xa5\x01\n\x0eStatusSnapshot\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x16\n\x0euptime_seconds\x18\x02 \x01(\x01\x12\'\n\x06models\x18\x03 \x03(\x0b\x32\x17.enclave.v1.ModelStatus\x12\x0e\n\x06\x61gents\x18\x04 \x01(\x05\x12\x14\n\x0c\x61\x63tive_turns\x18\x05 \x01(\x05\x12\x1b\n\x13memory_budget_bytes\x18\x06 \x01(\x03\x32K\n\x06Status\x12\x41\n\x06Status\x12\x19.enclave.v1.StatusRequest\x1a\x1a.enclave.v1.StatusSnapshot0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n enclave_contract/v1/status.proto\x12\nenclave.v1\x1a enclave_contract/v1/models.proto\"7\n\rStatusRequest\x12\x18\n\x10interval_seconds\x18\x01 \x01(\x01\x12\x0c\n\x04once\x18\x02 \x01(\x08\"\xcf\x04\n\x0bModelStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.enclave.v1.ModelState\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x03\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\x14\n\x0cquantization\x18\x05 \x01(\t\x12\x14\n\x0c\x63ontext_size\x18\x06 \x01(\x05\x12\x16\n\x0esequence_slots\x18\x07 \x01(\x05\x12\x18\n\x10\x61\x63tive_sequences\x18\x08 \x01(\x05\x12\x17\n\x0fqueued_requests\x18\t \x01(\x05\x12 \n\x18\x64\x65\x63ode_tokens_per_second\x18\n \x01(\x01\x12 \n\x18prompt_tokens_per_second\x18\x0b \x01(\x01\x12\x18\n\x10tokens_generated\x18\x0c \x01(\x03\x12\x17\n\x0f\x62\x61tch_occupancy\x18\r \x01(\x01\x12\x19\n\x11state_cache_bytes\x18\x0e \x01(\x03\x12 \n\x18state_cache_budget_bytes\x18\x0f \x01(\x03\x12\x1b\n\x13state_cache_entries\x18\x10 \x01(\x05\x12\x0e\n\x06\x65ngine\x18\x11 \x01(\t\x12+\n\x08replicas\x18\x12 \x03(\x0b\x32\x19.enclave.v1.EngineReplica\x12\x0f\n\x07problem\x18\x13 \x01(\t\x12(\n\x0b\x66irst_token\x18\x14 \x01(\x0b\x32\x13.enclave.v1.Latency\x12!\n\x04turn\x18\x15 \x01(\x0b\x32\x13.enclave.v1.Latency\"H\n\x07Latency\x12\x13\n\x0bp50_seconds\x18\x01 \x01(\x01\x12\x13\n\x0bp95_seconds\x18\x02 \x01(\x01\x12\x13\n\x0bp99_seconds\x18\x03 \x01(\x01\"\xa5\x01\n\x0eStatusSnapshot\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x16\n\x0euptime_seconds\x18\x02 \x01(\x01\x12\'\n\x06models\x18\x03 \x03(\x0b\x32\x17.enclave.v1.ModelStatus\x12\x0e\n\x06\x61gents\x18\x04 \x01(\x05\x12\x14\n\x0c\x61\x63tive_turns\x18\x05 \x01(\x05\x12\x1b\n\x13memory_budget_bytes\x18\x06 \x01(\x03\x32K\n\x06Status\x12\x41\n\x06Status\x12\x19.enclave.v1.StatusRequest\x1a\x1a.enclave.v1.StatusSnapshot0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,9 +35,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STATUSREQUEST']._serialized_start=82
   _globals['_STATUSREQUEST']._serialized_end=137
   _globals['_MODELSTATUS']._serialized_start=140
-  _globals['_MODELSTATUS']._serialized_end=654
-  _globals['_STATUSSNAPSHOT']._serialized_start=657
-  _globals['_STATUSSNAPSHOT']._serialized_end=822
-  _globals['_STATUS']._serialized_start=824
-  _globals['_STATUS']._serialized_end=899
+  _globals['_MODELSTATUS']._serialized_end=731
+  _globals['_LATENCY']._serialized_start=733
+  _globals['_LATENCY']._serialized_end=805
+  _globals['_STATUSSNAPSHOT']._serialized_start=808
+  _globals['_STATUSSNAPSHOT']._serialized_end=973
+  _globals['_STATUS']._serialized_start=975
+  _globals['_STATUS']._serialized_end=1050
 # @@protoc_insertion_point(module_scope)

@@ -16,7 +16,7 @@ class StatusRequest(_message.Message):
     def __init__(self, interval_seconds: _Optional[float] = ..., once: _Optional[bool] = ...) -> None: ...
 
 class ModelStatus(_message.Message):
-    __slots__ = ("name", "state", "memory_bytes", "size_bytes", "quantization", "context_size", "sequence_slots", "active_sequences", "queued_requests", "decode_tokens_per_second", "prompt_tokens_per_second", "tokens_generated", "batch_occupancy", "state_cache_bytes", "state_cache_budget_bytes", "state_cache_entries", "engine", "replicas", "problem")
+    __slots__ = ("name", "state", "memory_bytes", "size_bytes", "quantization", "context_size", "sequence_slots", "active_sequences", "queued_requests", "decode_tokens_per_second", "prompt_tokens_per_second", "tokens_generated", "batch_occupancy", "state_cache_bytes", "state_cache_budget_bytes", "state_cache_entries", "engine", "replicas", "problem", "first_token", "turn")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +36,8 @@ class ModelStatus(_message.Message):
     ENGINE_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    FIRST_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TURN_FIELD_NUMBER: _ClassVar[int]
     name: str
     state: _models_pb2.ModelState
     memory_bytes: int
@@ -55,7 +57,19 @@ class ModelStatus(_message.Message):
     engine: str
     replicas: _containers.RepeatedCompositeFieldContainer[_models_pb2.EngineReplica]
     problem: str
-    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[_models_pb2.ModelState, str]] = ..., memory_bytes: _Optional[int] = ..., size_bytes: _Optional[int] = ..., quantization: _Optional[str] = ..., context_size: _Optional[int] = ..., sequence_slots: _Optional[int] = ..., active_sequences: _Optional[int] = ..., queued_requests: _Optional[int] = ..., decode_tokens_per_second: _Optional[float] = ..., prompt_tokens_per_second: _Optional[float] = ..., tokens_generated: _Optional[int] = ..., batch_occupancy: _Optional[float] = ..., state_cache_bytes: _Optional[int] = ..., state_cache_budget_bytes: _Optional[int] = ..., state_cache_entries: _Optional[int] = ..., engine: _Optional[str] = ..., replicas: _Optional[_Iterable[_Union[_models_pb2.EngineReplica, _Mapping]]] = ..., problem: _Optional[str] = ...) -> None: ...
+    first_token: Latency
+    turn: Latency
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[_models_pb2.ModelState, str]] = ..., memory_bytes: _Optional[int] = ..., size_bytes: _Optional[int] = ..., quantization: _Optional[str] = ..., context_size: _Optional[int] = ..., sequence_slots: _Optional[int] = ..., active_sequences: _Optional[int] = ..., queued_requests: _Optional[int] = ..., decode_tokens_per_second: _Optional[float] = ..., prompt_tokens_per_second: _Optional[float] = ..., tokens_generated: _Optional[int] = ..., batch_occupancy: _Optional[float] = ..., state_cache_bytes: _Optional[int] = ..., state_cache_budget_bytes: _Optional[int] = ..., state_cache_entries: _Optional[int] = ..., engine: _Optional[str] = ..., replicas: _Optional[_Iterable[_Union[_models_pb2.EngineReplica, _Mapping]]] = ..., problem: _Optional[str] = ..., first_token: _Optional[_Union[Latency, _Mapping]] = ..., turn: _Optional[_Union[Latency, _Mapping]] = ...) -> None: ...
+
+class Latency(_message.Message):
+    __slots__ = ("p50_seconds", "p95_seconds", "p99_seconds")
+    P50_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    P95_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    P99_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    p50_seconds: float
+    p95_seconds: float
+    p99_seconds: float
+    def __init__(self, p50_seconds: _Optional[float] = ..., p95_seconds: _Optional[float] = ..., p99_seconds: _Optional[float] = ...) -> None: ...
 
 class StatusSnapshot(_message.Message):
     __slots__ = ("version", "uptime_seconds", "models", "agents", "active_turns", "memory_budget_bytes")

@@ -45,6 +45,8 @@ Action = Literal[
     "audit.recovered",
     "audit.new",
     "access.denied",
+    "apikey.create",
+    "apikey.revoke",
 ]
 ACTIONS: frozenset[str] = frozenset(get_args(Action))
 OUTCOMES = ("ok", "error", "denied", "cancelled")

@@ -12,6 +12,7 @@ from typing import Any
 from enclaved.audit import AuditConfig
 from enclaved.domain.agents import AgentParams
 from enclaved.domain.engines import check_agent_models, parse_engines
+from enclaved.domain.httpconfig import HttpSettings, parse_http
 from enclaved.engine.remote.settings import EngineSettings
 from enclaved.errors import ConfigError, EnclaveError
 
@@ -64,6 +65,7 @@ class Config:
     agents: list[AgentSettings] = field(default_factory=list)
     audit: AuditConfig = field(default_factory=AuditConfig)
     engines: list[EngineSettings] = field(default_factory=list)  # remote engines; none: no network at all
+    http: HttpSettings | None = None  # [http]: the OpenAI-compatible listener; None = off
 
     def model_settings(self, name: str) -> ModelSettings:
         for m in self.models:
@@ -114,7 +116,7 @@ def load_config(path: Path | None, *, models_dirs: list[Path] | None = None, dat
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     base = path.parent if path is not None else Path.cwd()
-    allowed = {"models_dirs", "data_dir", "memory_budget", "max_message_bytes", "models", "agents", "audit", "engines"}
+    allowed = {"models_dirs", "data_dir", "memory_budget", "max_message_bytes", "models", "agents", "audit", "engines", "http"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(f"config: unknown setting {unknown[0]!r}; known: {', '.join(sorted(allowed))}")
@@ -147,6 +149,7 @@ def load_config(path: Path | None, *, models_dirs: list[Path] | None = None, dat
         agents=agents,
         audit=audit,
         engines=engines,
+        http=parse_http(raw.get("http"), base, parse_size),
     )
 
 

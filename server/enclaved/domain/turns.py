@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -23,6 +24,7 @@ from enclaved.domain.engines import split_model
 from enclaved.domain.hub import Delta, EventHub, Phase, PhaseChanged, Served, Started, Truncated, TurnEvent, TurnFailed
 from enclaved.domain.models import ModelRegistry
 from enclaved.domain.prompt import Said, build_prompt
+from enclaved.domain.telemetry import Telemetry
 from enclaved.errors import EnclaveError, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 
 log = logging.getLogger("enclaved.turns")
@@ -43,11 +45,21 @@ class Turn:
     cancelled: bool = False
     ended: bool = False  # its terminal event (TurnResult or TurnFailed) was published
     done: asyncio.Event = field(default_factory=asyncio.Event)  # its task has finished
+    started: float = field(default_factory=time.monotonic)  # accepted; its whole time counts from here
 
 
 class TurnManager:
-    def __init__(self, agents: AgentBook, models: ModelRegistry, hub: EventHub, max_message_bytes: int, recorder: Recorder) -> None:
+    def __init__(
+        self,
+        agents: AgentBook,
+        models: ModelRegistry,
+        hub: EventHub,
+        max_message_bytes: int,
+        recorder: Recorder,
+        telemetry: Telemetry | None = None,
+    ) -> None:
         self.agents = agents
+        self.telemetry = telemetry or Telemetry()  # every finished turn's figures (metrics, status)
         self.models = models
         self.hub = hub
         self.recorder = recorder
@@ -355,6 +367,7 @@ class TurnManager:
         if said:
             agent.history.extend(exchange)
             agent.context_tokens = context_tokens
+        self.telemetry.finished(turn.served.model if turn.served else agent.model, result, time.monotonic() - turn.started)
         self._publish(turn, TurnFailed(broken.code, broken.message) if broken else result)
 
     def _publish(self, turn: Turn, body: object) -> None:

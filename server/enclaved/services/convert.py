@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import grpc
 
-from enclave_contract.v1 import agents_pb2, chat_pb2, models_pb2, status_pb2
+from enclave_contract.v1 import agents_pb2, chat_pb2, keys_pb2, models_pb2, status_pb2
 from enclaved.domain import hub
 from enclaved.domain.agents import Agent, AgentChanged, AgentParams, Change, Message
+from enclaved.domain.apikeys import ApiKey
 from enclaved.domain.models import ModelView, State
 from enclaved.domain.remote import RemoteModelView
+from enclaved.domain.telemetry import Percentiles, Telemetry
 from enclaved.engine import Finish, TurnResult
 
 _MODEL_STATE = {
@@ -57,8 +59,10 @@ def model(view: ModelView) -> models_pb2.Model:
     )
 
 
-def model_status(view: ModelView) -> status_pb2.ModelStatus:
+def model_status(view: ModelView, telemetry: Telemetry | None = None) -> status_pb2.ModelStatus:
     s = view.stats
+    first_token = telemetry.first_token(view.file.name) if telemetry else None
+    turn = telemetry.turn(view.file.name) if telemetry else None
     return status_pb2.ModelStatus(
         name=view.file.name,
         state=_MODEL_STATE[view.state],
@@ -76,6 +80,8 @@ def model_status(view: ModelView) -> status_pb2.ModelStatus:
         state_cache_bytes=s.state_cache_bytes if s else 0,
         state_cache_budget_bytes=s.state_cache_budget if s else 0,
         state_cache_entries=s.state_cache_entries if s else 0,
+        first_token=latency(first_token) if first_token else None,
+        turn=latency(turn) if turn else None,
     )
 
 
@@ -99,8 +105,10 @@ def remote_model(view: RemoteModelView) -> models_pb2.Model:
     return models_pb2.Model(name=view.name, state=state, problem=view.problem, engine=view.engine, replicas=_replicas(view))
 
 
-def remote_model_status(view: RemoteModelView) -> status_pb2.ModelStatus:
+def remote_model_status(view: RemoteModelView, telemetry: Telemetry | None = None) -> status_pb2.ModelStatus:
     state = models_pb2.MODEL_STATE_FAILED if view.problem else models_pb2.MODEL_STATE_LOADED
+    first_token = telemetry.first_token(view.name) if telemetry else None
+    turn = telemetry.turn(view.name) if telemetry else None
     return status_pb2.ModelStatus(
         name=view.name,
         state=state,
@@ -108,7 +116,13 @@ def remote_model_status(view: RemoteModelView) -> status_pb2.ModelStatus:
         engine=view.engine,
         replicas=_replicas(view),
         problem=view.problem,
+        first_token=latency(first_token) if first_token else None,
+        turn=latency(turn) if turn else None,
     )
+
+
+def latency(p: Percentiles) -> status_pb2.Latency:
+    return status_pb2.Latency(p50_seconds=p.p50, p95_seconds=p.p95, p99_seconds=p.p99)
 
 
 def agent(a: Agent) -> agents_pb2.Agent:
@@ -187,3 +201,7 @@ def finished(r: TurnResult) -> chat_pb2.TurnFinished:
             generation_tokens_per_second=r.generation_tokens_per_second,
         ),
     )
+
+
+def api_key(k: ApiKey) -> keys_pb2.ApiKey:
+    return keys_pb2.ApiKey(name=k.name, created_unix=k.created, hint=k.hint)

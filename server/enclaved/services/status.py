@@ -39,8 +39,8 @@ class StatusService(status_pb2_grpc.StatusServicer):
         return status_pb2.StatusSnapshot(
             version=__version__,
             uptime_seconds=time.monotonic() - self.started,
-            models=[convert.model_status(v) for v in self.models.views()]
-            + [convert.remote_model_status(v) for v in self.models.remote.views()],
+            models=[convert.model_status(v, self.turns.telemetry) for v in self.models.views()]
+            + [convert.remote_model_status(v, self.turns.telemetry) for v in self.models.remote.views()],
             agents=len(self.agents.all()),
             active_turns=self.turns.active,
             memory_budget_bytes=self.models.config.memory_budget,

@@ -1,4 +1,4 @@
-"""The gRPC server on the daemon's Unix socket: the five enclave services behind the call
+"""The gRPC server on the daemon's Unix socket: the enclave services behind the call
 guard (``guard.py``), plus gRPC health checking and reflection."""
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from enclave_contract.v1 import (
     audit_pb2_grpc,
     chat_pb2,
     chat_pb2_grpc,
+    keys_pb2,
+    keys_pb2_grpc,
     models_pb2,
     models_pb2_grpc,
     status_pb2,
@@ -26,12 +28,14 @@ from enclave_contract.v1 import (
 )
 from enclaved.audit.recorder import Recorder
 from enclaved.domain.agents import AgentBook
+from enclaved.domain.apikeys import ApiKeys
 from enclaved.domain.hub import EventHub
 from enclaved.domain.models import ModelRegistry
 from enclaved.domain.turns import TurnManager
 from enclaved.services.agents import AgentsService
 from enclaved.services.audit import AuditService
 from enclaved.services.chat import ChatService
+from enclaved.services.keys import KeysService
 from enclaved.services.models import ModelsService
 from enclaved.services.status import StatusService
 from enclaved.transport.guard import CallGuard
@@ -44,6 +48,7 @@ SERVICE_NAMES = [
     chat_pb2.DESCRIPTOR.services_by_name["Chat"].full_name,
     status_pb2.DESCRIPTOR.services_by_name["Status"].full_name,
     audit_pb2.DESCRIPTOR.services_by_name["Audit"].full_name,
+    keys_pb2.DESCRIPTOR.services_by_name["Keys"].full_name,
 ]
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 SHUTDOWN_GRACE_SECONDS = 3.0  # calls still running then are cancelled
@@ -64,6 +69,7 @@ class RpcServer:
         started: float,
         stopping: asyncio.Event,
         max_connections: int,
+        keys: ApiKeys,
     ) -> None:
         self.health = health_aio.HealthServicer()
         options = [("grpc.so_reuseport", 0), ("grpc.max_allowed_incoming_connections", max_connections)]
@@ -73,6 +79,7 @@ class RpcServer:
         chat_pb2_grpc.add_ChatServicer_to_server(ChatService(agents, turns, hub), server)
         status_pb2_grpc.add_StatusServicer_to_server(StatusService(models, agents, turns, started, stopping), server)
         audit_pb2_grpc.add_AuditServicer_to_server(AuditService(recorder), server)
+        keys_pb2_grpc.add_KeysServicer_to_server(KeysService(keys), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection([*SERVICE_NAMES, HEALTH_SERVICE, reflection.SERVICE_NAME], server)
         self._server = server
