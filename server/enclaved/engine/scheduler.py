@@ -31,7 +31,7 @@ from enclaved.engine.requests import Admitted, Failed, Finish, Generating, Reque
 from enclaved.engine.slots import SeqState, Sequence, Slot
 from enclaved.engine.statecache import MIN_TOKENS, StateCache
 from enclaved.engine.stats import EngineStats, StepLog
-from enclaved.llama import Context, ContextParams, Model, ModelParams
+from enclaved.llama import Context, ContextParams, Model, ModelParams, check_grammar
 
 log = logging.getLogger("enclaved.engine")
 
@@ -92,6 +92,8 @@ class Engine:
         """Queue a request; returns its position in the queue (0 = a slot is free now)."""
         if not 0 < len(req.prompt) < self.n_ctx_seq:
             raise ValueError(f"prompt of {len(req.prompt)} tokens does not fit a {self.n_ctx_seq}-token sequence")
+        if req.sampling.grammar:
+            check_grammar(self.model, req.sampling.grammar)  # GrammarError, a ValueError, before it queues
         seq = Sequence(req)
         with self._lock:
             waiting = self._queue.put(seq)

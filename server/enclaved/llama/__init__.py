@@ -8,6 +8,18 @@ is safe. Nothing above the engine imports this package.
 from enclaved.llama.backend import init_backend
 from enclaved.llama.context import Batch, Context, ContextParams
 from enclaved.llama.model import LoadError, Model, ModelParams
-from enclaved.llama.sampler import DEFAULT_SEED, Sampler
+from enclaved.llama.sampler import DEFAULT_SEED, GrammarError, Sampler, check_grammar
 
-__all__ = ["DEFAULT_SEED", "Batch", "Context", "ContextParams", "LoadError", "Model", "ModelParams", "Sampler", "init_backend"]
+__all__ = [
+    "DEFAULT_SEED",
+    "Batch",
+    "Context",
+    "ContextParams",
+    "GrammarError",
+    "LoadError",
+    "Model",
+    "ModelParams",
+    "Sampler",
+    "check_grammar",
+    "init_backend",
+]
