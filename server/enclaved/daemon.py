@@ -25,6 +25,8 @@ from enclaved.domain.agents import AgentBook, AgentParams
 from enclaved.domain.config import Config
 from enclaved.domain.hub import EventHub
 from enclaved.domain.models import ModelRegistry
+from enclaved.domain.runs import RunManager
+from enclaved.domain.teams import TeamBook
 from enclaved.domain.turns import TurnManager
 from enclaved.errors import EnclaveError, Unavailable
 from enclaved.limits import FdBudget, forbid_core_dumps, raise_fd_limit
@@ -51,6 +53,8 @@ class Daemon:
         self.models = ModelRegistry(config, self.recorder)
         self.agents = AgentBook(config.max_message_bytes, self.hub, self.recorder)
         self.turns = TurnManager(self.agents, self.models, self.hub, config.max_message_bytes, self.recorder)
+        self.teams = TeamBook(self.recorder, known=lambda name: any(a.name == name for a in self.agents.all()))
+        self.runs = RunManager(self.teams, self.agents, self.turns, self.hub, self.recorder)
         self._stop = asyncio.Event()
         self.lost_socket = False
         self._tasks: set[asyncio.Future[None]] = set()
@@ -70,6 +74,13 @@ class Daemon:
                 self.agents.define("assistant", first, "You are a helpful assistant.", AgentParams())
             else:
                 log.warning("no agents configured and no model found: add a .gguf file to %s", self.config.models_dirs[0])
+
+    async def _define_teams(self) -> None:
+        """The config file's teams (one that is wrong stops the start, naming the field),
+        then those created at run time from the store."""
+        for team in self.config.teams:
+            self.teams.define(team)
+        await self.teams.restore(configured={t.name for t in self.config.teams})
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)
@@ -96,6 +107,7 @@ class Daemon:
             await self.recorder.record(abandoned, DAEMON)
         await self.recorder.record(Entry("daemon.start", payload={"version": __version__, "socket": str(self.socket_path)}))
         await self._define_agents()
+        await self._define_teams()
         # before the gRPC socket: a client that sees it can also say who it is
         peers = PeerRegistry(
             on_connect=lambda actor: self.recorder.record(Entry("client.connect"), actor),
@@ -144,6 +156,8 @@ class Daemon:
             started=self.started,
             stopping=self._stop,
             max_connections=self.budget.connections,
+            teams=self.teams,
+            runs=self.runs,
         )
         await server.start(self.socket_path)
         # Health follows the audit log: NOT_SERVING while it refuses writes, SERVING again
@@ -162,6 +176,7 @@ class Daemon:
 
         log.info("shutting down")
         await server.draining()
+        await self.runs.shutdown()
         await self.turns.shutdown()
         self.hub.close(Unavailable("enclaved is shutting down; reconnect once it is back"))
         await server.stop()

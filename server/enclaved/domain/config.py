@@ -11,6 +11,7 @@ from typing import Any
 
 from enclaved.audit import AuditConfig
 from enclaved.domain.agents import AgentParams
+from enclaved.domain.teams import Team, team_from_config
 from enclaved.errors import ConfigError, EnclaveError
 
 
@@ -55,6 +56,7 @@ class Config:
     max_message_bytes: int = 64 * 1024
     models: list[ModelSettings] = field(default_factory=list)
     agents: list[AgentSettings] = field(default_factory=list)
+    teams: list[Team] = field(default_factory=list)
     audit: AuditConfig = field(default_factory=AuditConfig)
 
     def model_settings(self, name: str) -> ModelSettings:
@@ -106,7 +108,7 @@ def load_config(path: Path | None, *, models_dirs: list[Path] | None = None, dat
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     base = path.parent if path is not None else Path.cwd()
-    allowed = {"models_dirs", "data_dir", "memory_budget", "max_message_bytes", "models", "agents", "audit"}
+    allowed = {"models_dirs", "data_dir", "memory_budget", "max_message_bytes", "models", "agents", "teams", "audit"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(f"config: unknown setting {unknown[0]!r}; known: {', '.join(sorted(allowed))}")
@@ -114,7 +116,8 @@ def load_config(path: Path | None, *, models_dirs: list[Path] | None = None, dat
     models = [_build(ModelSettings, t, f"[[models]] #{i + 1}") for i, t in enumerate(raw.get("models", []))]
     models = [replace(m, state_cache=parse_size(m.state_cache, f"[[models]] {m.name!r} state_cache")) for m in models]
     agents = [_agent(t, f"[[agents]] #{i + 1}") for i, t in enumerate(raw.get("agents", []))]
-    for kind, items in (("models", models), ("agents", agents)):
+    teams = [team_from_config(t, f"[[teams]] #{i + 1}") for i, t in enumerate(raw.get("teams", []))]
+    for kind, items in (("models", models), ("agents", agents), ("teams", teams)):
         names = [x.name for x in items]
         if any(not n for n in names):
             raise ConfigError(f"[[{kind}]]: every entry needs a name")
@@ -135,6 +138,7 @@ def load_config(path: Path | None, *, models_dirs: list[Path] | None = None, dat
         max_message_bytes=int(raw.get("max_message_bytes", 64 * 1024)),
         models=models,
         agents=agents,
+        teams=teams,
         audit=audit,
     )
 

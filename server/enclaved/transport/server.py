@@ -23,17 +23,22 @@ from enclave_contract.v1 import (
     models_pb2_grpc,
     status_pb2,
     status_pb2_grpc,
+    teams_pb2,
+    teams_pb2_grpc,
 )
 from enclaved.audit.recorder import Recorder
 from enclaved.domain.agents import AgentBook
 from enclaved.domain.hub import EventHub
 from enclaved.domain.models import ModelRegistry
+from enclaved.domain.runs import RunManager
+from enclaved.domain.teams import TeamBook
 from enclaved.domain.turns import TurnManager
 from enclaved.services.agents import AgentsService
 from enclaved.services.audit import AuditService
 from enclaved.services.chat import ChatService
 from enclaved.services.models import ModelsService
 from enclaved.services.status import StatusService
+from enclaved.services.teams import TeamsService
 from enclaved.transport.guard import CallGuard
 from enclaved.transport.peers import PeerRegistry
 from enclaved.transport.unixsocket import umask
@@ -44,6 +49,7 @@ SERVICE_NAMES = [
     chat_pb2.DESCRIPTOR.services_by_name["Chat"].full_name,
     status_pb2.DESCRIPTOR.services_by_name["Status"].full_name,
     audit_pb2.DESCRIPTOR.services_by_name["Audit"].full_name,
+    teams_pb2.DESCRIPTOR.services_by_name["Teams"].full_name,
 ]
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 SHUTDOWN_GRACE_SECONDS = 3.0  # calls still running then are cancelled
@@ -64,6 +70,8 @@ class RpcServer:
         started: float,
         stopping: asyncio.Event,
         max_connections: int,
+        teams: TeamBook,
+        runs: RunManager,
     ) -> None:
         self.health = health_aio.HealthServicer()
         options = [("grpc.so_reuseport", 0), ("grpc.max_allowed_incoming_connections", max_connections)]
@@ -73,6 +81,7 @@ class RpcServer:
         chat_pb2_grpc.add_ChatServicer_to_server(ChatService(agents, turns, hub), server)
         status_pb2_grpc.add_StatusServicer_to_server(StatusService(models, agents, turns, started, stopping), server)
         audit_pb2_grpc.add_AuditServicer_to_server(AuditService(recorder), server)
+        teams_pb2_grpc.add_TeamsServicer_to_server(TeamsService(teams, runs, hub), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection([*SERVICE_NAMES, HEALTH_SERVICE, reflection.SERVICE_NAME], server)
         self._server = server
