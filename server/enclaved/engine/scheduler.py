@@ -169,7 +169,7 @@ class Engine:
 
     def _admit(self) -> None:
         """Free slots to waiting requests in FIFO order; each takes the free slot whose cells
-        share the longest prefix with its prompt (the least recently used on a tie)."""
+        it goes on from (``_fit``), else an empty one, else the least recently used."""
         now = time.monotonic()
         while True:
             with self._lock:
@@ -177,7 +177,7 @@ class Engine:
                 seq = self._queue.pop() if free else None
                 if seq is None:
                     return
-                slot = max(free, key=lambda s: (s.common_prefix(seq.prompt), -s.last_used))
+                slot = max(free, key=lambda s: _fit(s, seq.prompt))
                 slot.busy = True
                 self._active.append(seq)
             if self._states is not None:
@@ -330,3 +330,12 @@ class Engine:
         if not keep_cache:
             self.ctx.forget(seq.slot.seq_id)
             seq.slot.keep(0)
+
+
+def _fit(slot: Slot, prompt: npt.NDArray[np.int32]) -> tuple[int, bool, float]:
+    """How well a free slot suits a prompt: the cells it shares with it, counted only when
+    they are at least half of what the slot holds (the prompt goes on from that conversation;
+    a shared system header alone does not make another agent's conversation one to take
+    over); then an empty slot; then the least recently used."""
+    shared = slot.common_prefix(prompt)
+    return (shared if 2 * shared >= slot.n_cells else 0, slot.n_cells == 0, -slot.last_used)
