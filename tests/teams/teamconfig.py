@@ -102,3 +102,32 @@ def refused(stubs: Stubs, **fields: object) -> grpc.RpcError:
     except grpc.RpcError as exc:
         return exc
     raise AssertionError("the team was accepted")
+
+
+def watch(stubs: Stubs) -> tuple[list[chat_pb2.ChatEvent], grpc.Future]:
+    """A Watch stream of everything, followed in a thread; it returns once the stream is
+    subscribed (it saw the change of a probe agent made for the purpose)."""
+    import threading
+
+    from enclave_contract.v1 import agents_pb2
+    from tests.helpers import wait_for
+
+    seen: list[chat_pb2.ChatEvent] = []
+    stream = stubs.chat.Watch(chat_pb2.WatchRequest(), timeout=300)
+
+    def follow() -> None:
+        try:
+            for ev in stream:
+                seen.append(ev)
+        except grpc.RpcError:
+            pass  # cancelled by the test
+
+    threading.Thread(target=follow, daemon=True).start()
+    probe = agents_pb2.Agent(name="probe", model="smollm2")
+    wait_for(
+        lambda: (
+            stubs.agents.PutAgent(agents_pb2.PutAgentRequest(agent=probe), timeout=10) is not None and any(e.agent == "probe" for e in seen)
+        ),
+        30,
+    )
+    return seen, stream
