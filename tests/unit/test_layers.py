@@ -43,7 +43,15 @@ ROOT_MODULES = (
 SHARED = ("enclaved", "enclaved.errors")  # the version, and the errors every layer raises
 # The client: who may import the generated stubs, and what screens and widgets may not reach.
 STUBS = "enclave_contract.v1"
-STUB_USERS = ("enclave.protocol", "enclave.convert", "enclave.cli", "enclave.client", "enclave.audit_cli", "enclave.agent_cli", "enclave.team_cli")
+STUB_USERS = (
+    "enclave.protocol",
+    "enclave.convert",
+    "enclave.cli",
+    "enclave.client",
+    "enclave.audit_cli",
+    "enclave.agent_cli",
+    "enclave.team_cli",
+)
 VIEW_SIDE = ("enclave.screens", "enclave.widgets", "enclave.views", "enclave.messages")
 CONNECTION = ("enclave.protocol", "enclave.convert")
 
