@@ -160,6 +160,9 @@ def test_teams_put_at_run_time_survive_a_restart_and_changes_are_audited() -> No
     ).created
     put(d.stubs(), name="gone", kind="chain", members=["writer"])
     d.stubs().teams.DeleteTeam(teams_pb2.DeleteTeamRequest(name="gone"), timeout=10)
+    d.stubs().agents.PutAgent(agents_pb2.PutAgentRequest(agent=agents_pb2.Agent(name="passing", model="smollm2")), timeout=10)
+    put(d.stubs(), name="orphan", kind="chain", members=["passing"])
+    d.stubs().agents.DeleteAgent(agents_pb2.DeleteAgentRequest(name="passing"), timeout=30)
     before = {t.name: t for t in d.stubs().teams.ListTeams(teams_pb2.ListTeamsRequest()).teams}
     d.stop()
     d = start_daemon(home, REAL_MODELS, CONFIG)
@@ -168,7 +171,10 @@ def test_teams_put_at_run_time_survive_a_restart_and_changes_are_audited() -> No
         assert after == before and after["kept"].max_turns == 5 and after["kept"].guard.output == "after"
         assert "gone" not in after and {"review", "round", "panel", "tiers", "guarded"} <= set(after)
         actions = [json.loads(line)["action"] for line in enclave(d, "audit", "export").stdout.splitlines()]
-        assert [a for a in actions if a.startswith("team.")] == ["team.create", "team.update", "team.create", "team.delete"]
+        assert [a for a in actions if a.startswith("team.")] == ["team.create", "team.update", "team.create", "team.delete", "team.create"]
+        with pytest.raises(grpc.RpcError) as exc:  # kept, though its agent is gone: running it says so
+            run(d.stubs(), "hello", "orphan")
+        assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "no agent named 'passing'" in exc.value.details()
         assert MARKER.encode() not in (home / "data" / "audit.db").read_bytes()  # settings are encrypted
     finally:
         d.stop()

@@ -220,7 +220,8 @@ class RunManager:
 
     async def _finish(self, run: Run, reason: RunEnd, message: str) -> None:
         for turn in run.held:
-            await self.turns.release(turn, False, "the run ended before the guard allowed this reply")
+            if turn.task is not None:  # it started
+                await self.turns.release(turn, False, "the run ended before the guard allowed this reply")
         run.held.clear()
         elapsed_ms = (time.monotonic() - run.started_at) * 1000 if run.started_at else 0.0
         usage = {
@@ -285,9 +286,9 @@ class RunManager:
             turn = self.turns.prepare(name, message, detach=False, options=options)
         except EnclaveError as exc:
             raise Ended(RunEnd.ERROR, f"{name}: {exc.message}") from None
-        await self.turns.launch(turn)
         if hold:
-            run.held.append(turn)
+            run.held.append(turn)  # before it starts: a run cancelled meanwhile still ends it
+        await self.turns.launch(turn)
         try:
             await turn.done.wait()
         except asyncio.CancelledError:

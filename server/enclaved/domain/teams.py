@@ -179,9 +179,10 @@ class TeamBook:
     def check(self, team: Team) -> None:
         validate(team, self._known)
 
-    def define(self, team: Team) -> None:
-        """A team at start-up (config file or store): nothing to record."""
-        validate(team, self._known)
+    def define(self, team: Team, *, check_agents: bool = True) -> None:
+        """A team at start-up (config file or store): nothing to record. A stored team whose
+        agent was deleted since is kept (``check_agents=False``): running it names the agent."""
+        validate(team, self._known if check_agents else lambda _: True)
         self._teams[team.name] = team
 
     async def restore(self, configured: set[str]) -> None:
@@ -194,7 +195,7 @@ class TeamBook:
                 problem = "its stored settings cannot be decrypted; it was left out (put it again to restore it)"
             else:
                 try:
-                    self.define(Team.from_dict(settings))
+                    self.define(Team.from_dict(settings), check_agents=False)
                 except InvalidArgument as exc:
                     problem = f"it was left out: {exc.message}"
                 except (KeyError, TypeError, ValueError):
