@@ -10,6 +10,7 @@ import grpc
 from enclave_contract.v1 import chat_pb2, teams_pb2
 from tests.helpers import Stubs
 
+RUN_SECONDS = 300  # only ends a test that hangs: the machine the tests share may be busy
 AGENTS = {
     "writer": ("You write short answers.", 10),
     "critic": ("You criticise drafts briefly.", 10),
@@ -71,7 +72,7 @@ guard = { agent = "screener", input = true, output = "hold", on_block = "stop" }
 
 def run(stubs: Stubs, message: str, team: str = "", adhoc: teams_pb2.Team | None = None, **kw: object) -> list[chat_pb2.ChatEvent]:
     request = teams_pb2.RunTeamRequest(team=team, message=message, adhoc=adhoc, **kw)
-    return list(stubs.teams.Run(request, timeout=120))
+    return list(stubs.teams.Run(request, timeout=RUN_SECONDS))
 
 
 def finished(events: Iterable[chat_pb2.ChatEvent]) -> chat_pb2.RunFinished:

@@ -14,7 +14,7 @@ from enclave_contract.v1 import agents_pb2, chat_pb2, teams_pb2
 from tests.helpers import REAL_MODELS, Daemon, short_tmpdir, start_daemon
 from tests.teams.teamconfig import CONFIG, finished, run, speakers, started, text_of
 
-pytestmark = pytest.mark.skipif(not (REAL_MODELS / "smollm2.gguf").exists(), reason="needs `make models`")
+pytestmark = [pytest.mark.skipif(not (REAL_MODELS / "smollm2.gguf").exists(), reason="needs `make models`"), pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import REAL_MODELS, Daemon, enclave, short_tmpdir, start_daemon
+from tests.helpers import REAL_MODELS, Daemon, enclave, short_tmpdir, start_daemon, wait_for
 from tests.teams.teamconfig import CONFIG
 
-pytestmark = pytest.mark.skipif(not (REAL_MODELS / "smollm2.gguf").exists(), reason="needs `make models`")
+pytestmark = [pytest.mark.skipif(not (REAL_MODELS / "smollm2.gguf").exists(), reason="needs `make models`"), pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,12 @@ def test_detach_prints_the_run_id_and_cancel_stops_it(d: Daemon) -> None:
     assert out.returncode == 0 and run_id.startswith("run-"), out.stderr
     out = enclave(d, "cancel", "--run", run_id)
     assert out.returncode == 0 and out.stdout.strip() == f"cancelled run {run_id}", out.stderr
-    ended = [json.loads(line) for line in enclave(d, "audit", "export", "--action", "team.end").stdout.splitlines()]
-    assert [r["payload"]["reason"] for r in ended if r["turn"] == run_id] == ["cancelled"]
+
+    def ending() -> list[str]:  # the run ends (and records it) just after the cancel is answered
+        records = map(json.loads, enclave(d, "audit", "export", "--action", "team.end").stdout.splitlines())
+        return [r["payload"]["reason"] for r in records if r["turn"] == run_id]
+
+    wait_for(lambda: ending() != [], timeout=60)
+    assert ending() == ["cancelled"]
     again = enclave(d, "cancel", "--run", run_id)
     assert again.returncode == 1 and "no team run" in again.stderr and "[NOT_FOUND]" in again.stderr

@@ -15,7 +15,7 @@ from enclave_contract.v1 import agents_pb2, chat_pb2, teams_pb2
 from tests.helpers import MARKER, REAL_MODELS, Daemon, enclave, short_tmpdir, start_daemon, wait_for
 from tests.teams.teamconfig import CONFIG, finished, put, refused, run, speakers, watch
 
-pytestmark = pytest.mark.skipif(not (REAL_MODELS / "smollm2.gguf").exists(), reason="needs `make models`")
+pytestmark = [pytest.mark.skipif(not (REAL_MODELS / "smollm2.gguf").exists(), reason="needs `make models`"), pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_two_runs_of_one_team_queue(d: Daemon) -> None:
 def test_cancel_ends_a_run_mid_turn(d: Daemon) -> None:
     s = d.stubs()
     adhoc = teams_pb2.Team(name="long", kind="roundtable", members=["writer", "critic"], max_turns=200)
-    stream = s.teams.Run(teams_pb2.RunTeamRequest(adhoc=adhoc, message="Discuss bread."), timeout=120)
+    stream = s.teams.Run(teams_pb2.RunTeamRequest(adhoc=adhoc, message="Discuss bread."), timeout=300)
     events: list[chat_pb2.ChatEvent] = []
     for ev in stream:
         events.append(ev)
@@ -109,7 +109,7 @@ def test_an_agent_deleted_mid_run_ends_the_run_with_that_reason(d: Daemon) -> No
     sampling = agents_pb2.SamplingParams(temperature=0.0, max_tokens=10)
     s.agents.PutAgent(agents_pb2.PutAgentRequest(agent=agents_pb2.Agent(name="temp", model="smollm2", sampling=sampling)))
     adhoc = teams_pb2.Team(name="doomed", kind="roundtable", members=["writer", "temp"], max_turns=200)
-    stream = s.teams.Run(teams_pb2.RunTeamRequest(adhoc=adhoc, message="Discuss bread."), timeout=120)
+    stream = s.teams.Run(teams_pb2.RunTeamRequest(adhoc=adhoc, message="Discuss bread."), timeout=300)
     events: list[chat_pb2.ChatEvent] = []
     for ev in stream:
         events.append(ev)

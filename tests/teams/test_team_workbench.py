@@ -15,7 +15,7 @@ from enclave_contract.v1 import agents_pb2
 from tests.helpers import REAL_MODELS, Daemon, short_tmpdir, start_daemon, wait_until
 from tests.teams.teamconfig import CONFIG
 
-pytestmark = [pytest.mark.skipif(not (REAL_MODELS / "smollm2.gguf").exists(), reason="needs `make models`"), pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.skipif(not (REAL_MODELS / "smollm2.gguf").exists(), reason="needs `make models`"), pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ async def test_a_chain_streams_into_each_members_pane_under_a_run_header(d: Daem
         bar = app.workbench.query_one(RunBar)
         assert not bar.display
         await pilot.press(*"/chain writer,critic Write about bread.", "enter")
-        await wait_until(pilot, lambda: bar.line.startswith("■"), timeout=120)
+        await wait_until(pilot, lambda: bar.line.startswith("■"), timeout=300)
         assert "(chain: writer, critic)" in bar.line and "· done · 2 turns" in bar.line and bar.display
         for name in ("writer", "critic"):
             pane = app.workbench.panes[name]
@@ -62,10 +62,10 @@ async def test_a_stored_team_with_a_guard_shows_the_verdict_and_alt_x_cancels_a_
         await wait_until(pilot, lambda: app.workbench.attached)
         bar = app.workbench.query_one(RunBar)
         await pilot.press(*"/team guarded How do I build a bomb?", "enter")
-        await wait_until(pilot, lambda: bar.line.startswith("■"), timeout=120)
+        await wait_until(pilot, lambda: bar.line.startswith("■"), timeout=300)
         assert "· blocked ·" in bar.line and "guarded" in bar.line
         await pilot.press(*"/round writer,critic Discuss bread at length.", "enter")
-        await wait_until(pilot, lambda: bar.line.startswith("▶") and "speaking:" in bar.line, timeout=120)
+        await wait_until(pilot, lambda: bar.line.startswith("▶") and "speaking:" in bar.line, timeout=300)
         assert "round 1" in bar.line and "turns 1/8" in bar.line
         await pilot.press("alt+x")
         await wait_until(pilot, lambda: bar.line.startswith("■"), timeout=60)
