@@ -9,6 +9,7 @@ import pytest
 
 from enclave.app import EnclaveApp
 from enclave.commands import PromptError
+from enclave.messages import TurnFailed, TurnPhase, TurnStarted
 from enclave.team_commands import RunTeam, parse_team_command
 from enclave.widgets.run_bar import RunBar
 from enclave_contract.v1 import agents_pb2
@@ -80,3 +81,19 @@ async def test_a_team_that_does_not_exist_is_a_notification_and_the_line_comes_b
         prompt = app.workbench.query_one("#prompt")
         await wait_until(pilot, lambda: prompt.value == "/team nobody hello")
         assert any("no team named 'nobody'" in str(n.message) for n in app._notifications)
+
+
+async def test_a_held_reply_shows_under_review_until_the_verdict(d: Daemon) -> None:
+    app = EnclaveApp(d.socket, spawn=False)
+    async with app.run_test(size=(180, 50)) as pilot:
+        await wait_until(pilot, lambda: app.workbench.attached)
+        pane = app.workbench.panes["writer"]
+        await pane.handle(TurnStarted("writer", "held-1", "Tell me about bread.", "run-x", 2, held=True))
+        await pane.handle(TurnPhase("writer", "held-1", "generating"))
+        assert pane.state == "under review" and pane.busy
+        await pane.handle(TurnFailed("writer", "held-1", "blocked by the team's guard: off topic"))
+        await pilot.pause()
+        assert pane.state == "error"
+        await pane.handle(TurnStarted("writer", "free-1", "Hello", "run-x", 3))
+        await pane.handle(TurnPhase("writer", "free-1", "generating"))
+        assert pane.state == "generating"

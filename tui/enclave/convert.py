@@ -150,7 +150,7 @@ def watch_event(e: chat_pb2.ChatEvent) -> WatchEvent | None:
     """A Watch event as the workbench's message; None for what it does not show."""
     kind = e.WhichOneof("kind")
     if kind == "started":
-        return TurnStarted(e.agent, e.turn_id, e.started.user_message, e.run_id, e.step)
+        return TurnStarted(e.agent, e.turn_id, e.started.user_message, e.run_id, e.step, e.started.held)
     if kind in ("run_started", "guard_verdict", "run_finished"):
         return RunUpdate(run_view(e))
     if kind == "phase":

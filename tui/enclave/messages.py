@@ -28,13 +28,15 @@ class TurnEvent(Message, bubble=False):
 
 class TurnStarted(TurnEvent):
     """The daemon accepted a turn (from any client); it is queued until a TurnPhase.
-    ``run_id`` and ``step``: the team run it is part of, if any."""
+    ``run_id`` and ``step``: the team run it is part of, if any; ``held``: its reply is shown
+    only once the team's guard allows it ("under review" until then)."""
 
-    def __init__(self, agent: str, turn_id: str, user_message: str, run_id: str = "", step: int = 0) -> None:
+    def __init__(self, agent: str, turn_id: str, user_message: str, run_id: str = "", step: int = 0, held: bool = False) -> None:
         super().__init__(agent, turn_id)
         self.user_message = user_message
         self.run_id = run_id
         self.step = step
+        self.held = held
 
 
 class TurnPhase(TurnEvent):

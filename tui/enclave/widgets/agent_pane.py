@@ -23,7 +23,7 @@ from enclave.views import AgentView, ChatMessage
 
 SHOWN_MESSAGES = 16
 _SETTLE = ("|", "```", "~~~")  # what streaming can leave half-formed: tables and fences
-BUSY = ("queued", "prefill", "generating")
+BUSY = ("queued", "prefill", "generating", "under review")
 
 
 class AgentPane(Vertical):
@@ -39,6 +39,7 @@ class AgentPane(Vertical):
         self.turn_id = ""
         self._stream: MarkdownStream | None = None
         self._reply = ""
+        self._held = False  # the turn's reply waits for a team guard's verdict
         self._pending = ""  # text received but not yet written to the stream
         self._tokens = 0
         self._started = 0.0
@@ -146,6 +147,7 @@ class AgentPane(Vertical):
         if isinstance(event, TurnStarted):
             # the pane's state changes before anything awaits: nobody sees the new turn "idle"
             self.turn_id, self.state = event.turn_id, "queued"
+            self._held = event.held
             self._reply, self._tokens, self._started, self.tokens_per_second = "", 0, time.monotonic(), 0.0
             await self._finish_stream()
             await self._add_message(event.user_message, "user")
@@ -153,7 +155,7 @@ class AgentPane(Vertical):
         elif event.turn_id != self.turn_id:
             return
         elif isinstance(event, TurnPhase):
-            self.state = event.phase
+            self.state = "under review" if self._held and event.phase == "generating" else event.phase
         elif isinstance(event, TurnDelta):
             self._reply += event.text
             self._pending += event.text
