@@ -130,7 +130,17 @@ class RunManager:
         return run
 
     async def launch(self, run: Run) -> None:
-        """Record the run, then start it: nothing runs that the audit log lacks."""
+        """Record the run, then start it: nothing runs that the audit log lacks, and every
+        recorded run gets its team.end. A caller cancelled meanwhile does not cut the two
+        apart: the run starts and, unless detached, is cancelled at once."""
+        started = asyncio.ensure_future(self._launch(run))
+        try:
+            await asyncio.shield(started)
+        except asyncio.CancelledError:
+            started.add_done_callback(lambda t: None if t.cancelled() or t.exception() or run.detach else self.cancel(run))
+            raise
+
+    async def _launch(self, run: Run) -> None:
         team = run.team
         payload = {
             "team": team.name,
