@@ -223,6 +223,7 @@ class TurnManager:
             max_tokens=max(limit, 1),
             stops=list(agent.params.stop),
             sink=lambda ev: loop.call_soon_threadsafe(events.put_nowait, ev),
+            owner=agent.name,
         )
         try:
             engine.submit(request)

@@ -122,6 +122,7 @@ class Request:
     max_tokens: int
     stops: list[str]
     sink: Sink
+    owner: str = ""  # whose conversation this is (an agent): its slot is the one to go on in
     id: int = field(default_factory=itertools.count(1).__next__)
     cancelled: bool = False
     submitted_at: float = field(default_factory=time.monotonic)

@@ -177,8 +177,9 @@ class Engine:
                 seq = self._queue.pop() if free else None
                 if seq is None:
                     return
-                slot = max(free, key=lambda s: _fit(s, seq.prompt))
+                slot = max(free, key=lambda s: _fit(s, seq.req.owner, seq.prompt))
                 slot.busy = True
+                slot.owner = seq.req.owner
                 self._active.append(seq)
             if self._states is not None:
                 self._swap_states(slot, seq.prompt)
@@ -332,10 +333,11 @@ class Engine:
             seq.slot.keep(0)
 
 
-def _fit(slot: Slot, prompt: npt.NDArray[np.int32]) -> tuple[int, bool, float]:
-    """How well a free slot suits a prompt: the cells it shares with it, counted only when
-    they are at least half of what the slot holds (the prompt goes on from that conversation;
-    a shared system header alone does not make another agent's conversation one to take
+def _fit(slot: Slot, owner: str, prompt: npt.NDArray[np.int32]) -> tuple[bool, int, bool, float]:
+    """How well a free slot suits a request: the slot of the same conversation first (even
+    when its oldest turns were dropped, shifting reuses what is left); then the cells it
+    shares with the prompt, counted only when they are at least half of what the slot holds
+    (a shared system header alone does not make another agent's conversation one to take
     over); then an empty slot; then the least recently used."""
     shared = slot.common_prefix(prompt)
-    return (shared if 2 * shared >= slot.n_cells else 0, slot.n_cells == 0, -slot.last_used)
+    return (bool(owner) and slot.owner == owner, shared if 2 * shared >= slot.n_cells else 0, slot.n_cells == 0, -slot.last_used)
