@@ -26,7 +26,7 @@ from enclaved.domain.hub import Body, EventHub, GuardChecked, RunEnded, RunStart
 from enclaved.domain.teams import Team, TeamBook
 from enclaved.domain.turns import Turn, TurnManager, TurnOptions
 from enclaved.engine import Finish
-from enclaved.errors import EnclaveError, FailedPrecondition, NotFound, Unavailable
+from enclaved.errors import EnclaveError, FailedPrecondition, NotFound, ResourceExhausted, Unavailable
 
 log = logging.getLogger("enclaved.runs")
 
@@ -119,7 +119,7 @@ class RunManager:
         self.teams.check(team)  # an agent deleted since the team was put is named here
         self.turns.check_message(message)
         if len(self._runs) >= MAX_RUNS:
-            raise FailedPrecondition(f"{MAX_RUNS} team runs are in progress or queued, the most enclaved takes; wait or cancel one")
+            raise ResourceExhausted(f"{MAX_RUNS} team runs are in progress or queued, the most enclaved takes; wait or cancel one")
         run = Run(id="run-" + uuid.uuid4().hex[:10], team=team, message=message, detach=detach, adhoc=adhoc)
         for name in team.agents:
             agent = self.agents.get(name)

@@ -9,7 +9,7 @@ import grpc
 from enclave_contract.v1 import chat_pb2, teams_pb2, teams_pb2_grpc
 from enclaved.domain.hub import EventHub, RunEnded
 from enclaved.domain.runs import RunManager
-from enclaved.domain.teams import TeamBook
+from enclaved.domain.teams import Team, TeamBook
 from enclaved.errors import FailedPrecondition, InvalidArgument
 from enclaved.services import convert, teamconvert
 
@@ -38,12 +38,12 @@ class TeamsService(teams_pb2_grpc.TeamsServicer):
 
     async def Run(self, request: teams_pb2.RunTeamRequest, context: grpc.aio.ServicerContext) -> AsyncGenerator[chat_pb2.ChatEvent, None]:
         if request.HasField("adhoc"):
-            target: object = teamconvert.team_from(request.adhoc)
+            target: Team | str = teamconvert.team_from(request.adhoc)
         elif request.team:
             target = request.team
         else:
             raise InvalidArgument("say which team to run: a team name, or an ad-hoc team")
-        run = self.runs.prepare(target, request.message, request.detach)  # type: ignore[arg-type]
+        run = self.runs.prepare(target, request.message, request.detach)
         sub = self.hub.subscribe(runs=[run.id])
         try:
             await self.runs.launch(run)
