@@ -121,6 +121,24 @@ def test_an_agent_deleted_mid_run_ends_the_run_with_that_reason(d: Daemon) -> No
     assert end.reason == chat_pb2.RUN_END_ERROR and "'temp' was deleted during the run" in end.message
 
 
+def test_an_agent_changed_mid_run_ends_the_run_with_that_reason(d: Daemon) -> None:
+    s = d.stubs()
+    sampling = agents_pb2.SamplingParams(temperature=0.0, max_tokens=10)
+    s.agents.PutAgent(agents_pb2.PutAgentRequest(agent=agents_pb2.Agent(name="fickle", model="smollm2", sampling=sampling)))
+    adhoc = teams_pb2.Team(name="shaky", kind="roundtable", members=["writer", "fickle"], max_turns=200)
+    stream = s.teams.Run(teams_pb2.RunTeamRequest(adhoc=adhoc, message="Discuss bread."), timeout=300)
+    events: list[chat_pb2.ChatEvent] = []
+    for ev in stream:
+        events.append(ev)
+        if ev.HasField("finished"):
+            changed = agents_pb2.Agent(name="fickle", model="smollm2", system="You changed.", sampling=sampling)
+            s.agents.PutAgent(agents_pb2.PutAgentRequest(agent=changed), timeout=30)
+            break
+    events += list(stream)
+    end = finished(events)
+    assert end.reason == chat_pb2.RUN_END_ERROR and "'fickle' was changed during the run" in end.message
+
+
 def test_a_run_leaves_its_audit_records(d: Daemon) -> None:
     events = run(d.stubs(), f"Write about bread {MARKER}.", "review")
     run_id = events[0].run_id
