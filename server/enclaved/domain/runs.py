@@ -85,7 +85,7 @@ class Run:
         replies as "who: text"; its own replies are in its conversation already."""
         lines = [text if not who else f"{who}: {text}" for who, text in self.said[self.seen.get(name, 0) :] if who != name]
         self.seen[name] = len(self.said)
-        return "\n\n".join(lines)
+        return "\n\n".join(lines) or "(nothing new was said; go on)"  # the guard skipped what was
 
     def instructed(self, name: str, text: str) -> str:
         instruction = self.team.instructions.get(name, "")
