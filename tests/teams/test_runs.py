@@ -148,3 +148,11 @@ def test_a_guard_that_fails_blocks(d: Daemon) -> None:
     verdict = next(e.guard_verdict for e in events if e.HasField("guard_verdict"))
     assert not verdict.allowed and "guard failed" in verdict.reason
     assert speakers(events) == ["broken"] and finished(events).reason == chat_pb2.RUN_END_BLOCKED
+
+
+def test_a_guard_that_takes_too_long_blocks(d: Daemon) -> None:
+    guard = teams_pb2.TeamGuard(agent="screener", input=True, output="hold", timeout_seconds=0.001)
+    events = run(d.stubs(), "Tell me about bread.", adhoc=_adhoc(kind="chain", guard=guard))
+    verdict = next(e.guard_verdict for e in events if e.HasField("guard_verdict"))
+    assert not verdict.allowed and "did not answer within 0.001 seconds" in verdict.reason
+    assert speakers(events) == ["screener"] and finished(events).reason == chat_pb2.RUN_END_BLOCKED

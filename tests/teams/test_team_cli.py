@@ -24,12 +24,25 @@ def d() -> Iterator[Daemon]:
 def test_put_list_and_delete_a_team(d: Daemon) -> None:
     out = enclave(d, "team", "put", "duo", "--kind", "roundtable", "--members", "writer,critic", "--max-turns", "2", "--timeout", "1m")
     assert out.returncode == 0 and out.stdout.strip() == "created team duo (roundtable: writer, critic)", out.stderr
-    out = enclave(d, "team", "put", "duo", "--guard", "screener", "--guard-output", "after", "--instruction", "critic=Be brief:")
+    out = enclave(
+        d,
+        "team",
+        "put",
+        "duo",
+        "--guard",
+        "screener",
+        "--guard-output",
+        "after",
+        "--instruction",
+        "critic=Be brief:",
+        "--guard-timeout",
+        "20s",
+    )
     assert out.returncode == 0 and out.stdout.startswith("updated team duo"), out.stderr
     listed = {t["name"]: t for t in json.loads(enclave(d, "teams", "--json").stdout)}
     duo = listed["duo"]
     assert duo["members"] == ["writer", "critic"] and duo["max_turns"] == 2 and duo["timeout_seconds"] == 60
-    assert duo["guard"] == {"agent": "screener", "input": True, "output": "after", "on_block": "stop"}
+    assert duo["guard"] == {"agent": "screener", "input": True, "output": "after", "on_block": "stop", "timeout_seconds": 20.0}
     assert duo["instructions"] == {"critic": "Be brief:"}
     table = enclave(d, "teams").stdout.splitlines()
     assert table[0].split() == ["NAME", "KIND", "MEMBERS", "LIMITS", "GUARD", "BUSY"]

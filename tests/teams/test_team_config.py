@@ -22,6 +22,7 @@ def test_the_readme_team_loads_as_documented(tmp_path: Path) -> None:
     assert team.name == "story" and team.kind == "roundtable" and team.members == ("narrator", "poet")
     assert team.timeout == 300.0 and team.stop_text == "THE END" and team.instructions == {"poet": "Answer in verse:"}
     assert team.guard is not None and (team.guard.agent, team.guard.output, team.guard.on_block) == ("screener", "hold", "stop")
+    assert team.guard.timeout == 30.0
 
 
 @pytest.mark.parametrize(

@@ -47,6 +47,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     put.add_argument("--guard-output", choices=("hold", "after", "none"), help="hold replies until allowed (default), flag after, or none")
     put.add_argument("--guard-on-block", choices=("stop", "skip"), help="a block stops the run (default) or skips the reply")
     put.add_argument("--no-guard-input", action="store_true", help="the guard does not check the run's message")
+    put.add_argument("--guard-timeout", metavar="TIME", help='a check that takes longer blocks, like "30s" (default 60s)')
     actions.add_parser("delete", help="delete the team").add_argument("name", metavar="TEAM")
     run = actions.add_parser("run", help="run the team on a message; lines are prefixed by the member that speaks")
     run.add_argument("name", metavar="TEAM")
@@ -130,7 +131,7 @@ def _put_guard(team: teams_pb2.Team, args: argparse.Namespace) -> None:
         if not team.HasField("guard"):
             team.guard.CopyFrom(teams_pb2.TeamGuard(input=True, output="hold", on_block="stop"))
         team.guard.agent = args.guard
-    changes = args.guard_output is not None or args.guard_on_block is not None or args.no_guard_input
+    changes = args.guard_output is not None or args.guard_on_block is not None or args.no_guard_input or args.guard_timeout is not None
     if changes and not team.HasField("guard"):
         raise ClientError("the team has no guard; name one with --guard AGENT")
     if args.guard_output is not None:
@@ -139,6 +140,8 @@ def _put_guard(team: teams_pb2.Team, args: argparse.Namespace) -> None:
         team.guard.on_block = args.guard_on_block
     if args.no_guard_input:
         team.guard.input = False
+    if args.guard_timeout is not None:
+        team.guard.timeout_seconds = parse_seconds(args.guard_timeout)
 
 
 def parse_seconds(text: str) -> float:

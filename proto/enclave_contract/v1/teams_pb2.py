@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from enclave_contract.v1 import chat_pb2 as enclave__contract_dot_v1_dot_chat__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x65nclave_contract/v1/teams.proto\x12\nenclave.v1\x1a\x1e\x65nclave_contract/v1/chat.proto\"K\n\tTeamGuard\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\r\n\x05input\x18\x02 \x01(\x08\x12\x0e\n\x06output\x18\x03 \x01(\t\x12\x10\n\x08on_block\x18\x04 \x01(\t\"\xfb\x02\n\x04Team\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07members\x18\x03 \x03(\t\x12\x10\n\x08\x64irector\x18\x04 \x01(\t\x12\x16\n\tmax_turns\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x06 \x01(\x05H\x01\x88\x01\x01\x12\x1c\n\x0ftimeout_seconds\x18\x07 \x01(\x01H\x02\x88\x01\x01\x12\x11\n\tstop_text\x18\x08 \x01(\t\x12\x38\n\x0cinstructions\x18\t \x03(\x0b\x32\".enclave.v1.Team.InstructionsEntry\x12$\n\x05guard\x18\n \x01(\x0b\x32\x15.enclave.v1.TeamGuard\x12\x0c\n\x04\x62usy\x18\x0b \x01(\x08\x1a\x33\n\x11InstructionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0c\n\n_max_turnsB\r\n\x0b_max_tokensB\x12\n\x10_timeout_seconds\"\x12\n\x10ListTeamsRequest\"4\n\x11ListTeamsResponse\x12\x1f\n\x05teams\x18\x01 \x03(\x0b\x32\x10.enclave.v1.Team\"0\n\x0ePutTeamRequest\x12\x1e\n\x04team\x18\x01 \x01(\x0b\x32\x10.enclave.v1.Team\"B\n\x0fPutTeamResponse\x12\x1e\n\x04team\x18\x01 \x01(\x0b\x32\x10.enclave.v1.Team\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"!\n\x11\x44\x65leteTeamRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteTeamResponse\"`\n\x0eRunTeamRequest\x12\x0c\n\x04team\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tach\x18\x03 \x01(\x08\x12\x1f\n\x05\x61\x64hoc\x18\x04 \x01(\x0b\x32\x10.enclave.v1.Team\"\"\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\x13\n\x11\x43\x61ncelRunResponse2\xe5\x02\n\x05Teams\x12H\n\tListTeams\x12\x1c.enclave.v1.ListTeamsRequest\x1a\x1d.enclave.v1.ListTeamsResponse\x12\x42\n\x07PutTeam\x12\x1a.enclave.v1.PutTeamRequest\x1a\x1b.enclave.v1.PutTeamResponse\x12K\n\nDeleteTeam\x12\x1d.enclave.v1.DeleteTeamRequest\x1a\x1e.enclave.v1.DeleteTeamResponse\x12:\n\x03Run\x12\x1a.enclave.v1.RunTeamRequest\x1a\x15.enclave.v1.ChatEvent0\x01\x12\x45\n\x06\x43\x61ncel\x12\x1c.enclave.v1.CancelRunRequest\x1a\x1d.enclave.v1.CancelRunResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x65nclave_contract/v1/teams.proto\x12\nenclave.v1\x1a\x1e\x65nclave_contract/v1/chat.proto\"}\n\tTeamGuard\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\r\n\x05input\x18\x02 \x01(\x08\x12\x0e\n\x06output\x18\x03 \x01(\t\x12\x10\n\x08on_block\x18\x04 \x01(\t\x12\x1c\n\x0ftimeout_seconds\x18\x05 \x01(\x01H\x00\x88\x01\x01\x42\x12\n\x10_timeout_seconds\"\xfb\x02\n\x04Team\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07members\x18\x03 \x03(\t\x12\x10\n\x08\x64irector\x18\x04 \x01(\t\x12\x16\n\tmax_turns\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x06 \x01(\x05H\x01\x88\x01\x01\x12\x1c\n\x0ftimeout_seconds\x18\x07 \x01(\x01H\x02\x88\x01\x01\x12\x11\n\tstop_text\x18\x08 \x01(\t\x12\x38\n\x0cinstructions\x18\t \x03(\x0b\x32\".enclave.v1.Team.InstructionsEntry\x12$\n\x05guard\x18\n \x01(\x0b\x32\x15.enclave.v1.TeamGuard\x12\x0c\n\x04\x62usy\x18\x0b \x01(\x08\x1a\x33\n\x11InstructionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0c\n\n_max_turnsB\r\n\x0b_max_tokensB\x12\n\x10_timeout_seconds\"\x12\n\x10ListTeamsRequest\"4\n\x11ListTeamsResponse\x12\x1f\n\x05teams\x18\x01 \x03(\x0b\x32\x10.enclave.v1.Team\"0\n\x0ePutTeamRequest\x12\x1e\n\x04team\x18\x01 \x01(\x0b\x32\x10.enclave.v1.Team\"B\n\x0fPutTeamResponse\x12\x1e\n\x04team\x18\x01 \x01(\x0b\x32\x10.enclave.v1.Team\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"!\n\x11\x44\x65leteTeamRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteTeamResponse\"`\n\x0eRunTeamRequest\x12\x0c\n\x04team\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tach\x18\x03 \x01(\x08\x12\x1f\n\x05\x61\x64hoc\x18\x04 \x01(\x0b\x32\x10.enclave.v1.Team\"\"\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\x13\n\x11\x43\x61ncelRunResponse2\xe5\x02\n\x05Teams\x12H\n\tListTeams\x12\x1c.enclave.v1.ListTeamsRequest\x1a\x1d.enclave.v1.ListTeamsResponse\x12\x42\n\x07PutTeam\x12\x1a.enclave.v1.PutTeamRequest\x1a\x1b.enclave.v1.PutTeamResponse\x12K\n\nDeleteTeam\x12\x1d.enclave.v1.DeleteTeamRequest\x1a\x1e.enclave.v1.DeleteTeamResponse\x12:\n\x03Run\x12\x1a.enclave.v1.RunTeamRequest\x1a\x15.enclave.v1.ChatEvent0\x01\x12\x45\n\x06\x43\x61ncel\x12\x1c.enclave.v1.CancelRunRequest\x1a\x1d.enclave.v1.CancelRunResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,29 +35,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TEAM_INSTRUCTIONSENTRY']._loaded_options = None
   _globals['_TEAM_INSTRUCTIONSENTRY']._serialized_options = b'8\001'
   _globals['_TEAMGUARD']._serialized_start=79
-  _globals['_TEAMGUARD']._serialized_end=154
-  _globals['_TEAM']._serialized_start=157
-  _globals['_TEAM']._serialized_end=536
-  _globals['_TEAM_INSTRUCTIONSENTRY']._serialized_start=436
-  _globals['_TEAM_INSTRUCTIONSENTRY']._serialized_end=487
-  _globals['_LISTTEAMSREQUEST']._serialized_start=538
-  _globals['_LISTTEAMSREQUEST']._serialized_end=556
-  _globals['_LISTTEAMSRESPONSE']._serialized_start=558
-  _globals['_LISTTEAMSRESPONSE']._serialized_end=610
-  _globals['_PUTTEAMREQUEST']._serialized_start=612
-  _globals['_PUTTEAMREQUEST']._serialized_end=660
-  _globals['_PUTTEAMRESPONSE']._serialized_start=662
-  _globals['_PUTTEAMRESPONSE']._serialized_end=728
-  _globals['_DELETETEAMREQUEST']._serialized_start=730
-  _globals['_DELETETEAMREQUEST']._serialized_end=763
-  _globals['_DELETETEAMRESPONSE']._serialized_start=765
-  _globals['_DELETETEAMRESPONSE']._serialized_end=785
-  _globals['_RUNTEAMREQUEST']._serialized_start=787
-  _globals['_RUNTEAMREQUEST']._serialized_end=883
-  _globals['_CANCELRUNREQUEST']._serialized_start=885
-  _globals['_CANCELRUNREQUEST']._serialized_end=919
-  _globals['_CANCELRUNRESPONSE']._serialized_start=921
-  _globals['_CANCELRUNRESPONSE']._serialized_end=940
-  _globals['_TEAMS']._serialized_start=943
-  _globals['_TEAMS']._serialized_end=1300
+  _globals['_TEAMGUARD']._serialized_end=204
+  _globals['_TEAM']._serialized_start=207
+  _globals['_TEAM']._serialized_end=586
+  _globals['_TEAM_INSTRUCTIONSENTRY']._serialized_start=486
+  _globals['_TEAM_INSTRUCTIONSENTRY']._serialized_end=537
+  _globals['_LISTTEAMSREQUEST']._serialized_start=588
+  _globals['_LISTTEAMSREQUEST']._serialized_end=606
+  _globals['_LISTTEAMSRESPONSE']._serialized_start=608
+  _globals['_LISTTEAMSRESPONSE']._serialized_end=660
+  _globals['_PUTTEAMREQUEST']._serialized_start=662
+  _globals['_PUTTEAMREQUEST']._serialized_end=710
+  _globals['_PUTTEAMRESPONSE']._serialized_start=712
+  _globals['_PUTTEAMRESPONSE']._serialized_end=778
+  _globals['_DELETETEAMREQUEST']._serialized_start=780
+  _globals['_DELETETEAMREQUEST']._serialized_end=813
+  _globals['_DELETETEAMRESPONSE']._serialized_start=815
+  _globals['_DELETETEAMRESPONSE']._serialized_end=835
+  _globals['_RUNTEAMREQUEST']._serialized_start=837
+  _globals['_RUNTEAMREQUEST']._serialized_end=933
+  _globals['_CANCELRUNREQUEST']._serialized_start=935
+  _globals['_CANCELRUNREQUEST']._serialized_end=969
+  _globals['_CANCELRUNRESPONSE']._serialized_start=971
+  _globals['_CANCELRUNRESPONSE']._serialized_end=990
+  _globals['_TEAMS']._serialized_start=993
+  _globals['_TEAMS']._serialized_end=1350
 # @@protoc_insertion_point(module_scope)

@@ -8,16 +8,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TeamGuard(_message.Message):
-    __slots__ = ("agent", "input", "output", "on_block")
+    __slots__ = ("agent", "input", "output", "on_block", "timeout_seconds")
     AGENT_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     ON_BLOCK_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     agent: str
     input: bool
     output: str
     on_block: str
-    def __init__(self, agent: _Optional[str] = ..., input: _Optional[bool] = ..., output: _Optional[str] = ..., on_block: _Optional[str] = ...) -> None: ...
+    timeout_seconds: float
+    def __init__(self, agent: _Optional[str] = ..., input: _Optional[bool] = ..., output: _Optional[str] = ..., on_block: _Optional[str] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
 
 class Team(_message.Message):
     __slots__ = ("name", "kind", "members", "director", "max_turns", "max_tokens", "timeout_seconds", "stop_text", "instructions", "guard", "busy")

@@ -352,8 +352,11 @@ class RunManager:
         what = f"this reply of {checked}" if checked else "this message sent to the team"
         ask = f"Check {what}:\n\n{text}\n\nAnswer allow or block, a colon, and a one-line reason."
         try:
-            turn = await self.speak(run, guard.agent, ask, member=False, grammar=VERDICT_GRAMMAR, fresh=True)
+            async with asyncio.timeout(guard.timeout):
+                turn = await self.speak(run, guard.agent, ask, member=False, grammar=VERDICT_GRAMMAR, fresh=True)
             allowed, reason = parse_verdict(turn.reply)
+        except TimeoutError:  # the guard's own limit (the run's is the run's end)
+            allowed, reason = False, f"the guard did not answer within {guard.timeout:g} seconds, so it blocks"
         except Ended as end:
             if end.reason is not RunEnd.ERROR:
                 raise

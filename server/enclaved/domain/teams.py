@@ -27,6 +27,7 @@ MAX_INSTRUCTION_BYTES = 4096
 DEFAULT_MAX_TURNS = 8
 DEFAULT_MAX_TOKENS = 4000
 DEFAULT_TIMEOUT = 300.0
+DEFAULT_GUARD_TIMEOUT = 60.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -36,6 +37,7 @@ class Guard:
     input: bool = True  # check the run's message before any member sees it
     output: str = "hold"  # hold | after | none
     on_block: str = "stop"  # stop | skip
+    timeout: float = DEFAULT_GUARD_TIMEOUT  # seconds; a check that takes longer blocks
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ class Team:
             timeout=float(d.get("timeout", DEFAULT_TIMEOUT)),
             stop_text=d.get("stop_text", ""),
             instructions=dict(d.get("instructions", {})),
-            guard=Guard(**guard) if guard else None,
+            guard=Guard(**{**guard, "timeout": float(guard.get("timeout", DEFAULT_GUARD_TIMEOUT))}) if guard else None,
         )
 
     def digest(self) -> str:
@@ -142,6 +144,8 @@ def _validate_guard(team: Team, known: Callable[[str], bool], bad: Callable[[str
         raise bad("guard.output", f"{g.output!r} is not one of {', '.join(GUARD_OUTPUTS)}")
     if g.on_block not in ON_BLOCK:
         raise bad("guard.on_block", f"{g.on_block!r} is not one of {', '.join(ON_BLOCK)}")
+    if isinstance(g.timeout, bool) or not isinstance(g.timeout, int | float) or not 0 < g.timeout <= 86_400:
+        raise bad("guard.timeout", f"must be above 0 and at most 86400 seconds, not {g.timeout!r}")
     if not g.input and g.output == "none":
         raise bad("guard", 'checks nothing; set input = true or output = "hold" or "after"')
 
@@ -225,7 +229,7 @@ class TeamBook:
 
 
 _CONFIG_KEYS = {"name", "kind", "members", "director", "max_turns", "max_tokens", "timeout", "stop_text", "instructions", "guard"}
-_GUARD_KEYS = {"agent", "input", "output", "on_block"}
+_GUARD_KEYS = {"agent", "input", "output", "on_block", "timeout"}
 
 
 def team_from_config(table: Mapping[str, Any], where: str) -> Team:
@@ -243,6 +247,8 @@ def team_from_config(table: Mapping[str, Any], where: str) -> Team:
     instructions = table.get("instructions", {})
     if not isinstance(instructions, Mapping) or not all(isinstance(v, str) for v in instructions.values()):
         raise ConfigError(f'{where} instructions: write a table of member = "text"')
+    if guard is not None:
+        guard = {**guard, "timeout": parse_timeout(guard.get("timeout", DEFAULT_GUARD_TIMEOUT), f"{where} guard")}
     try:
         return Team.from_dict(
             {**table, "members": members, "timeout": parse_timeout(table.get("timeout", DEFAULT_TIMEOUT), where), "guard": guard}

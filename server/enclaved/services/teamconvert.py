@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enclave_contract.v1 import chat_pb2, teams_pb2
 from enclaved.domain import hub
-from enclaved.domain.teams import DEFAULT_MAX_TOKENS, DEFAULT_MAX_TURNS, DEFAULT_TIMEOUT, Guard, Team
+from enclaved.domain.teams import DEFAULT_GUARD_TIMEOUT, DEFAULT_MAX_TOKENS, DEFAULT_MAX_TURNS, DEFAULT_TIMEOUT, Guard, Team
 
 _END = {
     "done": chat_pb2.RUN_END_DONE,
@@ -33,7 +33,9 @@ def team(t: Team, busy: bool = False) -> teams_pb2.Team:
     )
     if t.guard is not None:
         g = t.guard
-        out.guard.CopyFrom(teams_pb2.TeamGuard(agent=g.agent, input=g.input, output=g.output, on_block=g.on_block))
+        out.guard.CopyFrom(
+            teams_pb2.TeamGuard(agent=g.agent, input=g.input, output=g.output, on_block=g.on_block, timeout_seconds=g.timeout)
+        )
     return out
 
 
@@ -42,7 +44,8 @@ def team_from(p: teams_pb2.Team) -> Team:
     guard = None
     if p.HasField("guard"):
         g = p.guard
-        guard = Guard(agent=g.agent, input=g.input, output=g.output or "hold", on_block=g.on_block or "stop")
+        timeout = g.timeout_seconds if g.HasField("timeout_seconds") else DEFAULT_GUARD_TIMEOUT
+        guard = Guard(agent=g.agent, input=g.input, output=g.output or "hold", on_block=g.on_block or "stop", timeout=timeout)
     return Team(
         name=p.name,
         kind=p.kind,
