@@ -18,7 +18,7 @@ import pytest
 from enclave.modelmaker import SIZES, make_model, write_f16_model
 from tests.helpers import SHARED_CONFIG, Daemon, short_tmpdir, spawn_daemon, start_daemon, wait_ready
 
-FOLDERS = ("unit", "engine", "engines", "daemon", "audit", "tui", "cli", "hardening", "http", "ops")
+FOLDERS = ("unit", "engine", "engines", "daemon", "audit", "tui", "cli", "hardening", "http", "ops", "teams")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 from textual.pilot import Pilot
 
-from enclave_contract.v1 import agents_pb2_grpc, chat_pb2, chat_pb2_grpc, models_pb2_grpc, status_pb2_grpc
+from enclave_contract.v1 import agents_pb2_grpc, chat_pb2, chat_pb2_grpc, models_pb2_grpc, status_pb2_grpc, teams_pb2_grpc
 from enclaved.audit import Actor, AuditConfig, AuditLog, Entry
 
 MARKER = "ZEBRA-7731-CONFIDENTIAL"  # put in prompts; must never show up in logs or errors
@@ -71,6 +71,7 @@ class Stubs:
         self.agents = agents_pb2_grpc.AgentsStub(channel)
         self.chat = chat_pb2_grpc.ChatStub(channel)
         self.status = status_pb2_grpc.StatusStub(channel)
+        self.teams = teams_pb2_grpc.TeamsStub(channel)
 
 
 def short_tmpdir() -> Path:

@@ -27,6 +27,8 @@ from enclaved.domain.completions import Completions
 from enclaved.domain.config import Config
 from enclaved.domain.hub import EventHub
 from enclaved.domain.models import ModelRegistry
+from enclaved.domain.runs import RunManager
+from enclaved.domain.teams import TeamBook
 from enclaved.domain.telemetry import Telemetry
 from enclaved.domain.turns import TurnManager
 from enclaved.errors import EnclaveError, Unavailable
@@ -61,6 +63,8 @@ class Daemon:
         self.turns = TurnManager(self.agents, self.models, self.hub, config.max_message_bytes, self.recorder, self.telemetry)
         self.keys = ApiKeys(config.data_dir, self.recorder)
         self.completions = Completions(self.models, self.agents, self.recorder, self.telemetry)
+        self.teams = TeamBook(self.recorder, known=lambda name: any(a.name == name for a in self.agents.all()))
+        self.runs = RunManager(self.teams, self.agents, self.turns, self.hub, self.recorder)
         self._stop = asyncio.Event()
         self.lost_socket = False
         self._tasks: set[asyncio.Future[None]] = set()
@@ -81,6 +85,13 @@ class Daemon:
                 self.agents.define("assistant", first, "You are a helpful assistant.", AgentParams())
             else:
                 log.warning("no agents configured and no model found: add a .gguf file to %s", self.config.models_dirs[0])
+
+    async def _define_teams(self) -> None:
+        """The config file's teams (one that is wrong stops the start, naming the field),
+        then those created at run time from the store."""
+        for team in self.config.teams:
+            self.teams.define(team)
+        await self.teams.restore(configured={t.name for t in self.config.teams})
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)
@@ -119,6 +130,7 @@ class Daemon:
         self.models.remote.start()  # [[engines]] only: without one, no network socket at all
         await self._define_agents()
         self.keys.load()
+        await self._define_teams()
         # before the gRPC socket: a client that sees it can also say who it is
         peers = PeerRegistry(
             on_connect=lambda actor: self.recorder.record(Entry("client.connect"), actor),
@@ -168,6 +180,8 @@ class Daemon:
             stopping=self._stop,
             max_connections=self.budget.connections,
             keys=self.keys,
+            teams=self.teams,
+            runs=self.runs,
         )
         http = self.http
         await server.start(self.socket_path)
@@ -200,6 +214,7 @@ class Daemon:
         systemd.notify("STOPPING=1")
         alive.cancel()
         await server.draining()
+        await self.runs.shutdown()
         if http is not None:
             http.draining()
         await asyncio.gather(self.turns.shutdown(), self.completions.shutdown())

@@ -24,6 +24,10 @@ class FailedPrecondition(EnclaveError):
     code = "FAILED_PRECONDITION"
 
 
+class PermissionDenied(EnclaveError):
+    code = "PERMISSION_DENIED"
+
+
 class ResourceExhausted(EnclaveError):
     code = "RESOURCE_EXHAUSTED"
 

@@ -55,6 +55,7 @@ STUB_USERS = (
     "enclave.audit_cli",
     "enclave.agent_cli",
     "enclave.keys_cli",
+    "enclave.team_cli",
 )
 VIEW_SIDE = ("enclave.screens", "enclave.widgets", "enclave.views", "enclave.messages")
 CONNECTION = ("enclave.protocol", "enclave.convert")

@@ -27,6 +27,6 @@ def test_checked_in_stubs_are_fresh(tmp_path: Path) -> None:
 
 def test_every_proto_is_generated() -> None:
     protos = {p.stem for p in (ROOT / "proto" / "enclave_contract" / "v1").glob("*.proto")}
-    assert protos == {"agents", "audit", "chat", "keys", "models", "status"}
+    assert protos == {"agents", "audit", "chat", "keys", "models", "status", "teams"}
     for stem in protos:
         assert (ROOT / "proto" / "enclave_contract" / "v1" / f"{stem}_pb2.py").exists()

@@ -23,9 +23,10 @@ from enclave.client import Client, ClientError
 from enclave.keys_cli import add_parser as add_keys_parser
 from enclave.service import add_parser as add_service_parser
 from enclave.service import cmd_service
+from enclave.team_cli import add_parsers as add_team_parsers
 from enclave.text import human_bytes, kept_states, safe_text
 from enclave_contract.paths import resolve_socket
-from enclave_contract.v1 import agents_pb2, chat_pb2, models_pb2, status_pb2
+from enclave_contract.v1 import agents_pb2, chat_pb2, models_pb2, status_pb2, teams_pb2
 
 _ENUM_PREFIXES = ("MODEL_STATE_", "TURN_PHASE_", "FINISH_REASON_", "ROLE_")
 
@@ -221,6 +222,10 @@ def _print_events(events: Iterable[chat_pb2.ChatEvent], as_json: bool, multi: bo
 
 
 def cmd_cancel(client: Client, args: argparse.Namespace) -> int:
+    if args.run:
+        client.teams.Cancel(teams_pb2.CancelRunRequest(run_id=args.run), timeout=30)
+        print(f"cancelled run {args.run}")
+        return 0
     if args.all:
         req = chat_pb2.CancelRequest(all=True)
     elif args.agent:
@@ -228,7 +233,7 @@ def cmd_cancel(client: Client, args: argparse.Namespace) -> int:
     elif args.turn_id:
         req = chat_pb2.CancelRequest(turn_id=args.turn_id)
     else:
-        raise ClientError("usage: enclave cancel TURN_ID | --agent NAME | --all")
+        raise ClientError("usage: enclave cancel TURN_ID | --agent NAME | --all | --run RUN_ID")
     ids = client.chat.Cancel(req, timeout=30).cancelled_turn_ids
     print(f"cancelled {len(ids)} turn{'s' if len(ids) != 1 else ''}" + (f": {', '.join(ids)}" if ids else ""))
     return 0
@@ -343,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_agents)
     add_agent_parsers(sub)
+    add_team_parsers(sub)
 
     s = sub.add_parser(
         "chat",
@@ -357,8 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--detach", action="store_true", help="keep generating if this command is interrupted")
     s.set_defaults(fn=cmd_chat)
 
-    s = sub.add_parser("cancel", help="cancel a turn, an agent's turn, or all turns")
+    s = sub.add_parser("cancel", help="cancel a turn, an agent's turn, all turns, or a team run")
     s.add_argument("turn_id", nargs="?")
+    s.add_argument("--run", metavar="RUN_ID", help="a team run (enclave team run prints its id)")
     s.add_argument("--agent")
     s.add_argument("--all", action="store_true")
     s.set_defaults(fn=cmd_cancel)

@@ -8,7 +8,15 @@ import grpc
 
 from enclave.peer import PeerHandshakeError, handshake
 from enclave_contract.paths import starting_pid
-from enclave_contract.v1 import agents_pb2_grpc, audit_pb2_grpc, chat_pb2_grpc, keys_pb2_grpc, models_pb2_grpc, status_pb2_grpc
+from enclave_contract.v1 import (
+    agents_pb2_grpc,
+    audit_pb2_grpc,
+    chat_pb2_grpc,
+    keys_pb2_grpc,
+    models_pb2_grpc,
+    status_pb2_grpc,
+    teams_pb2_grpc,
+)
 
 
 class ClientError(Exception):
@@ -30,6 +38,7 @@ class Client:
         self.status = status_pb2_grpc.StatusStub(self.channel)
         self.audit = audit_pb2_grpc.AuditStub(self.channel)
         self.keys = keys_pb2_grpc.KeysStub(self.channel)
+        self.teams = teams_pb2_grpc.TeamsStub(self.channel)
 
     def close(self) -> None:
         self.channel.close()

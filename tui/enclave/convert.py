@@ -7,6 +7,7 @@ from enclave.messages import (
     AgentChanged,
     Change,
     Phase,
+    RunUpdate,
     TurnDelta,
     TurnFailed,
     TurnFinished,
@@ -24,6 +25,7 @@ from enclave.views import (
     LoadResult,
     ModelView,
     Role,
+    RunView,
     Sampling,
     StatusView,
     VerifyResult,
@@ -149,7 +151,9 @@ def watch_event(e: chat_pb2.ChatEvent) -> WatchEvent | None:
     """A Watch event as the workbench's message; None for what it does not show."""
     kind = e.WhichOneof("kind")
     if kind == "started":
-        return TurnStarted(e.agent, e.turn_id, e.started.user_message)
+        return TurnStarted(e.agent, e.turn_id, e.started.user_message, e.run_id, e.step, e.started.held)
+    if kind in ("run_started", "guard_verdict", "run_finished"):
+        return RunUpdate(run_view(e))
     if kind == "phase":
         return TurnPhase(e.agent, e.turn_id, _PHASES.get(e.phase.phase, "queued"))
     if kind == "delta":
@@ -170,6 +174,20 @@ def watch_event(e: chat_pb2.ChatEvent) -> WatchEvent | None:
     if kind == "agent_changed" and e.agent_changed.change in _CHANGES:
         return AgentChanged(_CHANGES[e.agent_changed.change], agent(e.agent_changed.agent))
     return None
+
+
+def run_view(e: chat_pb2.ChatEvent) -> RunView:
+    if e.HasField("run_started"):
+        r = e.run_started
+        return RunView(
+            e.run_id, "started", team=r.team, kind=r.kind, members=tuple(r.members), max_turns=r.max_turns, max_tokens=r.max_tokens
+        )
+    if e.HasField("guard_verdict"):
+        v = e.guard_verdict
+        return RunView(e.run_id, "verdict", step=e.step, guard=v.guard, checked=v.checked, allowed=v.allowed, reason=v.reason)
+    f = e.run_finished
+    end = chat_pb2.RunEnd.Name(f.reason).removeprefix("RUN_END_").lower()
+    return RunView(e.run_id, "finished", step=e.step, reason=f.message, end=end, turns=f.turns, tokens=f.usage.completion_tokens)
 
 
 # ---- audit -----------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Literal
 
 from textual.message import Message
 
-from enclave.views import AgentView, ChatMessage, StatusView
+from enclave.views import AgentView, ChatMessage, RunView, StatusView
 
 Phase = Literal["queued", "prefill", "generating"]
 Change = Literal["created", "updated", "deleted", "cleared"]
@@ -27,11 +27,16 @@ class TurnEvent(Message, bubble=False):
 
 
 class TurnStarted(TurnEvent):
-    """The daemon accepted a turn (from any client); it is queued until a TurnPhase."""
+    """The daemon accepted a turn (from any client); it is queued until a TurnPhase.
+    ``run_id`` and ``step``: the team run it is part of, if any; ``held``: its reply is shown
+    only once the team's guard allows it ("under review" until then)."""
 
-    def __init__(self, agent: str, turn_id: str, user_message: str) -> None:
+    def __init__(self, agent: str, turn_id: str, user_message: str, run_id: str = "", step: int = 0, held: bool = False) -> None:
         super().__init__(agent, turn_id)
         self.user_message = user_message
+        self.run_id = run_id
+        self.step = step
+        self.held = held
 
 
 class TurnPhase(TurnEvent):
@@ -118,4 +123,12 @@ class SessionNotice(Message, bubble=False):
         self.banner = banner
 
 
-WatchEvent = TurnEvent | AgentChanged
+class RunUpdate(Message, bubble=False):
+    """A team run started, its guard gave a verdict, or it ended (``enclave.widgets.run_bar``)."""
+
+    def __init__(self, run: RunView) -> None:
+        super().__init__()
+        self.run = run
+
+
+WatchEvent = TurnEvent | AgentChanged | RunUpdate

@@ -32,6 +32,8 @@ from enclave_contract.v1 import (
     models_pb2_grpc,
     status_pb2,
     status_pb2_grpc,
+    teams_pb2,
+    teams_pb2_grpc,
 )
 
 CONNECT_TIMEOUT = 5.0
@@ -84,6 +86,7 @@ class DaemonClient:
         self._models = models_pb2_grpc.ModelsStub(self.channel)
         self._status = status_pb2_grpc.StatusStub(self.channel)
         self._audit = audit_pb2_grpc.AuditStub(self.channel)
+        self._teams = teams_pb2_grpc.TeamsStub(self.channel)
         try:
             await asyncio.wait_for(self.channel.channel_ready(), timeout)
         except TimeoutError:
@@ -153,6 +156,21 @@ class DaemonClient:
                 await call.read()
         finally:
             call.cancel()
+
+    async def run_team(self, text: str, team: str = "", kind: str = "", members: tuple[str, ...] = ()) -> None:
+        """Start a run of a stored team, or of an ad-hoc one (``kind`` and ``members``); its
+        events arrive through ``watch``. Left once the daemon accepted it: it runs on."""
+        adhoc = teams_pb2.Team(name="adhoc", kind=kind, members=members) if not team else None
+        call = self._teams.Run(teams_pb2.RunTeamRequest(team=team, message=text, detach=True, adhoc=adhoc))
+        try:
+            with _one_line_errors():
+                await call.read()
+        finally:
+            call.cancel()
+
+    async def cancel_run(self, run_id: str) -> None:
+        with _one_line_errors():
+            await self._teams.Cancel(teams_pb2.CancelRunRequest(run_id=run_id), timeout=CALL_TIMEOUT)
 
     async def cancel(self, agent: str | None = None) -> int:
         request = chat_pb2.CancelRequest(agent=agent) if agent else chat_pb2.CancelRequest(all=True)

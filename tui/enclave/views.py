@@ -136,3 +136,24 @@ class VerifyResult:
     last_seq: int = 0
     checkpoint_seq: int = 0
     bad_seq: int = 0  # the first record that failed; 0 when ok
+
+
+@dataclass(frozen=True)
+class RunView:
+    """One event of a team run: ``event`` is started, verdict or finished."""
+
+    run_id: str
+    event: str
+    team: str = ""
+    kind: str = ""
+    members: tuple[str, ...] = ()
+    max_turns: int = 0
+    max_tokens: int = 0
+    step: int = 0
+    guard: str = ""
+    checked: str = ""  # the member whose reply the guard checked; "" for the message
+    allowed: bool = True
+    reason: str = ""  # the guard's reason, or why the run ended
+    end: str = ""  # done, stop_text, max_turns, max_tokens, timeout, blocked, cancelled, error
+    turns: int = 0
+    tokens: int = 0

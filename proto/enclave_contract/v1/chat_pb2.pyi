@@ -23,6 +23,18 @@ class FinishReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FINISH_REASON_STOP_STRING: _ClassVar[FinishReason]
     FINISH_REASON_CANCELLED: _ClassVar[FinishReason]
     FINISH_REASON_CONTEXT_FULL: _ClassVar[FinishReason]
+
+class RunEnd(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RUN_END_UNSPECIFIED: _ClassVar[RunEnd]
+    RUN_END_DONE: _ClassVar[RunEnd]
+    RUN_END_STOP_TEXT: _ClassVar[RunEnd]
+    RUN_END_MAX_TURNS: _ClassVar[RunEnd]
+    RUN_END_MAX_TOKENS: _ClassVar[RunEnd]
+    RUN_END_TIMEOUT: _ClassVar[RunEnd]
+    RUN_END_BLOCKED: _ClassVar[RunEnd]
+    RUN_END_CANCELLED: _ClassVar[RunEnd]
+    RUN_END_ERROR: _ClassVar[RunEnd]
 TURN_PHASE_UNSPECIFIED: TurnPhase
 TURN_PHASE_QUEUED: TurnPhase
 TURN_PHASE_PREFILL: TurnPhase
@@ -33,6 +45,15 @@ FINISH_REASON_MAX_TOKENS: FinishReason
 FINISH_REASON_STOP_STRING: FinishReason
 FINISH_REASON_CANCELLED: FinishReason
 FINISH_REASON_CONTEXT_FULL: FinishReason
+RUN_END_UNSPECIFIED: RunEnd
+RUN_END_DONE: RunEnd
+RUN_END_STOP_TEXT: RunEnd
+RUN_END_MAX_TURNS: RunEnd
+RUN_END_MAX_TOKENS: RunEnd
+RUN_END_TIMEOUT: RunEnd
+RUN_END_BLOCKED: RunEnd
+RUN_END_CANCELLED: RunEnd
+RUN_END_ERROR: RunEnd
 
 class ChatRequest(_message.Message):
     __slots__ = ("agent", "message", "detach")
@@ -77,12 +98,14 @@ class CancelResponse(_message.Message):
     def __init__(self, cancelled_turn_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TurnStarted(_message.Message):
-    __slots__ = ("model", "user_message")
+    __slots__ = ("model", "user_message", "held")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     USER_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
     model: str
     user_message: str
-    def __init__(self, model: _Optional[str] = ..., user_message: _Optional[str] = ...) -> None: ...
+    held: bool
+    def __init__(self, model: _Optional[str] = ..., user_message: _Optional[str] = ..., held: _Optional[bool] = ...) -> None: ...
 
 class PhaseChanged(_message.Message):
     __slots__ = ("phase",)
@@ -183,7 +206,7 @@ class ModelServed(_message.Message):
     def __init__(self, model: _Optional[str] = ..., engine: _Optional[str] = ..., replica: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ChatEvent(_message.Message):
-    __slots__ = ("agent", "turn_id", "started", "phase", "delta", "truncated", "finished", "error", "agent_changed", "served")
+    __slots__ = ("agent", "turn_id", "started", "phase", "delta", "truncated", "finished", "error", "agent_changed", "served", "run_started", "guard_verdict", "run_finished", "run_id", "step")
     AGENT_FIELD_NUMBER: _ClassVar[int]
     TURN_ID_FIELD_NUMBER: _ClassVar[int]
     STARTED_FIELD_NUMBER: _ClassVar[int]
@@ -194,6 +217,11 @@ class ChatEvent(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     AGENT_CHANGED_FIELD_NUMBER: _ClassVar[int]
     SERVED_FIELD_NUMBER: _ClassVar[int]
+    RUN_STARTED_FIELD_NUMBER: _ClassVar[int]
+    GUARD_VERDICT_FIELD_NUMBER: _ClassVar[int]
+    RUN_FINISHED_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
     agent: str
     turn_id: str
     started: TurnStarted
@@ -204,4 +232,59 @@ class ChatEvent(_message.Message):
     error: TurnError
     agent_changed: AgentChanged
     served: ModelServed
-    def __init__(self, agent: _Optional[str] = ..., turn_id: _Optional[str] = ..., started: _Optional[_Union[TurnStarted, _Mapping]] = ..., phase: _Optional[_Union[PhaseChanged, _Mapping]] = ..., delta: _Optional[_Union[TokenDelta, _Mapping]] = ..., truncated: _Optional[_Union[HistoryTruncated, _Mapping]] = ..., finished: _Optional[_Union[TurnFinished, _Mapping]] = ..., error: _Optional[_Union[TurnError, _Mapping]] = ..., agent_changed: _Optional[_Union[AgentChanged, _Mapping]] = ..., served: _Optional[_Union[ModelServed, _Mapping]] = ...) -> None: ...
+    run_started: RunStarted
+    guard_verdict: GuardVerdict
+    run_finished: RunFinished
+    run_id: str
+    step: int
+    def __init__(self, agent: _Optional[str] = ..., turn_id: _Optional[str] = ..., started: _Optional[_Union[TurnStarted, _Mapping]] = ..., phase: _Optional[_Union[PhaseChanged, _Mapping]] = ..., delta: _Optional[_Union[TokenDelta, _Mapping]] = ..., truncated: _Optional[_Union[HistoryTruncated, _Mapping]] = ..., finished: _Optional[_Union[TurnFinished, _Mapping]] = ..., error: _Optional[_Union[TurnError, _Mapping]] = ..., agent_changed: _Optional[_Union[AgentChanged, _Mapping]] = ..., served: _Optional[_Union[ModelServed, _Mapping]] = ..., run_started: _Optional[_Union[RunStarted, _Mapping]] = ..., guard_verdict: _Optional[_Union[GuardVerdict, _Mapping]] = ..., run_finished: _Optional[_Union[RunFinished, _Mapping]] = ..., run_id: _Optional[str] = ..., step: _Optional[int] = ...) -> None: ...
+
+class RunStarted(_message.Message):
+    __slots__ = ("team", "kind", "members", "max_turns", "max_tokens", "timeout_seconds", "message")
+    TEAM_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    MAX_TURNS_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    team: str
+    kind: str
+    members: _containers.RepeatedScalarFieldContainer[str]
+    max_turns: int
+    max_tokens: int
+    timeout_seconds: float
+    message: str
+    def __init__(self, team: _Optional[str] = ..., kind: _Optional[str] = ..., members: _Optional[_Iterable[str]] = ..., max_turns: _Optional[int] = ..., max_tokens: _Optional[int] = ..., timeout_seconds: _Optional[float] = ..., message: _Optional[str] = ...) -> None: ...
+
+class GuardVerdict(_message.Message):
+    __slots__ = ("guard", "checked", "allowed", "reason", "held")
+    GUARD_FIELD_NUMBER: _ClassVar[int]
+    CHECKED_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    guard: str
+    checked: str
+    allowed: bool
+    reason: str
+    held: bool
+    def __init__(self, guard: _Optional[str] = ..., checked: _Optional[str] = ..., allowed: _Optional[bool] = ..., reason: _Optional[str] = ..., held: _Optional[bool] = ...) -> None: ...
+
+class RunFinished(_message.Message):
+    __slots__ = ("reason", "message", "turns", "usage", "elapsed_ms", "answer_agent", "answer")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    TURNS_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_MS_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_AGENT_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    reason: RunEnd
+    message: str
+    turns: int
+    usage: Usage
+    elapsed_ms: float
+    answer_agent: str
+    answer: str
+    def __init__(self, reason: _Optional[_Union[RunEnd, str]] = ..., message: _Optional[str] = ..., turns: _Optional[int] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., elapsed_ms: _Optional[float] = ..., answer_agent: _Optional[str] = ..., answer: _Optional[str] = ...) -> None: ...

@@ -64,6 +64,10 @@ def _agent_aad(name: str, key_id: int) -> bytes:
     return DOMAIN + b"agent\0" + encode_fields((name, key_id))
 
 
+def _team_aad(name: str, key_id: int) -> bytes:
+    return DOMAIN + b"team\0" + encode_fields((name, key_id))
+
+
 def _json(obj: Any) -> bytes:
     try:
         return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
@@ -172,6 +176,34 @@ class Conversations:
         for name, key_id, nonce, body in rows:
             try:
                 out[name] = _decrypt(keyring, key_id, nonce, body, _agent_aad(name, key_id), f"agent {name!r}'s settings")
+            except AuditKeyError:
+                raise
+            except AuditError:
+                out[name] = None
+        return out
+
+    async def save_team(self, name: str, settings: dict[str, Any]) -> None:
+        """Store (or replace) team ``name``'s settings, a JSON-able dict, encrypted like an agent's."""
+        body = _json(settings)
+
+        def build(w: Writer) -> tuple[list[Statement], None]:
+            key_id = w.keyring.current
+            nonce, ct = w.keyring.encrypt(key_id, body, _team_aad(name, key_id))
+            return [("INSERT OR REPLACE INTO teams VALUES (?, ?, ?, ?)", (name, key_id, nonce, ct))], None
+
+        await self._writer.submit(build)
+
+    async def delete_team(self, name: str) -> None:
+        await self._writer.submit(lambda w: ([("DELETE FROM teams WHERE name = ?", (name,))], None))
+
+    async def load_teams(self) -> dict[str, dict[str, Any] | None]:
+        """Every stored team's settings; None for one whose row cannot be decrypted."""
+        keyring = self._keyring()
+        rows = await fetch_all(self._reader, "SELECT name, key_id, nonce, body FROM teams ORDER BY name")
+        out: dict[str, dict[str, Any] | None] = {}
+        for name, key_id, nonce, body in rows:
+            try:
+                out[name] = _decrypt(keyring, key_id, nonce, body, _team_aad(name, key_id), f"team {name!r}'s settings")
             except AuditKeyError:
                 raise
             except AuditError:

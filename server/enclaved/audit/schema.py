@@ -46,6 +46,9 @@ CREATE INDEX IF NOT EXISTS messages_agent ON messages (agent, id);
 CREATE TABLE IF NOT EXISTS agents (
     name TEXT PRIMARY KEY, key_id INTEGER NOT NULL, nonce BLOB NOT NULL, body BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS teams (
+    name TEXT PRIMARY KEY, key_id INTEGER NOT NULL, nonce BLOB NOT NULL, body BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS transcript_heads (
     agent TEXT PRIMARY KEY, key_id INTEGER NOT NULL, nonce BLOB NOT NULL, body BLOB NOT NULL
 );

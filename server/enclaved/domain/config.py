@@ -13,6 +13,7 @@ from enclaved.audit import AuditConfig
 from enclaved.domain.agents import AgentParams
 from enclaved.domain.engines import check_agent_models, parse_engines
 from enclaved.domain.httpconfig import HttpSettings, parse_http
+from enclaved.domain.teams import Team, team_from_config
 from enclaved.engine.remote.settings import EngineSettings
 from enclaved.errors import ConfigError, EnclaveError
 
@@ -63,6 +64,7 @@ class Config:
     max_message_bytes: int = 64 * 1024
     models: list[ModelSettings] = field(default_factory=list)
     agents: list[AgentSettings] = field(default_factory=list)
+    teams: list[Team] = field(default_factory=list)
     audit: AuditConfig = field(default_factory=AuditConfig)
     engines: list[EngineSettings] = field(default_factory=list)  # remote engines; none: no network at all
     http: HttpSettings | None = None  # [http]: the OpenAI-compatible listener; None = off
@@ -116,14 +118,15 @@ def load_config(path: Path | None, *, models_dirs: list[Path] | None = None, dat
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     base = path.parent if path is not None else Path.cwd()
-    allowed = {"models_dirs", "data_dir", "memory_budget", "max_message_bytes", "models", "agents", "audit", "engines", "http"}
+    allowed = {"models_dirs", "data_dir", "memory_budget", "max_message_bytes", "models", "agents", "teams", "audit", "engines", "http"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(f"config: unknown setting {unknown[0]!r}; known: {', '.join(sorted(allowed))}")
 
     models = [_build(ModelSettings, _model_sizes(t), f"[[models]] #{i + 1}") for i, t in enumerate(raw.get("models", []))]
     agents = [_agent(t, f"[[agents]] #{i + 1}") for i, t in enumerate(raw.get("agents", []))]
-    for kind, items in (("models", models), ("agents", agents)):
+    teams = [team_from_config(t, f"[[teams]] #{i + 1}") for i, t in enumerate(raw.get("teams", []))]
+    for kind, items in (("models", models), ("agents", agents), ("teams", teams)):
         names = [x.name for x in items]
         if any(not n for n in names):
             raise ConfigError(f"[[{kind}]]: every entry needs a name")
@@ -147,6 +150,7 @@ def load_config(path: Path | None, *, models_dirs: list[Path] | None = None, dat
         max_message_bytes=int(raw.get("max_message_bytes", 64 * 1024)),
         models=models,
         agents=agents,
+        teams=teams,
         audit=audit,
         engines=engines,
         http=parse_http(raw.get("http"), base, parse_size),

@@ -30,6 +30,7 @@ class Started:
 
     model: str
     user_message: str
+    held: bool = False  # a team's guard sees the reply first: no Delta until it allows it
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,41 @@ class Notice:
     out to the subscribers of its agent without looking inside, so it need not know its type."""
 
 
+@dataclass(frozen=True)
+class RunStarted(Notice):
+    """A team run began; its events carry its id (``TurnEvent.run``) until ``RunEnded``."""
+
+    team: str
+    kind: str
+    members: tuple[str, ...]
+    max_turns: int
+    max_tokens: int
+    timeout: float
+    message: str
+
+
+@dataclass(frozen=True)
+class GuardChecked(Notice):
+    guard: str
+    checked: str  # the member whose reply it checked; "" for the run's input
+    allowed: bool
+    reason: str
+    held: bool
+
+
+@dataclass(frozen=True)
+class RunEnded(Notice):
+    reason: str  # done | stop_text | max_turns | max_tokens | timeout | blocked | cancelled | error
+    message: str
+    turns: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached_prompt_tokens: int
+    elapsed_ms: float
+    answer_agent: str
+    answer: str
+
+
 Body = Started | PhaseChanged | Delta | Truncated | Served | TurnResult | TurnFailed | Notice  # a TurnResult ends a turn
 
 
@@ -78,6 +114,8 @@ class TurnEvent:
     agent: str
     turn_id: str
     body: Body
+    run: str = ""  # the team run it belongs to, if any
+    step: int = 0  # the run's turn count at this event
 
     @property
     def terminal(self) -> bool:
@@ -95,28 +133,35 @@ class LiveTurn:
     text: str = ""
     tokens: int = 0
     served: Served | None = None
+    run: str = ""
+    step: int = 0
 
     def replay(self) -> list[TurnEvent]:
-        events = [TurnEvent(self.agent, self.turn_id, self.started)]
+        bodies: list[Body] = [self.started]
         if self.served is not None:
-            events.append(TurnEvent(self.agent, self.turn_id, self.served))
+            bodies.append(self.served)
         if self.phase is not Phase.QUEUED:
-            events.append(TurnEvent(self.agent, self.turn_id, PhaseChanged(self.phase)))
+            bodies.append(PhaseChanged(self.phase))
         if self.text or self.tokens:
-            events.append(TurnEvent(self.agent, self.turn_id, Delta(self.text, self.tokens)))
-        return events
+            bodies.append(Delta(self.text, self.tokens))
+        return [TurnEvent(self.agent, self.turn_id, body, self.run, self.step) for body in bodies]
 
 
 class Subscription:
-    def __init__(self, hub: EventHub, agents: frozenset[str] | None, turn_ids: frozenset[str] | None) -> None:
+    def __init__(
+        self, hub: EventHub, agents: frozenset[str] | None, turn_ids: frozenset[str] | None, runs: frozenset[str] | None = None
+    ) -> None:
         self._hub = hub
         self.agents = agents
         self.turn_ids = turn_ids
+        self.runs = runs
         self.queue: asyncio.Queue[TurnEvent | None] = asyncio.Queue()
         self._held = 0  # characters of text queued: the limit counts memory, not only events
         self._error: EnclaveError | None = None
 
     def wants(self, event: TurnEvent) -> bool:
+        if self.runs is not None:
+            return event.run in self.runs
         if self.turn_ids is not None and event.turn_id not in self.turn_ids:
             return False
         return self.agents is None or event.agent in self.agents
@@ -154,20 +199,26 @@ class EventHub:
     def __init__(self) -> None:
         self._subs: set[Subscription] = set()
         self._live: dict[str, LiveTurn] = {}
+        self._runs: dict[str, TurnEvent] = {}  # the RunStarted of each run in progress
 
     def subscribe(
         self,
         *,
         agents: Iterable[str] | None = None,
         turn_ids: Iterable[str] | None = None,
+        runs: Iterable[str] | None = None,
         replay_live: bool = False,
     ) -> Subscription:
         sub = Subscription(
             self,
             frozenset(agents) if agents is not None else None,
             frozenset(turn_ids) if turn_ids is not None else None,
+            frozenset(runs) if runs is not None else None,
         )
         if replay_live:
+            for started in self._runs.values():
+                if sub.wants(started):
+                    sub.offer(started)
             for live in self._live.values():
                 for event in live.replay():
                     if sub.wants(event):
@@ -177,8 +228,12 @@ class EventHub:
 
     def publish(self, event: TurnEvent) -> None:
         body = event.body
+        if isinstance(body, RunStarted):
+            self._runs[event.run] = event
+        elif isinstance(body, RunEnded):
+            self._runs.pop(event.run, None)
         if isinstance(body, Started):
-            self._live[event.turn_id] = LiveTurn(event.agent, event.turn_id, body)
+            self._live[event.turn_id] = LiveTurn(event.agent, event.turn_id, body, run=event.run, step=event.step)
         live = self._live.get(event.turn_id)
         if live is not None:
             if isinstance(body, PhaseChanged):

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from enclaved import engine as eng
 from enclaved.audit.recorder import Recorder
@@ -25,12 +25,24 @@ from enclaved.domain.hub import Delta, EventHub, Phase, PhaseChanged, Served, St
 from enclaved.domain.models import ModelRegistry
 from enclaved.domain.prompt import Said, build_prompt
 from enclaved.domain.telemetry import Telemetry
-from enclaved.errors import EnclaveError, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from enclaved.errors import EnclaveError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, Unavailable
 
 log = logging.getLogger("enclaved.turns")
 
 REPLY_RESERVE_FRACTION = 4  # keep up to 1/4 of the context free for the reply when trimming history
 DELETE_WAIT_SECONDS = 10.0  # for an agent's cancelled turns to end before it is deleted
+
+
+@dataclass(frozen=True)
+class TurnOptions:
+    """What a team run asks of a turn beyond a plain chat turn."""
+
+    run: str = ""  # the run's id: its events and audit records carry it
+    step: int = 0
+    grammar: str = ""  # GBNF the reply must match (a director's choice, a guard's verdict)
+    max_tokens: int | None = None  # at most this many tokens (the run's budget left)
+    fresh: bool = False  # the message alone, without the agent's history, and nothing kept (a guard's check)
+    hold: bool = False  # no text reaches clients, the store or the history until ``release``
 
 
 @dataclass
@@ -39,6 +51,10 @@ class Turn:
     agent: Agent
     message: str
     detach: bool
+    options: TurnOptions = TurnOptions()
+    reply: str = ""  # once done: what it said
+    result: eng.TurnResult | None = None  # once done: how it ended (None if it failed)
+    error: EnclaveError | None = None  # once done: why it failed
     task: asyncio.Task[None] | None = None
     stop: Callable[[], None] | None = None  # cancels its request in the engine serving it
     served: Served | None = None  # set when a remote model or a fallback serves it
@@ -69,7 +85,7 @@ class TurnManager:
 
     # ---- starting ---------------------------------------------------------------------------
 
-    def _check_message(self, message: str) -> None:
+    def check_message(self, message: str) -> None:
         if not message.strip():
             raise InvalidArgument("message is empty; type something to send")
         size = len(message.encode("utf-8"))
@@ -79,15 +95,18 @@ class TurnManager:
                 "or raise max_message_bytes in the config"
             )
 
-    def prepare(self, agent_name: str, message: str, detach: bool) -> Turn:
-        """Validate and create a turn without starting it, so callers can subscribe first."""
+    def prepare(self, agent_name: str, message: str, detach: bool, options: TurnOptions = TurnOptions()) -> Turn:
+        """Validate and create a turn without starting it, so callers can subscribe first.
+        A team run's turns (``options.run``) carry what others said: the run checked the
+        person's message, and their size is the run's limits' to bound."""
         if self._closing:
             raise Unavailable("enclaved is shutting down; try again once it is back")
-        self._check_message(message)
+        if not options.run:
+            self.check_message(message)
         agent = self.agents.get(agent_name)
         if agent.deleting:
             raise FailedPrecondition(f"agent {agent.name!r} is being deleted")
-        return Turn(id=uuid.uuid4().hex[:12], agent=agent, message=message, detach=detach)
+        return Turn(id=uuid.uuid4().hex[:12], agent=agent, message=message, detach=detach, options=options)
 
     async def launch(self, turn: Turn) -> None:
         """Record the request, then start the turn: nothing runs that the audit log lacks, and
@@ -108,11 +127,13 @@ class TurnManager:
             self.cancel(turn)
 
     async def _launch(self, turn: Turn) -> None:
-        agent = turn.agent
-        await self.recorder.record(Entry("chat.request", agent=agent.name, model=agent.model, turn=turn.id, text={"prompt": turn.message}))
+        agent, run = turn.agent, _run_payload(turn)
+        await self.recorder.record(
+            Entry("chat.request", agent=agent.name, model=agent.model, turn=turn.id, payload=run or None, text={"prompt": turn.message})
+        )
         self._turns[turn.id] = turn
         turn.agent.in_flight += 1
-        self.hub.publish(TurnEvent(turn.agent.name, turn.id, Started(turn.agent.model, turn.message)))
+        self._publish(turn, Started(turn.agent.model, turn.message, held=turn.options.hold))
         turn.task = asyncio.create_task(self._run(turn), name=f"turn-{turn.id}")
 
     # ---- cancelling -------------------------------------------------------------------------
@@ -223,8 +244,8 @@ class TurnManager:
             await self._generate_on(turn, engine)
 
     async def _generate_on(self, turn: Turn, engine: eng.Engine) -> None:
-        agent = turn.agent
-        history = [Said(m.role, m.content, m.tokens) for m in agent.history]
+        agent, options = turn.agent, turn.options
+        history = [] if options.fresh else [Said(m.role, m.content, m.tokens) for m in agent.history]
         n_ctx = engine.n_ctx_seq
         reserve = min(agent.params.reply_limit, n_ctx // REPLY_RESERVE_FRACTION)
         tokenizing = asyncio.ensure_future(
@@ -240,17 +261,21 @@ class TurnManager:
 
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[eng.EngineEvent] = asyncio.Queue()
+        limit = agent.params.reply_limit if options.max_tokens is None else min(agent.params.reply_limit, options.max_tokens)
         request = eng.Request(
             prompt=prompt.tokens,
-            sampling=agent.params.sampling(),
-            max_tokens=agent.params.reply_limit,
+            sampling=replace(agent.params.sampling(), grammar=options.grammar),
+            max_tokens=max(limit, 1),
             stops=list(agent.params.stop),
             sink=lambda ev: loop.call_soon_threadsafe(events.put_nowait, ev),
+            owner=agent.name,
         )
         try:
             engine.submit(request)
         except RuntimeError:
             raise Unavailable(f"model {agent.model!r} is not taking work (its engine stopped); unload and load it again") from None
+        except ValueError as exc:  # a grammar llama.cpp cannot parse
+            raise InvalidArgument(str(exc)) from None
         turn.stop = lambda: engine.cancel(request)
         if turn.cancelled:
             engine.cancel(request)
@@ -264,7 +289,8 @@ class TurnManager:
                 self._publish(turn, PhaseChanged(Phase.GENERATING))
             elif isinstance(ev, eng.Text):
                 reply.append(ev.text)
-                self._publish(turn, Delta(ev.text, ev.tokens))
+                if not options.hold:
+                    self._publish(turn, Delta(ev.text, ev.tokens))
             elif isinstance(ev, eng.Failed):
                 raise FailedPrecondition(ev.message)
             elif isinstance(ev, eng.TurnResult):
@@ -299,7 +325,8 @@ class TurnManager:
                 self._publish(turn, PhaseChanged(Phase.GENERATING))
             elif isinstance(ev, eng.Text):
                 reply.append(ev.text)
-                self._publish(turn, Delta(ev.text, ev.tokens))
+                if not turn.options.hold:  # a guard holds the reply until it allows it
+                    self._publish(turn, Delta(ev.text, ev.tokens))
             elif isinstance(ev, eng.Failed) and not ev.started:
                 turn.stop = None
                 raise _Unserved(Unavailable(ev.message))
@@ -317,6 +344,30 @@ class TurnManager:
         stream failed after its first token; the partial reply is kept as "interrupted"."""
         if turn.ended:
             return
+        turn.reply, turn.result = reply, result
+        if turn.options.hold and broken is not None:  # nothing a guard has not seen is kept
+            turn.options = replace(turn.options, hold=False)
+            await self._fail(turn, broken)
+            return
+        if turn.options.hold:
+            return  # ``release`` ends it, once the guard has spoken
+        await self._keep(turn, reply, result, broken)
+
+    async def release(self, turn: Turn, allowed: bool, reason: str = "") -> None:
+        """End a held turn: allowed, its reply reaches the clients, the store and the history
+        as any reply does; blocked, it ends with ``reason`` and its text goes nowhere."""
+        if turn.ended or not turn.options.hold:
+            return
+        turn.options = replace(turn.options, hold=False)
+        result = turn.result or eng.TurnResult(eng.Finish.CANCELLED)
+        if allowed:
+            if turn.reply or result.completion_tokens:
+                self._publish(turn, Delta(turn.reply, result.completion_tokens))
+            await self._keep(turn, turn.reply, result)
+        else:
+            await self._fail(turn, PermissionDenied(reason or "the team's guard did not allow this reply"), keep_reply=True)
+
+    async def _keep(self, turn: Turn, reply: str, result: eng.TurnResult, broken: EnclaveError | None = None) -> None:
         agent = turn.agent
         cancelled = result.finish is eng.Finish.CANCELLED and broken is None
         said = bool(reply or result.completion_tokens)  # a turn cancelled before any token leaves no trace
@@ -324,7 +375,8 @@ class TurnManager:
         whole = result.finish in (eng.Finish.END_OF_TURN, eng.Finish.MAX_TOKENS, eng.Finish.CONTEXT_FULL)
         finish = "interrupted" if broken else result.finish.value
         answer = Message("assistant", reply, turn.id, finish, tokens=result.tokens if whole else ())
-        exchange = [Message("user", turn.message, turn.id), answer] if said and not agent.deleting else []
+        kept = said and not agent.deleting and not turn.options.fresh
+        exchange = [Message("user", turn.message, turn.id), answer] if kept else []
         context_tokens = result.prompt_tokens + result.completion_tokens
         store = self.recorder.conversations
         # submitted together, the record and the two messages share one commit (one fsync)
@@ -344,6 +396,7 @@ class TurnManager:
                     outcome="error" if broken else "cancelled" if cancelled else "ok",
                     payload={
                         **_served_payload(turn.served),
+                        **_run_payload(turn),
                         **({"code": broken.code, "message": broken.message, "partial": True} if broken else {}),
                         "finish_reason": finish,
                         "usage": {
@@ -364,7 +417,7 @@ class TurnManager:
         )
         if exchange:
             agent.stored += len(exchange)
-        if said:
+        if kept:
             agent.history.extend(exchange)
             agent.context_tokens = context_tokens
         self.telemetry.finished(turn.served.model if turn.served else agent.model, result, time.monotonic() - turn.started)
@@ -373,13 +426,15 @@ class TurnManager:
     def _publish(self, turn: Turn, body: object) -> None:
         if turn.ended:
             return
-        event = TurnEvent(turn.agent.name, turn.id, body)  # type: ignore[arg-type]
+        event = TurnEvent(turn.agent.name, turn.id, body, turn.options.run, turn.options.step)  # type: ignore[arg-type]
         turn.ended = event.terminal
         self.hub.publish(event)
 
-    async def _fail(self, turn: Turn, exc: EnclaveError) -> None:
+    async def _fail(self, turn: Turn, exc: EnclaveError, *, keep_reply: bool = False) -> None:
         if turn.ended:
             return
+        if not keep_reply:
+            turn.error = exc
         log.info("turn %s of agent %s failed: %s", turn.id, turn.agent.name, exc.code)
         try:
             await self.recorder.record(
@@ -389,7 +444,8 @@ class TurnManager:
                     model=turn.served.model if turn.served else turn.agent.model,
                     turn=turn.id,
                     outcome="error",
-                    payload={**_served_payload(turn.served), "code": exc.code, "message": exc.message},
+                    payload={**_served_payload(turn.served), **_run_payload(turn), "code": exc.code, "message": exc.message},
+                    text={"completion": turn.reply} if keep_reply else None,
                 )
             )
         except EnclaveError as audit_exc:  # the turn fails either way; say why it is not recorded
@@ -411,3 +467,8 @@ def _served_payload(served: Served | None) -> dict[str, object]:
     if served is None:
         return {}
     return {"served_by": {"model": served.model, "engine": served.engine or "local", "replica": served.replica, "reason": served.reason}}
+
+
+def _run_payload(turn: Turn) -> dict[str, object]:
+    """What links a team run's turn records to the run."""
+    return {"run": turn.options.run, "step": turn.options.step} if turn.options.run else {}

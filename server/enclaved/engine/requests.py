@@ -25,6 +25,7 @@ class SamplingSettings:
     repeat_penalty: float = 1.1
     seed: int = DEFAULT_SEED
     penalty_last_n: int = 64
+    grammar: str = ""  # GBNF with a ``root`` rule: only text it allows is sampled; "" = free
 
     def sampler(self, model: Model, prompt: list[int]) -> Sampler:
         """A new sampler chain with these settings that has seen ``prompt`` (the caller closes it).
@@ -32,11 +33,12 @@ class SamplingSettings:
         llama.cpp's server accepts every prompt token into the chain before the first sample
         (``common_sampler_accept`` with ``accept_grammar=false``), so ``repeat_penalty`` counts
         the prompt. Only the penalties stage remembers accepted tokens, and it keeps just the
-        last ``penalty_last_n``, so accepting those leaves the chain in the same state.
+        last ``penalty_last_n``, so accepting those leaves the chain in the same state; the
+        grammar sees none of them.
         """
         from enclaved.llama import Sampler  # llama.cpp: loaded with the first model
 
-        chain = Sampler(
+        return Sampler(
             model,
             temperature=self.temperature,
             top_k=self.top_k,
@@ -45,10 +47,9 @@ class SamplingSettings:
             repeat_penalty=self.repeat_penalty,
             penalty_last_n=self.penalty_last_n,
             seed=self.seed,
+            grammar=self.grammar,
+            seen=prompt,
         )
-        if chain.penalized and self.penalty_last_n > 0:
-            chain.accept(prompt[-self.penalty_last_n :])
-        return chain
 
 
 class Finish(Enum):
@@ -128,6 +129,7 @@ class Request:
     max_tokens: int
     stops: list[str]
     sink: Sink
+    owner: str = ""  # whose conversation this is (an agent): its slot is the one to go on in
     id: int = field(default_factory=itertools.count(1).__next__)
     cancelled: bool = False
     submitted_at: float = field(default_factory=time.monotonic)

@@ -31,7 +31,7 @@ from enclaved.engine.requests import Admitted, Failed, Finish, Generating, Reque
 from enclaved.engine.slots import SeqState, Sequence, Slot
 from enclaved.engine.statecache import MIN_TOKENS, StateCache
 from enclaved.engine.stats import EngineStats, StepLog
-from enclaved.llama import Context, ContextParams, Model, ModelParams
+from enclaved.llama import Context, ContextParams, Model, ModelParams, check_grammar
 
 log = logging.getLogger("enclaved.engine")
 
@@ -92,6 +92,8 @@ class Engine:
         """Queue a request; returns its position in the queue (0 = a slot is free now)."""
         if not 0 < len(req.prompt) < self.n_ctx_seq:
             raise ValueError(f"prompt of {len(req.prompt)} tokens does not fit a {self.n_ctx_seq}-token sequence")
+        if req.sampling.grammar:
+            check_grammar(self.model, req.sampling.grammar)  # GrammarError, a ValueError, before it queues
         seq = Sequence(req)
         with self._lock:
             waiting = self._queue.put(seq)
@@ -167,7 +169,7 @@ class Engine:
 
     def _admit(self) -> None:
         """Free slots to waiting requests in FIFO order; each takes the free slot whose cells
-        share the longest prefix with its prompt (the least recently used on a tie)."""
+        it goes on from (``_fit``), else an empty one, else the least recently used."""
         now = time.monotonic()
         while True:
             with self._lock:
@@ -175,8 +177,9 @@ class Engine:
                 seq = self._queue.pop() if free else None
                 if seq is None:
                     return
-                slot = max(free, key=lambda s: (s.common_prefix(seq.prompt), -s.last_used))
+                slot = max(free, key=lambda s: _fit(s, seq.req.owner, seq.prompt))
                 slot.busy = True
+                slot.owner = seq.req.owner
                 self._active.append(seq)
             if self._states is not None:
                 self._swap_states(slot, seq.prompt)
@@ -328,3 +331,13 @@ class Engine:
         if not keep_cache:
             self.ctx.forget(seq.slot.seq_id)
             seq.slot.keep(0)
+
+
+def _fit(slot: Slot, owner: str, prompt: npt.NDArray[np.int32]) -> tuple[bool, int, bool, float]:
+    """How well a free slot suits a request: the slot of the same conversation first (even
+    when its oldest turns were dropped, shifting reuses what is left); then the cells it
+    shares with the prompt, counted only when they are at least half of what the slot holds
+    (a shared system header alone does not make another agent's conversation one to take
+    over); then an empty slot; then the least recently used."""
+    shared = slot.common_prefix(prompt)
+    return (bool(owner) and slot.owner == owner, shared if 2 * shared >= slot.n_cells else 0, slot.n_cells == 0, -slot.last_used)

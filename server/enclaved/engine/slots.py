@@ -47,6 +47,7 @@ class Slot:
         self._n_cells = 0
         self.last_used = 0.0
         self.busy = False
+        self.owner = ""  # whose conversation the cells hold (``Request.owner``), if said
 
     def common_prefix(self, prompt: npt.NDArray[np.int32]) -> int:
         """How many leading tokens of ``prompt`` the cells already hold."""

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from enclaved.llama.backend import init_backend
     from enclaved.llama.context import Batch, Context, ContextParams
     from enclaved.llama.model import Model, ModelParams
-    from enclaved.llama.sampler import Sampler
+    from enclaved.llama.sampler import GrammarError, Sampler, check_grammar
 
 _LAZY = {
     "init_backend": "backend",
@@ -29,9 +29,23 @@ _LAZY = {
     "Model": "model",
     "ModelParams": "model",
     "Sampler": "sampler",
+    "GrammarError": "sampler",
+    "check_grammar": "sampler",
 }
 
-__all__ = ["DEFAULT_SEED", "Batch", "Context", "ContextParams", "LoadError", "Model", "ModelParams", "Sampler", "init_backend"]
+__all__ = [
+    "DEFAULT_SEED",
+    "Batch",
+    "Context",
+    "ContextParams",
+    "GrammarError",
+    "LoadError",
+    "Model",
+    "ModelParams",
+    "Sampler",
+    "check_grammar",
+    "init_backend",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -8,9 +8,25 @@ from enclaved.llama.context import Context
 from enclaved.llama.model import Model
 
 
+class GrammarError(ValueError):
+    """llama.cpp could not parse a GBNF grammar."""
+
+
+def check_grammar(model: Model, grammar: str) -> None:
+    """Raise ``GrammarError`` unless llama.cpp parses ``grammar`` (GBNF, rule ``root``)."""
+    ptr = L.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
+    if not ptr:
+        raise GrammarError("the grammar is not valid GBNF with a root rule")
+    L.llama_sampler_free(ptr)
+
+
 class Sampler:
-    """penalties → (greedy | top-k → top-p → min-p → temperature → dist), as llama.cpp's
-    common sampler orders them; a stage that would change nothing is left out."""
+    """(grammar →) penalties → (greedy | top-k → top-p → min-p → temperature → dist), as
+    llama.cpp's common sampler orders them; a stage that would change nothing is left out.
+
+    A grammar (GBNF) goes first, so every later stage sees only the tokens it allows. The
+    prompt the penalties must count (``seen``) is accepted into the penalties stage alone,
+    before it joins the chain: accepted into the chain, it would advance the grammar too."""
 
     def __init__(
         self,
@@ -23,12 +39,23 @@ class Sampler:
         repeat_penalty: float,
         penalty_last_n: int,
         seed: int,
+        grammar: str = "",
+        seen: list[int] | None = None,
     ) -> None:
         self._ptr = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
         add = lambda smpl: L.llama_sampler_chain_add(self._ptr, smpl)  # noqa: E731
+        if grammar:
+            constrained = L.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
+            if not constrained:
+                self.close()
+                raise GrammarError("the grammar is not valid GBNF with a root rule")
+            add(constrained)
         self.penalized = repeat_penalty != 1.0
         if self.penalized:
-            add(L.llama_sampler_init_penalties(model.n_vocab, penalty_last_n, repeat_penalty, 0.0, 0.0))
+            penalties = L.llama_sampler_init_penalties(model.n_vocab, penalty_last_n, repeat_penalty, 0.0, 0.0)
+            for token in (seen or [])[-penalty_last_n:] if penalty_last_n > 0 else []:
+                L.llama_sampler_accept(penalties, token)
+            add(penalties)
         if temperature <= 0:
             add(L.llama_sampler_init_greedy())
             return
@@ -40,11 +67,6 @@ class Sampler:
             add(L.llama_sampler_init_min_p(min_p, 1))
         add(L.llama_sampler_init_temp(temperature))
         add(L.llama_sampler_init_dist(seed))
-
-    def accept(self, tokens: list[int]) -> None:
-        """Tell the chain about tokens it did not sample (the prompt), so the penalties count them."""
-        for token in tokens:
-            L.llama_sampler_accept(self._ptr, token)
 
     def sample(self, ctx: Context, index: int) -> int:
         """Sample from the logits of batch position ``index`` and accept the token."""

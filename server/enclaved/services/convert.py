@@ -12,6 +12,7 @@ from enclaved.domain.models import ModelView, State
 from enclaved.domain.remote import RemoteModelView
 from enclaved.domain.telemetry import Percentiles, Telemetry
 from enclaved.engine import Finish, TurnResult
+from enclaved.services import teamconvert
 
 _MODEL_STATE = {
     State.AVAILABLE: models_pb2.MODEL_STATE_AVAILABLE,
@@ -163,10 +164,12 @@ def transcript_message(m: Message) -> agents_pb2.TranscriptMessage:
 
 
 def chat_event(ev: hub.TurnEvent) -> chat_pb2.ChatEvent:
-    out = chat_pb2.ChatEvent(agent=ev.agent, turn_id=ev.turn_id)
+    out = chat_pb2.ChatEvent(agent=ev.agent, turn_id=ev.turn_id, run_id=ev.run, step=ev.step)
     b = ev.body
-    if isinstance(b, hub.Started):
-        out.started.CopyFrom(chat_pb2.TurnStarted(model=b.model, user_message=b.user_message))
+    if teamconvert.run_event(out, b):
+        pass
+    elif isinstance(b, hub.Started):
+        out.started.CopyFrom(chat_pb2.TurnStarted(model=b.model, user_message=b.user_message, held=b.held))
     elif isinstance(b, hub.PhaseChanged):
         out.phase.phase = _PHASE[b.phase]
     elif isinstance(b, hub.Delta):

@@ -25,12 +25,16 @@ from enclave_contract.v1 import (
     models_pb2_grpc,
     status_pb2,
     status_pb2_grpc,
+    teams_pb2,
+    teams_pb2_grpc,
 )
 from enclaved.audit.recorder import Recorder
 from enclaved.domain.agents import AgentBook
 from enclaved.domain.apikeys import ApiKeys
 from enclaved.domain.hub import EventHub
 from enclaved.domain.models import ModelRegistry
+from enclaved.domain.runs import RunManager
+from enclaved.domain.teams import TeamBook
 from enclaved.domain.turns import TurnManager
 from enclaved.services.agents import AgentsService
 from enclaved.services.audit import AuditService
@@ -38,6 +42,7 @@ from enclaved.services.chat import ChatService
 from enclaved.services.keys import KeysService
 from enclaved.services.models import ModelsService
 from enclaved.services.status import StatusService
+from enclaved.services.teams import TeamsService
 from enclaved.transport.guard import CallGuard
 from enclaved.transport.peers import PeerRegistry
 from enclaved.transport.unixsocket import umask
@@ -49,6 +54,7 @@ SERVICE_NAMES = [
     status_pb2.DESCRIPTOR.services_by_name["Status"].full_name,
     audit_pb2.DESCRIPTOR.services_by_name["Audit"].full_name,
     keys_pb2.DESCRIPTOR.services_by_name["Keys"].full_name,
+    teams_pb2.DESCRIPTOR.services_by_name["Teams"].full_name,
 ]
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 SHUTDOWN_GRACE_SECONDS = 3.0  # calls still running then are cancelled
@@ -70,6 +76,8 @@ class RpcServer:
         stopping: asyncio.Event,
         max_connections: int,
         keys: ApiKeys,
+        teams: TeamBook,
+        runs: RunManager,
     ) -> None:
         self.health = health_aio.HealthServicer()
         options = [("grpc.so_reuseport", 0), ("grpc.max_allowed_incoming_connections", max_connections)]
@@ -80,6 +88,7 @@ class RpcServer:
         status_pb2_grpc.add_StatusServicer_to_server(StatusService(models, agents, turns, started, stopping), server)
         audit_pb2_grpc.add_AuditServicer_to_server(AuditService(recorder), server)
         keys_pb2_grpc.add_KeysServicer_to_server(KeysService(keys), server)
+        teams_pb2_grpc.add_TeamsServicer_to_server(TeamsService(teams, runs, hub), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection([*SERVICE_NAMES, HEALTH_SERVICE, reflection.SERVICE_NAME], server)
         self._server = server

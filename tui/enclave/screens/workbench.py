@@ -20,15 +20,17 @@ from textual.widgets import Footer, Input, Static
 
 from enclave.commands import PromptError, parse_prompt
 from enclave.errors import DaemonError
-from enclave.messages import AgentChanged, Attached, Disconnected, SessionNotice, StatusChanged, TurnEvent
+from enclave.messages import AgentChanged, Attached, Disconnected, RunUpdate, SessionNotice, StatusChanged, TurnEvent, TurnStarted
 from enclave.screens.agent_editor import AgentEditor, EditorResult
 from enclave.screens.confirm import ConfirmScreen
 from enclave.session import Session
+from enclave.team_commands import RunTeam, parse_team_command
 from enclave.terminal import tmux_copy
 from enclave.views import AgentView, StatusView
 from enclave.widgets.agent_pane import AgentPane
 from enclave.widgets.model_panel import ModelPanel
 from enclave.widgets.prompt import PromptInput
+from enclave.widgets.run_bar import RunBar
 
 _CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 T = TypeVar("T")
@@ -79,6 +81,7 @@ class WorkbenchScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(id="banner")
         yield Static(id="empty")
+        yield RunBar()
         yield Grid(id="panes")
         yield ModelPanel()
         yield PromptInput(placeholder="message to the selected agent · /all TEXT · /to a,b TEXT · alt+a: to all", id="prompt")
@@ -111,8 +114,14 @@ class WorkbenchScreen(Screen[None]):
             self.send(self.first_message, list(self.panes))
             self.first_message = None
 
+    @on(RunUpdate)
+    def _run_update(self, update: RunUpdate) -> None:
+        self.query_one(RunBar).update_run(update.run)
+
     @on(TurnEvent)
     async def _turn_event(self, event: TurnEvent) -> None:
+        if isinstance(event, TurnStarted) and event.run_id:
+            self.query_one(RunBar).member_turn(event.run_id, event.agent, event.step)
         pane = self.panes.get(event.agent)
         if pane is not None:
             await pane.handle(event)
@@ -222,12 +231,17 @@ class WorkbenchScreen(Screen[None]):
             self.notify(self._empty_text() or "not connected to enclaved yet", severity="warning")
             return
         try:
-            send = parse_prompt(PromptInput.message(event.value), list(self.panes))
+            run = parse_team_command(event.value, list(self.panes))
+            send = parse_prompt(PromptInput.message(event.value), list(self.panes)) if run is None else None
         except PromptError as exc:
             self.notify(str(exc), severity="error")
             return
         event.input.value = ""
         self.query_one("#prompt", PromptInput).remember(event.value)
+        if run is not None:
+            self.run_team(run, event.value)
+            return
+        assert send is not None
         self.send(send.text, send.agents or [self.selected_pane.agent.name], sent_from=event.value)
 
     def action_broadcast(self) -> None:
@@ -243,6 +257,15 @@ class WorkbenchScreen(Screen[None]):
         """Start the turns. If the daemon refuses them or is gone, the line they came from
         (``sent_from``) goes back into the prompt, if it is empty, so nothing typed is lost."""
         if not await self._done(self.client.send(text, agents)) and sent_from is not None:
+            prompt = self.query_one("#prompt", PromptInput)
+            if not prompt.value:
+                prompt.value = sent_from
+
+    @work(group="send")
+    async def run_team(self, run: RunTeam, sent_from: str) -> None:
+        """Start a team run; its turns stream into the members' panes, the run bar says where
+        it stands. A refused run puts its line back into an empty prompt."""
+        if not await self._done(self.client.run_team(run.text, run.team, run.kind, run.members)):
             prompt = self.query_one("#prompt", PromptInput)
             if not prompt.value:
                 prompt.value = sent_from

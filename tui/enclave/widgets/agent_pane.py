@@ -31,7 +31,7 @@ from enclave.views import AgentView, ChatMessage
 
 SHOWN_MESSAGES = 16
 _SETTLE = ("|", "```", "~~~")  # what streaming can leave half-formed: tables and fences
-BUSY = ("queued", "prefill", "generating")
+BUSY = ("queued", "prefill", "generating", "under review")
 # the marker under a reply that did not end by itself, by finish reason
 ENDINGS = {
     "max_tokens": "cut off at the agent's max_tokens",
@@ -54,6 +54,7 @@ class AgentPane(Vertical):
         self.turn_id = ""
         self._stream: MarkdownStream | None = None
         self._reply = ""
+        self._held = False  # the turn's reply waits for a team guard's verdict
         self._pending = ""  # text received but not yet written to the stream
         self._unsettled = ""  # text of the block being written, shown in the tail
         self._tail: Static | None = None
@@ -202,6 +203,7 @@ class AgentPane(Vertical):
         if isinstance(event, TurnStarted):
             # the pane's state changes before anything awaits: nobody sees the new turn "idle"
             self.turn_id, self.state = event.turn_id, "queued"
+            self._held = event.held
             self._reply, self._tokens, self._rate_from, self.tokens_per_second = "", 0, None, 0.0
             await self._finish_stream()
             await self._add_message(event.user_message, "user")
@@ -212,7 +214,7 @@ class AgentPane(Vertical):
         elif event.turn_id != self.turn_id:
             return
         elif isinstance(event, TurnPhase):
-            self.state = event.phase
+            self.state = "under review" if self._held and event.phase == "generating" else event.phase
         elif isinstance(event, TurnTrimmed):
             noun = "message" if event.dropped_messages == 1 else "messages"
             reply = self._stream.markdown_widget if self._stream is not None else None  # above the reply
