@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -147,6 +148,8 @@ def model_state(daemon: Daemon, name: str) -> int:
 
 
 async def test_models_panel_shows_live_status_and_loads_and_unloads(shared_daemon: Daemon) -> None:
+    stubs = shared_daemon.stubs()
+    await asyncio.to_thread(lambda: list(stubs.chat.Chat(chat_pb2.ChatRequest(agent="a1", message="time me"), timeout=60)))
     app = EnclaveApp(shared_daemon.socket, spawn=False)
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_until(pilot, lambda: app.workbench.attached)
@@ -155,6 +158,10 @@ async def test_models_panel_shows_live_status_and_loads_and_unloads(shared_daemo
         assert panel.display and panel.has_focus
         await wait_until(pilot, lambda: "small" in panel.rows)
         assert panel.get_cell("tiny", "ctx/agent") == "4096"
+        # latency percentiles of the turns made, from the same figures as /metrics
+        assert re.fullmatch(r"\d+\.\d\d/\d+\.\d\d s", panel.get_cell("tiny", "first token p50/p95"))
+        assert re.fullmatch(r"\d+\.\d\d/\d+\.\d\d s", panel.get_cell("tiny", "turn p50/p95"))
+        assert panel.get_cell("small", "turn p50/p95") == "-"
         await wait_until(pilot, lambda: app.workbench.panes["a1"].context_size == 4096)
         used = agents_of(shared_daemon)["a1"].context_tokens
         assert f"ctx {used}/4096" in str(app.workbench.panes["a1"]._header.render())

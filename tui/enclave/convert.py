@@ -127,7 +127,13 @@ def model_status(m: status_pb2.ModelStatus) -> ModelView:
         kept_states=m.state_cache_entries,
         kept_bytes=m.state_cache_bytes,
         kept_budget_bytes=m.state_cache_budget_bytes,
+        first_token=_percentiles(m.first_token) if m.HasField("first_token") else None,
+        turn=_percentiles(m.turn) if m.HasField("turn") else None,
     )
+
+
+def _percentiles(p: status_pb2.Latency) -> tuple[float, float, float]:
+    return (p.p50_seconds, p.p95_seconds, p.p99_seconds)
 
 
 def status(s: status_pb2.StatusSnapshot) -> StatusView:

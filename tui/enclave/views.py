@@ -68,6 +68,9 @@ class ModelView:
     kept_states: int = 0  # KV states of agents whose slot another took, held in RAM
     kept_bytes: int = 0
     kept_budget_bytes: int = 0
+    # seconds over recent turns, gRPC and HTTP alike: (p50, p95, p99); None before any turn
+    first_token: tuple[float, float, float] | None = None
+    turn: tuple[float, float, float] | None = None
 
     @property
     def usable(self) -> bool:

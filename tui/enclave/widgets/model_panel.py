@@ -12,7 +12,26 @@ from textual.widgets import DataTable
 from enclave.text import human_bytes, kept_states
 from enclave.views import StatusView
 
-COLUMNS = ("model", "state", "size", "quant", "memory", "ctx/agent", "slots", "active", "queued", "tok/s", "prompt tok/s", "kept")
+COLUMNS = (
+    "model",
+    "state",
+    "size",
+    "quant",
+    "memory",
+    "ctx/agent",
+    "slots",
+    "active",
+    "queued",
+    "tok/s",
+    "prompt tok/s",
+    "first token p50/p95",
+    "turn p50/p95",
+    "kept",
+)
+
+
+def _latency(p: tuple[float, float, float] | None) -> str:
+    return f"{p[0]:.2f}/{p[1]:.2f} s" if p else "-"
 
 
 class ModelPanel(DataTable[str]):
@@ -56,6 +75,8 @@ class ModelPanel(DataTable[str]):
                 str(m.queued_requests),
                 f"{m.decode_tokens_per_second:.1f}",
                 f"{m.prompt_tokens_per_second:.1f}",
+                _latency(m.first_token),
+                _latency(m.turn),
                 kept_states(m.kept_states, m.kept_bytes, m.kept_budget_bytes),
             )
             if m.name in self.rows:
