@@ -120,9 +120,17 @@ def at_once(request: Callable[[int], Sequence[Turn]], n: int) -> tuple[float, li
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port below the ephemeral range: a port the kernel hands out (``bind(0)``) may be
+    one that a test on this machine picked as "nothing listens there", and its daemon would
+    then reach our servers."""
+    for port in range(18740, 19740):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise SystemExit("no free port in 18740-19739")
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], what: str, seconds: float = 120) -> None:
