@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 from bench_daemon import ROOT, DaemonRun, machine
-from httpstream import LlamaServer, Turn, at_once, free_port, grpc_chat, med, paired, same_text, sse_chat, wait_http
+from httpstream import LlamaServer, Turn, at_once, diffs_ms, free_port, grpc_chat, med, paired, same_text, sse_chat, wait_http
 
 SYSTEM = "You are a helpful assistant."
 MESSAGE = "Write a short story about a lighthouse keeper who finds a message in a bottle."
@@ -198,7 +198,7 @@ def report(args: argparse.Namespace, single: dict[str, list[Turn]], crowd: dict[
             f"| (c) {CLIENTS} clients at once, enclaved HTTP / llama-server `-np {CLIENTS}` "
             f"({med(crowd['http']):.1f} / {med(crowd['server']):.1f} aggregate tok/s) | {c:.3f}× | ≥ 1.0× | {verdict(c >= 1.0)} |"
         )
-    d = med((h.first - g.first) * 1000 for h, g in zip(single["http"], single["grpc"]))
+    d = diffs_ms(single["http"], single["grpc"])
     print(f"| (d) first token, HTTP − gRPC, p50 of per-round differences | {d:+.1f} ms | ≤ 5 ms | {verdict(d <= 5)} |")
     if crowd["http"]:
         print(

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 from bench_daemon import ROOT, DaemonRun, machine
-from httpstream import LlamaServer, Turn, at_once, grpc_chat, med, paired, sse_chat
+from httpstream import LlamaServer, Turn, at_once, diffs_ms, grpc_chat, med, paired, sse_chat
 
 SYSTEM = "You are a helpful assistant."
 MESSAGE = "Write a short story about a lighthouse keeper who finds a message in a bottle."
@@ -150,7 +150,7 @@ def report(
     print("|---|---|---|---|")
     a = paired(rates["enclaved"], rates["direct"])
     print(f"| (a) one stream, through enclaved / directly | {a:.3f}× | ≥ 0.97× | {verdict(a >= 0.97)} |")
-    b = med((e.first - d.first) * 1000 for e, d in zip(single["enclaved"], single["direct"]))
+    b = diffs_ms(single["enclaved"], single["direct"])
     print(f"| (b) first token, enclaved − directly, p50 of per-round differences | {b:+.1f} ms | ≤ 5 ms | {verdict(b <= 5)} |")
     spread = " / ".join(f"{s:.0%}" for s in shares)
     print(
