@@ -158,7 +158,7 @@ def report(args: argparse.Namespace, single: dict[str, list[Turn]], crowd: dict[
 
     print(f"## enclaved's HTTP API vs gRPC and llama-server ({date.today().isoformat()})\n")
     print(
-        f"Machine: {machine()}. Model: `{args.model.name}` ({args.model.stat().st_size / 2**20:.0f} MiB). {args.threads} threads, "
+        f"Machine: {machine()}. Model: `{args.model.name}` ({args.model.stat().st_size / 2**20:.0f} MiB). {args.threads} thread{'s' if args.threads != 1 else ''}, "
         f"replies of at most {args.tokens} tokens (temperature 0, seed 1, the same sampler chain), every request a system prompt "
         "no earlier one had. Clients: httpx streaming SSE over loopback TCP for enclaved's `[http]` and llama-server alike, "
         "grpcio over the Unix socket. Rates: generated tokens after the first over the time from the first token to the last, "

@@ -120,7 +120,7 @@ def report(
     print(f"## enclaved on a remote engine: llama-server ({date.today().isoformat()})\n")
     print(
         f"Machine: {machine()}. Model: `{args.model.name}` ({args.model.stat().st_size / 2**20:.0f} MiB) served by llama-server "
-        f"(`-np 1`, {args.threads} threads) as the engine `ls`; enclaved's agent on `smollm2@ls` (gRPC over the Unix socket) vs "
+        f"(`-np 1`, {args.threads} thread{'s' if args.threads != 1 else ''}) as the engine `ls`; enclaved's agent on `smollm2@ls` (gRPC over the Unix socket) vs "
         "the same server read directly with httpx (streaming SSE over loopback, the body enclaved sends). Replies of at most "
         f"{args.tokens} tokens, temperature 0, seed 1, every turn a system prompt no earlier one had. Rates: generated tokens "
         "after the first over the time from the first token to the last, as the client sees them; first token: from sending "
