@@ -240,13 +240,16 @@ class LlamaServer:
 
 
 class DaemonRun:
-    def __init__(self, model_path: Path, threads: int, slots: int, python_path: str | None = None) -> None:
+    def __init__(self, model_path: Path, threads: int, slots: int, python_path: str | None = None, config: str = "") -> None:
         """``python_path``: run the enclaved found there instead of this checkout's (another
-        version, for a before/after comparison: bench/bench_compare.py)."""
+        version, for a before/after comparison: bench/bench_compare.py). ``config``: more TOML
+        for the config (``[http]``, ``[[engines]]``: bench/bench_http.py, bench/bench_remote.py)."""
         self.home = Path(tempfile.mkdtemp(prefix="enc-bench-", dir="/tmp"))
         self.socket = self.home / "enclaved.sock"
         name = model_path.stem
-        (self.home / "c.toml").write_text(f'[[models]]\nname = "{name}"\nn_ctx = 2048\nn_seq_max = {slots}\nn_threads = {threads}\n')
+        (self.home / "c.toml").write_text(
+            f'[[models]]\nname = "{name}"\nn_ctx = 2048\nn_seq_max = {slots}\nn_threads = {threads}\n' + config
+        )
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -276,10 +279,11 @@ class DaemonRun:
         self.agents = agents_pb2_grpc.AgentsStub(self.channel)
         self.model = name
 
-    def agent(self, name: str, n_tokens: int, seed: int, system: str = SYSTEM) -> None:
-        spec = agents_pb2.Agent(
-            name=name, model=self.model, system=system, sampling=agents_pb2.SamplingParams(max_tokens=n_tokens, seed=seed)
-        )
+    def agent(
+        self, name: str, n_tokens: int, seed: int, system: str = SYSTEM, temperature: float | None = None, model: str | None = None
+    ) -> None:
+        sampling = agents_pb2.SamplingParams(max_tokens=n_tokens, seed=seed, temperature=temperature)
+        spec = agents_pb2.Agent(name=name, model=model or self.model, system=system, sampling=sampling)
         self.agents.PutAgent(agents_pb2.PutAgentRequest(agent=spec), timeout=30)
         self.agents.ClearTranscript(agents_pb2.ClearTranscriptRequest(name=name), timeout=30)
 
