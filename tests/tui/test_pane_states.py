@@ -13,7 +13,7 @@ from textual.widgets import Static
 from textual.widgets._markdown import MarkdownParagraph
 
 from enclave.app import EnclaveApp
-from enclave.messages import TurnDelta, TurnFinished, TurnStarted, TurnTrimmed
+from enclave.messages import TurnDelta, TurnFinished, TurnServed, TurnStarted, TurnTrimmed
 from enclave.views import AgentView, ChatMessage
 from enclave.widgets.agent_pane import ENDINGS, AgentPane
 from enclave.widgets.prompt import PromptInput
@@ -212,3 +212,25 @@ async def test_a_daemon_without_models_says_how_to_add_one() -> None:
         await pilot.pause()
         assert any("No models yet" in n.message for n in app._notifications), "Enter says why nothing happens"
     assert daemon.stop() == 0
+
+
+async def test_a_turn_served_by_another_model_says_so_in_the_header_and_above_the_reply() -> None:
+    from enclave.convert import watch_event
+
+    event = watch_event(
+        chat_pb2.ChatEvent(
+            agent="m", turn_id="t", served=chat_pb2.ModelServed(model="smollm2", engine="", reason="llama-3.1-70b@gpu: circuit open")
+        )
+    )
+    assert isinstance(event, TurnServed) and event.model == "smollm2"
+    pane = AgentPane(AgentView(name="m", model="llama-3.1-70b@gpu"), 1)
+    async with Host(pane).run_test(size=(120, 30)) as pilot:
+        await pane.handle(TurnStarted("m", "t", user_message="q"))
+        await pane.handle(event)
+        await pilot.pause()
+        assert "smollm2 for llama-3.1-70b@gpu" in pane._title(0)
+        assert texts(pane, "marker") == ["— answered by smollm2: llama-3.1-70b@gpu: circuit open"]
+        kinds = [next(c for c in ("user", "marker", "reply") if m.has_class(c)) for m in pane.body.query("Markdown.message")]
+        assert kinds == ["user", "marker", "reply"]
+        await pane.handle(TurnStarted("m", "t2", user_message="again"))
+        assert "smollm2" not in pane._title(0), "the next turn starts on the agent's own model"

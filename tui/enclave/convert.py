@@ -12,6 +12,7 @@ from enclave.messages import (
     TurnFailed,
     TurnFinished,
     TurnPhase,
+    TurnServed,
     TurnStarted,
     TurnTrimmed,
     WatchEvent,
@@ -164,6 +165,8 @@ def watch_event(e: chat_pb2.ChatEvent) -> WatchEvent | None:
         return TurnPhase(e.agent, e.turn_id, _PHASES.get(e.phase.phase, "queued"))
     if kind == "delta":
         return TurnDelta(e.agent, e.turn_id, e.delta.text, e.delta.tokens)
+    if kind == "served":
+        return TurnServed(e.agent, e.turn_id, e.served.model, e.served.reason)
     if kind == "truncated":
         return TurnTrimmed(e.agent, e.turn_id, e.truncated.dropped_messages)
     if kind == "finished":

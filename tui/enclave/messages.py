@@ -72,6 +72,16 @@ class TurnTrimmed(TurnEvent):
         self.dropped_messages = dropped_messages
 
 
+class TurnServed(TurnEvent):
+    """Which model serves the turn: sent for a remote model, or when a fallback took over
+    (``reason``: why the agent's own model did not)."""
+
+    def __init__(self, agent: str, turn_id: str, model: str, reason: str) -> None:
+        super().__init__(agent, turn_id)
+        self.model = model
+        self.reason = reason
+
+
 class TurnFailed(TurnEvent):
     def __init__(self, agent: str, turn_id: str, problem: str) -> None:
         super().__init__(agent, turn_id)

@@ -25,7 +25,7 @@ from textual.widgets import Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
 from enclave.markdown import reply_parser
-from enclave.messages import TurnDelta, TurnEvent, TurnFailed, TurnFinished, TurnPhase, TurnStarted, TurnTrimmed
+from enclave.messages import TurnDelta, TurnEvent, TurnFailed, TurnFinished, TurnPhase, TurnServed, TurnStarted, TurnTrimmed
 from enclave.text import safe_text
 from enclave.views import AgentView, ChatMessage
 
@@ -62,6 +62,7 @@ class AgentPane(Vertical):
         self._rate_from: tuple[float, int] | None = None  # (time, tokens) at the first text seen
         self.tokens_per_second = 0.0
         self.new_below = False  # text arrived while the person was scrolled up
+        self.served_by = ""  # the model that served the last turn, when not the agent's own
         self.context_tokens = agent.context_tokens
         self.context_size = 0  # the model's context per sequence, from the status stream
         # held directly: events may still arrive while the app tears the tree down
@@ -90,7 +91,7 @@ class AgentPane(Vertical):
         used = self.context_tokens + self._tokens
         parts = [  # (part, priority: higher stays longer)
             (f"{self.index}  {self.agent.name}", 9),
-            (self.agent.model, 2),
+            (f"{self.served_by} for {self.agent.model}" if self.served_by else self.agent.model, 2),
             (self.state, 8),
             (f"{self.tokens_per_second:.0f} tok/s" if self.tokens_per_second else "", 3),
             (f"ctx {used}/{self.context_size}" if self.context_size else (f"ctx {used}" if used else ""), 4),
@@ -205,6 +206,7 @@ class AgentPane(Vertical):
             self.turn_id, self.state = event.turn_id, "queued"
             self._held = event.held
             self._reply, self._tokens, self._rate_from, self.tokens_per_second = "", 0, None, 0.0
+            self.served_by = ""
             await self._finish_stream()
             await self._add_message(event.user_message, "user")
             self._stream = Markdown.get_stream(await self._add_message("", "reply"))
@@ -215,6 +217,12 @@ class AgentPane(Vertical):
             return
         elif isinstance(event, TurnPhase):
             self.state = "under review" if self._held and event.phase == "generating" else event.phase
+        elif isinstance(event, TurnServed):
+            self.served_by = event.model if event.model != self.agent.model else ""
+            self._refresh_header()
+            if event.reason:
+                reply = self._stream.markdown_widget if self._stream is not None else None  # above the reply
+                await self._add_message(f"*— answered by {event.model}: {event.reason}*", "marker", reply)
         elif isinstance(event, TurnTrimmed):
             noun = "message" if event.dropped_messages == 1 else "messages"
             reply = self._stream.markdown_widget if self._stream is not None else None  # above the reply

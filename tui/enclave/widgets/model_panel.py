@@ -24,14 +24,14 @@ COLUMNS = (
     "queued",
     "tok/s",
     "prompt tok/s",
-    "first token p50/p95",
-    "turn p50/p95",
+    "first token p50/p95/p99",
+    "turn p50/p95/p99",
     "kept",
 )
 
 
 def _latency(p: tuple[float, float, float] | None) -> str:
-    return f"{p[0]:.2f}/{p[1]:.2f} s" if p else "-"
+    return f"{p[0]:.2f}/{p[1]:.2f}/{p[2]:.2f} s" if p else "-"
 
 
 class ModelPanel(DataTable[str]):
