@@ -41,7 +41,7 @@ def metrics(http: Http) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def value(snapshot: dict, name: str, **labels: str) -> float:
-    return snapshot.get((name, tuple(sorted({"model_name": "smollm2", **labels}.items()))), 0.0)
+    return snapshot.get((name, tuple(sorted({"model_name": "smollm2", "engine": "local", **labels}.items()))), 0.0)
 
 
 def test_keys_are_made_listed_and_revoked_and_recorded(http: Http) -> None:
@@ -135,7 +135,9 @@ def test_metrics_count_http_and_grpc_turns(http: Http) -> None:
     assert delta("enclave_inter_token_latency_seconds_count") == sum(c - 1 for _, c in usages)
     assert value(after, "enclave_num_requests_running") == 0 and value(after, "enclave_num_requests_waiting") == 0
     assert value(after, "enclave_slots_total") == 2
-    assert all(set(dict(labels)) <= {"model_name", "finished_reason", "le"} for _, labels in after), "no agent, user or prompt label"
+    assert all(set(dict(labels)) <= {"model_name", "engine", "finished_reason", "le"} for _, labels in after), (
+        "no agent, user or prompt label"
+    )
 
 
 def test_health_needs_no_key_and_says_serving(http: Http) -> None:

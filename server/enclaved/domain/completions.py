@@ -18,6 +18,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from enclaved import engine as eng
@@ -68,8 +69,7 @@ class Run:
     job: Job
     events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
-    request: eng.Request | None = None
-    engine: eng.Engine | None = None
+    stop: Callable[[], None] | None = None  # cancels its request in the engine serving it
     cancelled: bool = False
     ended: bool = False
     started: float = field(default_factory=time.monotonic)
@@ -79,8 +79,8 @@ class Run:
         if self.ended or self.cancelled:
             return
         self.cancelled = True
-        if self.request is not None and self.engine is not None:
-            self.engine.cancel(self.request)  # the engine frees its cells at its next step
+        if self.stop is not None:
+            self.stop()  # the engine frees its cells (or closes the stream) at its next step
         elif self.task is not None:
             self.task.cancel()
 
@@ -104,6 +104,10 @@ class Completions:
         if name.startswith(AGENT_PREFIX):
             agent = self.agents.get(name[len(AGENT_PREFIX) :])
             return Target(agent.model, agent.name, agent.system, agent.params)
+        if "@" in name:  # model@engine: a remote model, served by its engine
+            if name not in {v.name for v in self.models.remote.views()}:
+                raise NotFound("no model by that name; GET /v1/models lists them")
+            return Target(name)
         try:
             return Target(self.models.file(name).name)
         except InvalidArgument:
@@ -147,8 +151,11 @@ class Completions:
 
     async def _run(self, run: Run) -> None:
         try:
-            async with self.models.using(run.job.target.model) as engine:
-                await self._generate(run, engine)
+            if "@" in run.job.target.model:
+                await self._generate_remote(run)
+            else:
+                async with self.models.using(run.job.target.model) as engine:
+                    await self._generate(run, engine)
         except asyncio.CancelledError:
             await self._finish(run, "", eng.TurnResult(eng.Finish.CANCELLED))
         except EnclaveError as exc:
@@ -187,7 +194,7 @@ class Completions:
             engine.submit(request)
         except RuntimeError:
             raise Unavailable(f"model {job.target.model!r} is not taking work (its engine stopped); unload and load it again") from None
-        run.engine, run.request = engine, request
+        run.stop = lambda: engine.cancel(request)
         if run.cancelled:
             engine.cancel(request)
         reply: list[str] = []
@@ -203,16 +210,37 @@ class Completions:
                 await self._finish(run, "".join(reply), ev)
                 return
 
+    async def _generate_remote(self, run: Run) -> None:
+        """The conversation as chat messages to ``model@engine``, which applies its own template
+        and counts its own context; no fallback (the request named the model)."""
+        job = run.job
+        if job.prompt is not None:
+            raise InvalidArgument("/v1/completions serves local models; send a model@engine to /v1/chat/completions")
+        messages = [{"role": s.role, "content": s.content} for s in _with_system(job.target.system, list(job.conversation))]
+        queue: asyncio.Queue[eng.EngineEvent] = asyncio.Queue()
+        limit = job.max_tokens or job.target.params.reply_limit
+        engine, request = self.models.remote.submit(job.target.model, messages, job.sampling, limit, list(job.stops), queue.put_nowait)
+        run.stop = lambda: engine.cancel(request)
+        if run.cancelled:
+            engine.cancel(request)
+        reply: list[str] = []
+        while True:
+            ev = await queue.get()
+            if isinstance(ev, eng.Text):
+                reply.append(ev.text)
+                if not run.ended:
+                    run.events.put_nowait(ev)
+            elif isinstance(ev, eng.Failed):
+                raise Unavailable(ev.message)
+            elif isinstance(ev, eng.TurnResult):
+                await self._finish(run, "".join(reply), ev)
+                return
+
     @staticmethod
     def _tokenize(engine: eng.Engine, job: Job) -> list[int]:
         if job.prompt is not None:
             return engine.model.tokenize(job.prompt, add_special=True, parse_special=False)
-        conversation = list(job.conversation)
-        system = job.target.system
-        if system:  # the agent's system prompt first, the request's own after it, as one
-            own = [s.content for s in conversation if s.role == "system"]
-            conversation = [Said("system", "\n\n".join([system, *own]))] + [s for s in conversation if s.role != "system"]
-        return tokenize(engine.model, conversation)
+        return tokenize(engine.model, _with_system(job.target.system, list(job.conversation)))
 
     async def _finish(self, run: Run, reply: str, result: eng.TurnResult) -> None:
         if run.ended:
@@ -258,6 +286,14 @@ class Completions:
         except EnclaveError as audit_exc:  # it fails either way; say why it is not recorded
             exc = audit_exc
         run._end(exc)
+
+
+def _with_system(system: str, conversation: list[Said]) -> list[Said]:
+    """The agent's system prompt first, the request's own after it, as one system message."""
+    if not system:
+        return conversation
+    own = [s.content for s in conversation if s.role == "system"]
+    return [Said("system", "\n\n".join([system, *own]))] + [s for s in conversation if s.role != "system"]
 
 
 def _cancel_if_launched(launch: asyncio.Future[None], run: Run) -> None:

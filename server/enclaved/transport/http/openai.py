@@ -72,6 +72,7 @@ class OpenAiRoutes:
             for v in self.models.views()
             if v.state is not State.INVALID
         ]
+        data += [{"id": v.name, "object": "model", "created": 0, "owned_by": v.engine} for v in self.models.remote.views()]
         data += [{"id": AGENT_PREFIX + a.name, "object": "model", "created": 0, "owned_by": OWNER} for a in self.agents.all()]
         return json_response({"object": "list", "data": data})
 
