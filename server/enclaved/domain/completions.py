@@ -27,7 +27,7 @@ from enclaved.audit.records import Entry
 from enclaved.domain.agents import AgentBook, AgentParams
 from enclaved.domain.models import ModelRegistry
 from enclaved.domain.prompt import Said, tokenize
-from enclaved.domain.telemetry import Telemetry
+from enclaved.domain.telemetry import Telemetry, result_figures
 from enclaved.errors import EnclaveError, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 
 log = logging.getLogger("enclaved.completions")
@@ -197,18 +197,7 @@ class Completions:
         run.stop = lambda: engine.cancel(request)
         if run.cancelled:
             engine.cancel(request)
-        reply: list[str] = []
-        while True:
-            ev = await queue.get()
-            if isinstance(ev, eng.Text):
-                reply.append(ev.text)
-                if not run.ended:
-                    run.events.put_nowait(ev)
-            elif isinstance(ev, eng.Failed):
-                raise FailedPrecondition(ev.message)
-            elif isinstance(ev, eng.TurnResult):
-                await self._finish(run, "".join(reply), ev)
-                return
+        await self._relay(run, queue, FailedPrecondition)
 
     async def _generate_remote(self, run: Run) -> None:
         """The conversation as chat messages to ``model@engine``, which applies its own template
@@ -223,6 +212,11 @@ class Completions:
         run.stop = lambda: engine.cancel(request)
         if run.cancelled:
             engine.cancel(request)
+        await self._relay(run, queue, Unavailable)
+
+    async def _relay(self, run: Run, queue: asyncio.Queue[eng.EngineEvent], failed: type[EnclaveError]) -> None:
+        """Pass the engine's text to the caller until the run ends; an engine failure becomes
+        ``failed`` (a local engine's is the request's fault, a remote one's the engine's)."""
         reply: list[str] = []
         while True:
             ev = await queue.get()
@@ -231,7 +225,7 @@ class Completions:
                 if not run.ended:
                     run.events.put_nowait(ev)
             elif isinstance(ev, eng.Failed):
-                raise Unavailable(ev.message)
+                raise failed(ev.message)
             elif isinstance(ev, eng.TurnResult):
                 await self._finish(run, "".join(reply), ev)
                 return
@@ -257,17 +251,7 @@ class Completions:
                 payload={
                     "via": "http",
                     "finish_reason": result.finish.value,
-                    "usage": {
-                        "prompt_tokens": result.prompt_tokens,
-                        "completion_tokens": result.completion_tokens,
-                        "cached_prompt_tokens": result.cached_prompt_tokens,
-                    },
-                    "timings_ms": {
-                        "queue": result.queue_ms,
-                        "first_token": result.time_to_first_token_ms,
-                        "prompt": result.prompt_ms,
-                        "generation": result.generation_ms,
-                    },
+                    **result_figures(result),
                 },
                 text={"completion": reply},
             )

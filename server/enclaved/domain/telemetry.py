@@ -76,3 +76,20 @@ def percentiles(values: collections.abc.Iterable[float]) -> Percentiles | None:
         return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
     return Percentiles(at(0.50), at(0.95), at(0.99))
+
+
+def result_figures(result: TurnResult) -> dict[str, object]:
+    """A turn's counts and timings as its audit record holds them (gRPC and HTTP alike)."""
+    return {
+        "usage": {
+            "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens,
+            "cached_prompt_tokens": result.cached_prompt_tokens,
+        },
+        "timings_ms": {
+            "queue": result.queue_ms,
+            "first_token": result.time_to_first_token_ms,
+            "prompt": result.prompt_ms,
+            "generation": result.generation_ms,
+        },
+    }

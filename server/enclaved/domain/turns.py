@@ -24,7 +24,7 @@ from enclaved.domain.engines import split_model
 from enclaved.domain.hub import Delta, EventHub, Phase, PhaseChanged, Served, Started, Truncated, TurnEvent, TurnFailed
 from enclaved.domain.models import ModelRegistry
 from enclaved.domain.prompt import Said, build_prompt
-from enclaved.domain.telemetry import Telemetry
+from enclaved.domain.telemetry import Telemetry, result_figures
 from enclaved.errors import EnclaveError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, Unavailable
 
 log = logging.getLogger("enclaved.turns")
@@ -399,17 +399,7 @@ class TurnManager:
                         **_run_payload(turn),
                         **({"code": broken.code, "message": broken.message, "partial": True} if broken else {}),
                         "finish_reason": finish,
-                        "usage": {
-                            "prompt_tokens": result.prompt_tokens,
-                            "completion_tokens": result.completion_tokens,
-                            "cached_prompt_tokens": result.cached_prompt_tokens,
-                        },
-                        "timings_ms": {
-                            "queue": result.queue_ms,
-                            "first_token": result.time_to_first_token_ms,
-                            "prompt": result.prompt_ms,
-                            "generation": result.generation_ms,
-                        },
+                        **result_figures(result),
                     },
                     text={"completion": reply},
                 )
