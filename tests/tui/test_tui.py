@@ -298,6 +298,8 @@ def test_settings_file(tmp_path: Path) -> None:
         ('[keys]\n"pane.next" = "alt+x"', "'alt\\+x' is bound to both 'pane.next' and 'turn.cancel_all'"),
         ('[keys]\n"pane.zoom" = "f2"\n"agent.new" = "f2"', "'f2' is bound to both 'pane.zoom' and 'agent.new'"),
         ('[keys]\n"audit.filter" = "ctrl+q"', "'ctrl\\+q' is bound to both 'app.quit' and 'audit.filter'"),
+        ('[keys]\n"teams.new" = "e"', "'e' is bound to both 'teams.new' and 'teams.edit'"),
+        ('[keys]\n"team.picker" = "alt+m"', "'alt\\+m' is bound to both 'team.picker' and 'models.toggle'"),
     ]:
         path.write_text(text)
         with pytest.raises(SettingsError, match=words):

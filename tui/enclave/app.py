@@ -21,6 +21,8 @@ from enclave.keymap import GLOBAL_SCOPE
 from enclave.protocol import DaemonClient
 from enclave.screens.agent_editor import AgentEditor
 from enclave.screens.audit import AuditScreen
+from enclave.screens.team_editor import TeamEditor
+from enclave.screens.team_picker import TeamPicker
 from enclave.screens.workbench import WorkbenchScreen
 from enclave.session import Session
 from enclave.settings import Settings
@@ -54,13 +56,15 @@ class EnclaveApp(App[None]):
     @classmethod
     def binding_ids(cls) -> dict[str, tuple[str, str]]:
         """Every id a settings file may bind keys to (the app's, the workbench's, the models
-        panel's, the agent editor's and the audit screen's), with where it answers (a key may
+        panel's, the agent and team editors', the team picker's and the audit screen's), with where it answers (a key may
         be bound once there; the app's keys answer everywhere) and its default keys."""
         holders: dict[str, type[DOMNode]] = {
             GLOBAL_SCOPE: cls,
             "workbench": WorkbenchScreen,
             "models panel": ModelPanel,
             "agent editor": AgentEditor,
+            "team editor": TeamEditor,
+            "team picker": TeamPicker,
             "audit": AuditScreen,
         }
         ids: dict[str, tuple[str, str]] = {}

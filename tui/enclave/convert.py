@@ -23,15 +23,17 @@ from enclave.views import (
     AuditQuery,
     AuditRecord,
     ChatMessage,
+    GuardView,
     LoadResult,
     ModelView,
     Role,
     RunView,
     Sampling,
     StatusView,
+    TeamView,
     VerifyResult,
 )
-from enclave_contract.v1 import agents_pb2, audit_pb2, chat_pb2, models_pb2, status_pb2
+from enclave_contract.v1 import agents_pb2, audit_pb2, chat_pb2, models_pb2, status_pb2, teams_pb2
 
 _ROLES: dict[int, Role] = {
     agents_pb2.ROLE_SYSTEM: "system",
@@ -231,3 +233,45 @@ def verify_result(r: audit_pb2.AuditVerifyResponse) -> VerifyResult:
         checkpoint_seq=r.checkpoint_seq,
         bad_seq=r.bad_seq,
     )
+
+
+# ---- teams -----------------------------------------------------------------------------------
+
+
+def team(t: teams_pb2.Team) -> TeamView:
+    g = t.guard
+    guard = GuardView(g.agent, g.input, g.output, g.on_block, g.timeout_seconds if g.HasField("timeout_seconds") else None)
+    return TeamView(
+        name=t.name,
+        kind=t.kind,
+        members=tuple(t.members),
+        director=t.director,
+        max_turns=t.max_turns if t.HasField("max_turns") else None,
+        max_tokens=t.max_tokens if t.HasField("max_tokens") else None,
+        timeout=t.timeout_seconds if t.HasField("timeout_seconds") else None,
+        stop_text=t.stop_text,
+        instructions=tuple(sorted(t.instructions.items())),
+        guard=guard if t.HasField("guard") else None,
+        busy=t.busy,
+    )
+
+
+def team_message(t: TeamView) -> teams_pb2.Team:
+    """What PutTeam takes: the whole team (what is None gets the daemon's default)."""
+    message = teams_pb2.Team(
+        name=t.name,
+        kind=t.kind,
+        members=t.members,
+        director=t.director,
+        max_turns=t.max_turns,
+        max_tokens=t.max_tokens,
+        timeout_seconds=t.timeout,
+        stop_text=t.stop_text,
+        instructions=dict(t.instructions),
+    )
+    if t.guard is not None:
+        g = t.guard
+        message.guard.CopyFrom(
+            teams_pb2.TeamGuard(agent=g.agent, input=g.input, output=g.output, on_block=g.on_block, timeout_seconds=g.timeout)
+        )
+    return message

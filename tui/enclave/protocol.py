@@ -19,7 +19,7 @@ from enclave import convert
 from enclave.errors import DaemonError
 from enclave.messages import WatchEvent
 from enclave.peer import PeerHandshakeError, PeerSession, handshake
-from enclave.views import AgentView, AuditQuery, AuditRecord, ChatMessage, LoadResult, ModelView, StatusView, VerifyResult
+from enclave.views import AgentView, AuditQuery, AuditRecord, ChatMessage, LoadResult, ModelView, StatusView, TeamView, VerifyResult
 from enclave_contract.paths import starting_pid
 from enclave_contract.v1 import (
     agents_pb2,
@@ -156,6 +156,22 @@ class DaemonClient:
                 await call.read()
         finally:
             call.cancel()
+
+    async def list_teams(self) -> list[TeamView]:
+        with _one_line_errors():
+            reply = await self._teams.ListTeams(teams_pb2.ListTeamsRequest(), timeout=CALL_TIMEOUT)
+        return [convert.team(t) for t in reply.teams]
+
+    async def put_team(self, team: TeamView) -> bool:
+        """Create the team, or replace its settings: whether it was created."""
+        request = teams_pb2.PutTeamRequest(team=convert.team_message(team))
+        with _one_line_errors():
+            reply = await self._teams.PutTeam(request, timeout=CALL_TIMEOUT)
+        return reply.created
+
+    async def delete_team(self, name: str) -> None:
+        with _one_line_errors():
+            await self._teams.DeleteTeam(teams_pb2.DeleteTeamRequest(name=name), timeout=CALL_TIMEOUT)
 
     async def run_team(self, text: str, team: str = "", kind: str = "", members: tuple[str, ...] = ()) -> None:
         """Start a run of a stored team, or of an ad-hoc one (``kind`` and ``members``); its

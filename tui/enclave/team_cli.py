@@ -19,7 +19,7 @@ from typing import Any
 from google.protobuf import json_format
 
 from enclave.client import Client, ClientError
-from enclave.text import safe_text
+from enclave.text import safe_text, seconds
 from enclave_contract.v1 import chat_pb2, teams_pb2
 
 KINDS = ("chain", "roundtable", "director", "escalate")
@@ -111,7 +111,7 @@ def _put(client: Client, args: argparse.Namespace) -> int:
         if getattr(args, flag) is not None:
             setattr(team, field, getattr(args, flag))
     if args.timeout is not None:
-        team.timeout_seconds = parse_seconds(args.timeout)
+        team.timeout_seconds = _seconds("--timeout", args.timeout)
     for item in args.instruction or []:
         member, sep, text = item.partition("=")
         if not sep:
@@ -141,14 +141,14 @@ def _put_guard(team: teams_pb2.Team, args: argparse.Namespace) -> None:
     if args.no_guard_input:
         team.guard.input = False
     if args.guard_timeout is not None:
-        team.guard.timeout_seconds = parse_seconds(args.guard_timeout)
+        team.guard.timeout_seconds = _seconds("--guard-timeout", args.guard_timeout)
 
 
-def parse_seconds(text: str) -> float:
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
-    if not m:
-        raise ClientError(f'--timeout {text!r}: write it like "300s" or "5m"')
-    return float(m.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[m.group(2) or "s"]
+def _seconds(flag: str, text: str) -> float:
+    try:
+        return seconds(text)
+    except ValueError as exc:
+        raise ClientError(f"{flag}: {exc}") from None
 
 
 def _dict(message: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Text for the terminal: model output made safe, sizes made readable."""
+"""Text for the terminal: model output made safe, sizes made readable, durations read."""
 
 from __future__ import annotations
 
@@ -24,3 +24,15 @@ def human_bytes(n: float) -> str:
 def kept_states(entries: int, size: int, budget: int) -> str:
     """The state cache in a few characters: ``3 · 48.0 MiB/256.0 MiB``; ``-`` when it is off."""
     return f"{entries} · {human_bytes(size)}/{human_bytes(budget)}" if budget else "-"
+
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*")
+
+
+def seconds(text: str) -> float:
+    """A duration a person writes (``300s``, ``5m``, ``1.5h``, a bare number is seconds);
+    ValueError when it is not one."""
+    m = _DURATION.fullmatch(text)
+    if not m:
+        raise ValueError(f'{text.strip()!r} is not a duration; write it like "300s" or "5m"')
+    return float(m.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[m.group(2) or "s"]

@@ -160,3 +160,31 @@ class RunView:
     end: str = ""  # done, stop_text, max_turns, max_tokens, timeout, blocked, cancelled, error
     turns: int = 0
     tokens: int = 0
+
+
+@dataclass(frozen=True)
+class GuardView:
+    """A team's guard: the agent that checks the message and/or each reply."""
+
+    agent: str
+    input: bool = True
+    output: str = "hold"  # hold, after or none
+    on_block: str = "stop"  # stop or skip
+    timeout: float | None = None  # seconds; None is the daemon's default
+
+
+@dataclass(frozen=True)
+class TeamView:
+    """A stored team; None limits are the daemon's defaults."""
+
+    name: str
+    kind: str
+    members: tuple[str, ...]
+    director: str = ""
+    max_turns: int | None = None
+    max_tokens: int | None = None
+    timeout: float | None = None  # seconds per run
+    stop_text: str = ""
+    instructions: tuple[tuple[str, str], ...] = ()  # (member, what goes before its input)
+    guard: GuardView | None = None
+    busy: bool = False

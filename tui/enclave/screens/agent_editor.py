@@ -1,52 +1,34 @@
-"""Create or edit an agent: name, model, system prompt, temperature, max tokens; or delete it.
-
-The screen validates what it can (numbers), the daemon the rest; either way a mistake shows
-as one line on the screen, which stays open with what was typed.
-"""
+"""Create or edit an agent: name, model, system prompt, temperature, max tokens; or delete it."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Literal
 
-from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static, TextArea
 
-from enclave.errors import DaemonError
+from enclave.screens.form import FormScreen
 from enclave.views import AgentView, Sampling
 
-EditorResult = Literal["saved", "delete"] | None
 Save = Callable[[AgentView], Awaitable[None]]
 
 
-class AgentEditor(ModalScreen[EditorResult]):
-    CSS_PATH = "dialog.tcss"
-    # priority: they work from inside the text fields too (TextArea has its own ctrl+d)
-    BINDINGS = [
-        Binding("ctrl+s", "save", "Save", id="editor.save", priority=True),
-        Binding("ctrl+d", "delete", "Delete agent", id="editor.delete", priority=True),
-        Binding("escape", "dismiss_editor", "Cancel", id="editor.cancel"),
-    ]
-
+class AgentEditor(FormScreen[AgentView]):
     def __init__(self, agent: AgentView | None, models: list[str], save: Save, default_model: str = "") -> None:
         """``default_model`` is offered for a new agent (the workbench passes the selected
         pane's model)."""
-        super().__init__(classes="dialog-screen")
+        super().__init__(agent, save)
         self.agent = agent
         self.models = models
-        self._save = save
         self.default_model = agent.model if agent else default_model
 
     def compose(self) -> ComposeResult:
         a = self.agent
         sampling = a.sampling if a else Sampling()
         options = [(m, m) for m in self.models]
-        current = self.default_model if self.default_model in self.models else (self.models[0] if self.models else Select.BLANK)
+        current = self.default_model if self.default_model in self.models else (self.models[0] if self.models else Select.NULL)
         temperature = "" if sampling.temperature is None else f"{sampling.temperature:g}"
         max_tokens = "" if sampling.max_tokens is None else str(sampling.max_tokens)
         with VerticalScroll(classes="dialog editor"):
@@ -73,34 +55,8 @@ class AgentEditor(ModalScreen[EditorResult]):
                 yield Button("Cancel esc", id="cancel", compact=True)
 
     def on_mount(self) -> None:
-        for field in self.query(Input):
-            field.cursor_blink = False  # no redraws twice a second over SSH
-        for area in self.query(TextArea):
-            area.cursor_blink = False
+        super().on_mount()
         self.query_one("#system" if self.agent else "#name").focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        actions: dict[str, Callable[[], object]] = {
-            "save": self.action_save,
-            "delete": self.action_delete,
-            "cancel": self.action_dismiss_editor,
-        }
-        actions[event.button.id or "cancel"]()
-
-    def action_dismiss_editor(self) -> None:
-        self.dismiss(None)
-
-    def action_delete(self) -> None:
-        if self.agent is not None:
-            self.dismiss("delete")
-
-    def _number(self, field: str, kind: type[float] | type[int]) -> float | None:
-        """A number field: None when empty; ValueError, naming the field, when not a number."""
-        text = self.query_one(f"#{field}", Input).value.strip()
-        try:
-            return kind(text) if text else None
-        except ValueError:
-            raise ValueError(f"{field.replace('_', ' ')} must be a number") from None
 
     def _form(self) -> AgentView:
         """The agent as the form describes it; ValueError names a field that cannot be read.
@@ -119,13 +75,3 @@ class AgentEditor(ModalScreen[EditorResult]):
             system=self.query_one("#system", TextArea).text,
             sampling=sampling,
         )
-
-    @work(exclusive=True, group="editor-save")
-    async def action_save(self) -> None:
-        error = self.query_one("#editor-error", Static)
-        try:
-            await self._save(self._form())
-        except (ValueError, DaemonError) as exc:
-            error.update(str(exc))
-            return
-        self.dismiss("saved")

@@ -21,8 +21,10 @@ from textual.widgets import Footer, Input, Static
 from enclave.commands import PromptError, parse_prompt
 from enclave.errors import DaemonError
 from enclave.messages import AgentChanged, Attached, Disconnected, RunUpdate, SessionNotice, StatusChanged, TurnEvent, TurnStarted
-from enclave.screens.agent_editor import AgentEditor, EditorResult
+from enclave.screens.agent_editor import AgentEditor
 from enclave.screens.confirm import ConfirmScreen
+from enclave.screens.form import EditorResult
+from enclave.screens.team_picker import TeamPicker
 from enclave.session import Session
 from enclave.team_commands import RunTeam, parse_team_command
 from enclave.terminal import tmux_copy
@@ -56,6 +58,7 @@ class WorkbenchScreen(Screen[None]):
         Binding("alt+l", "clear", "Clear conversation", show=False, id="agent.clear"),
         Binding("alt+n", "new_agent", "New agent", show=False, id="agent.new"),
         Binding("alt+e", "edit_agent", "Edit agent", show=False, id="agent.edit"),
+        Binding("alt+t", "teams", "Teams", show=False, id="team.picker"),
         Binding("alt+m", "toggle_models", "Models", id="models.toggle"),
         Binding("alt+u", "app.audit", "Audit log", show=False, id="audit.open"),
         Binding("alt+c", "copy_answer", "Copy answer", id="copy.answer"),
@@ -397,6 +400,17 @@ class WorkbenchScreen(Screen[None]):
     async def _save_agent(self, agent: AgentView) -> None:
         saved = await self.client.put_agent(agent)
         self.notify(f"saved agent {saved.name}")
+
+    @work(group="teams")
+    async def action_teams(self) -> None:
+        """The team picker; the team picked goes into the prompt as ``/team NAME ``, for the
+        message."""
+        name = await self.app.push_screen_wait(TeamPicker(self.client))
+        if name:
+            prompt = self.query_one("#prompt", PromptInput)
+            prompt.value = f"/team {name} "
+            prompt.cursor_position = len(prompt.value)
+            prompt.focus()
 
     # ---- models ----------------------------------------------------------------------------
 
