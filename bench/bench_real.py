@@ -46,11 +46,11 @@ med = statistics.median
 class Daemon:
     """enclaved on a folder of links to the real models, with its own config and data folder."""
 
-    def __init__(self, config: str, data: Path | None = None) -> None:
+    def __init__(self, config: str, data: Path | None = None, files: tuple[str, ...] = REAL) -> None:
         self.home = Path(tempfile.mkdtemp(prefix="enc-real-", dir="/tmp"))
-        models = self.home / "models"
+        self.models = models = self.home / "models"
         models.mkdir()
-        for name in REAL:
+        for name in files:
             (models / name).symlink_to(MODELS / name)
         (self.home / "c.toml").write_text(config)
         self.socket = self.home / "s.sock"
