@@ -380,3 +380,24 @@ def test_a_broadcast_mixes_local_and_remote_agents_and_a_stalled_engine_holds_up
     assert not any(e.HasField("served") for e in events if e.agent == "local")  # a local model serving its own agent: nothing to say
     stubs.chat.Cancel(chat_pb2.CancelRequest(agent="held"), timeout=10)
     assert list(held)[-1].finished.finish_reason == chat_pb2.FINISH_REASON_CANCELLED
+
+
+def test_fallbacks_set_over_grpc_serve_the_turn_and_are_checked(daemon: Daemon) -> None:
+    stubs = daemon.stubs()
+    spec = agents_pb2.Agent(
+        name="put-chain", model="smollm2@dead", fallbacks=["smollm2@pair"], sampling=agents_pb2.SamplingParams(max_tokens=4)
+    )
+    assert list(stubs.agents.PutAgent(agents_pb2.PutAgentRequest(agent=spec), timeout=10).agent.fallbacks) == ["smollm2@pair"]
+    listed = {a.name: a for a in stubs.agents.ListAgents(agents_pb2.ListAgentsRequest(), timeout=10).agents}
+    assert list(listed["put-chain"].fallbacks) == ["smollm2@pair"] and list(listed["chain"].fallbacks) == ["smollm2@brk", "smollm2"]
+    s = served(chat(stubs, "put-chain", "Hi."))
+    assert s.engine == "pair" and "smollm2@dead" in s.reason
+    for fallbacks, says in (
+        (["smollm2@nowhere"], "fallbacks: no engine named 'nowhere'"),
+        (["smollm2@dead"], "fallbacks: 'smollm2@dead' is the agent's own model"),
+        (["smollm2", "smollm2"], "fallbacks: 'smollm2' is named twice"),
+    ):
+        bad = agents_pb2.Agent(name="put-chain", model="smollm2@dead", fallbacks=fallbacks)
+        with pytest.raises(grpc.RpcError) as caught:
+            stubs.agents.PutAgent(agents_pb2.PutAgentRequest(agent=bad), timeout=10)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and (caught.value.details() or "").startswith(says)
