@@ -65,6 +65,8 @@ def test_a_full_engine_block(tmp_path: Path) -> None:
             "engine 'gpu' does not list model 'y'",
         ),
         ('[[agents]]\nname = "a"\nfallbacks = "smollm2"\n', "[[agents]] #1: fallbacks must be a list"),
+        ('[[agents]]\nname = "a"\nmodel = "m"\nfallbacks = ["m"]\n', "[[agents]] #1: fallbacks must name each model once, and not"),
+        ('[[agents]]\nname = "a"\nfallbacks = ["m", "m"]\n', "[[agents]] #1: fallbacks must name each model once"),
     ],
 )
 def test_a_bad_block_is_one_line_naming_the_field(tmp_path: Path, block: str, says: str) -> None:
