@@ -32,6 +32,7 @@ def config(s: Servers) -> str:
         "half": {"urls": f'["{dead}", "{s.tcp_url}"]', "retries": "2"},
         "capped": {"urls": proxy, "retries": "10", "retry_time": '"500ms"', "backoff": '"200ms"'},
         "discover": {"urls": f'["{s.tcp_url}"]'},  # no models listed: /v1/models says
+        "ctx": {"urls": f'["{s.tcp_url}"]', "context": "512"},  # the server's n_ctx: its /v1/models does not say
         "tls": {"urls": f'["https://127.0.0.1:{s.tcp_port}/v1"]', "retries": "1"},  # the server speaks plain HTTP
         "mtls": {
             "urls": f'["https://127.0.0.1:{s.tls_proxy.port}/v1"]',
@@ -64,6 +65,7 @@ def config(s: Servers) -> str:
         "nocert": ("smollm2@nocert", "[]"),
         "capped": ("smollm2@capped", "[]"),
         "discovering": ("smollm2@discover", "[]"),
+        "long": ("smollm2@ctx", "[]"),
     }
     for name, (model, fallbacks) in agents.items():
         text += f'[[agents]]\nname = "{name}"\nmodel = "{model}"\nfallbacks = {fallbacks}\nmax_tokens = {24 if name.startswith("pair") else 8}\n\n'
@@ -401,3 +403,20 @@ def test_fallbacks_set_over_grpc_serve_the_turn_and_are_checked(daemon: Daemon) 
         with pytest.raises(grpc.RpcError) as caught:
             stubs.agents.PutAgent(agents_pb2.PutAgentRequest(agent=bad), timeout=10)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and (caught.value.details() or "").startswith(says)
+
+
+def test_a_long_conversation_with_a_remote_agent_leaves_its_oldest_messages_out(daemon: Daemon, servers: Servers) -> None:
+    """The server's context holds 512 tokens; four messages of some 170 tokens each outgrow
+    it (without trimming, that server's stream ends with no reply). The engine counts the tokens."""
+    paragraph = "The quick brown fox jumps over the lazy dog by the river bank. " * 12
+    trimmed = []
+    for i in range(4):
+        t = turn(daemon, "long", f"{i}. {paragraph}")
+        assert t.code is None and kinds(t.events)[-1] == "finished", t.error
+        trimmed += [e.truncated for e in t.events if e.HasField("truncated")]
+        assert t.events[-1].finished.usage.prompt_tokens < 512
+    assert trimmed, "the history outgrew the context and nothing was left out"
+    assert all(tr.dropped_messages % 2 == 0 and 0 < tr.prompt_tokens <= 512 for tr in trimmed)
+    transcript = daemon.stubs().agents.GetTranscript(agents_pb2.GetTranscriptRequest(name="long"), timeout=10).messages
+    assert len(transcript) == 8  # left out of the prompt, not of the transcript
+    assert "engine ctx counts tokens at /extras/tokenize/count" in daemon.log
