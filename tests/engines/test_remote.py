@@ -33,6 +33,7 @@ def config(s: Servers) -> str:
         "capped": {"urls": proxy, "retries": "10", "retry_time": '"500ms"', "backoff": '"200ms"'},
         "discover": {"urls": f'["{s.tcp_url}"]'},  # no models listed: /v1/models says
         "ctx": {"urls": f'["{s.tcp_url}"]', "context": "512"},  # the server's n_ctx: its /v1/models does not say
+        "guess": {"urls": proxy, "retries": "0", "context": "512"},
         "tls": {"urls": f'["https://127.0.0.1:{s.tcp_port}/v1"]', "retries": "1"},  # the server speaks plain HTTP
         "mtls": {
             "urls": f'["https://127.0.0.1:{s.tls_proxy.port}/v1"]',
@@ -66,6 +67,7 @@ def config(s: Servers) -> str:
         "capped": ("smollm2@capped", "[]"),
         "discovering": ("smollm2@discover", "[]"),
         "long": ("smollm2@ctx", "[]"),
+        "guessing": ("smollm2@guess", "[]"),
     }
     for name, (model, fallbacks) in agents.items():
         text += f'[[agents]]\nname = "{name}"\nmodel = "{model}"\nfallbacks = {fallbacks}\nmax_tokens = {24 if name.startswith("pair") else 8}\n\n'
@@ -420,3 +422,19 @@ def test_a_long_conversation_with_a_remote_agent_leaves_its_oldest_messages_out(
     transcript = daemon.stubs().agents.GetTranscript(agents_pb2.GetTranscriptRequest(name="long"), timeout=10).messages
     assert len(transcript) == 8  # left out of the prompt, not of the transcript
     assert "engine ctx counts tokens at /extras/tokenize/count" in daemon.log
+
+
+def test_without_a_tokenize_endpoint_the_tokens_are_estimated_and_the_history_still_trimmed(daemon: Daemon, servers: Servers) -> None:
+    """The proxy answers 404 to both tokenize endpoints: the engine has none, its tokens are
+    estimated (characters / 3, more than SmolLM2's real count here) and it is not asked again."""
+    paragraph = "The quick brown fox jumps over the lazy dog by the river bank. " * 12  # over 504 bytes: the count is needed
+    servers.proxy.plan("status:404", "status:404")  # /extras/tokenize/count, /tokenize; then the chat passes
+    before = servers.proxy.posts
+    first = turn(daemon, "guessing", f"0. {paragraph}")
+    assert first.code is None and not any(e.HasField("truncated") for e in first.events), first.error
+    assert servers.proxy.posts - before == 3
+    assert "engine guess has no tokenize endpoint; enclave estimates its tokens (characters / 3)" in daemon.log
+    second = turn(daemon, "guessing", f"1. {paragraph}")
+    assert second.code is None and servers.proxy.posts - before == 4, second.error  # the chat alone
+    (trimmed,) = [e.truncated for e in second.events if e.HasField("truncated")]
+    assert trimmed.dropped_messages == 2 and trimmed.prompt_tokens >= len(paragraph) // 3

@@ -49,7 +49,14 @@ class TokenCounter:
         """Each text's tokens, and whether the engine counted them (False: estimated)."""
         keys = [hashlib.blake2b(f"{model}\0{t}".encode(), digest_size=16).digest() for t in texts]
         missing = [i for i, k in enumerate(keys) if k not in self._cache]
-        counted = await asyncio.gather(*(self._ask(client, root, model, texts[i]) for i in missing))
+        counted: list[int | None] = []
+        if missing and self.endpoint is None:  # one text finds the endpoint (or that there is none)
+            counted.append(await self._ask(client, root, model, texts[missing[0]]))
+        rest = missing[len(counted) :]
+        if self.endpoint:
+            counted += await asyncio.gather(*(self._ask(client, root, model, texts[i]) for i in rest))
+        else:
+            counted += [None] * len(rest)
         for i, c in zip(missing, counted):
             if c is not None:
                 self._remember(keys[i], c)
