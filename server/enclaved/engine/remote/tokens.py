@@ -27,7 +27,8 @@ for them.
 
 The context comes from the ``[[engines]]`` block's ``context`` when set, else from what
 ``/v1/models`` says of the model (vLLM's ``max_model_len``, ``context_length``, llama-server's
-``meta.n_ctx_train``); when neither says, nothing is trimmed.
+``meta.n_ctx_train``, the model's training context: a llama-server started with a smaller
+``--ctx-size`` needs ``context`` set); when neither says, nothing is trimmed.
 """
 
 from __future__ import annotations
