@@ -11,7 +11,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from tests.helpers import SHARED_CONFIG, Daemon, enclave
+from tests.helpers import SHARED_CONFIG, Daemon, enclave, short_tmpdir
 
 
 def agent(d: Daemon, name: str) -> dict[str, object]:
@@ -103,3 +103,33 @@ def test_reading_the_audit_log_is_itself_recorded(daemon_factory: Callable[..., 
     reads = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(reads) == 3 and all(rec["payload"]["via"] == "rows" for rec in reads)  # three clients, one read each
     assert all(rec["actor"]["auth"] == "peercred" and rec["actor"]["pid"] for rec in reads)
+
+
+def test_put_sets_and_clears_fallbacks_and_they_survive_a_restart(daemon_factory: Callable[..., Daemon]) -> None:
+    home = short_tmpdir()
+    d = daemon_factory(SHARED_CONFIG, home=home)
+    r = enclave(d, "agent", "put", "helper", "--model", "tiny", "--fallbacks", "small, plain")
+    assert r.returncode == 0 and r.stdout == "created helper (model tiny, then small, plain)\n", r.stderr
+    assert agent(d, "helper")["fallbacks"] == ["small", "plain"]
+    table = enclave(d, "agents").stdout.splitlines()
+    assert table[0].split()[:3] == ["NAME", "MODEL", "FALLBACKS"]
+    assert next(line for line in table if line.startswith("helper")).split()[:3] == ["helper", "tiny", "small,plain"]
+    r = enclave(d, "agent", "put", "helper", "--temperature", "0.5")  # what is not given stays
+    assert r.returncode == 0 and agent(d, "helper")["fallbacks"] == ["small", "plain"]
+    for bad, says in (("tiny", "the agent's own model"), ("small,small", "named twice"), ("nosuch", "no model named 'nosuch'")):
+        r = enclave(d, "agent", "put", "helper", "--fallbacks", bad)
+        assert r.returncode == 1 and r.stderr.startswith("enclave: fallbacks: ") and says in r.stderr, r.stderr
+        assert r.stderr.count("\n") == 1
+    assert agent(d, "helper")["fallbacks"] == ["small", "plain"]  # a refused put changes nothing
+    (update,) = [
+        json.loads(line)
+        for line in enclave(d, "audit", "tail", "-n", "50", "--action", "agent.*").stdout.splitlines()
+        if json.loads(line)["action"] == "agent.update"
+    ]
+    assert update["payload"]["fallbacks"] == ["small", "plain"]
+    assert d.stop() == 0
+    d = daemon_factory(SHARED_CONFIG, home=home)
+    assert agent(d, "helper")["fallbacks"] == ["small", "plain"]
+    assert enclave(d, "agent", "put", "helper", "--fallbacks", "").returncode == 0
+    assert agent(d, "helper")["fallbacks"] == []
+    assert "FALLBACKS" not in enclave(d, "agents").stdout

@@ -61,13 +61,9 @@ def _wait_up(proc: subprocess.Popen[bytes], client: httpx.Client, log: Path) -> 
     raise AssertionError(f"the llama-cpp-python server did not come up:\n{log.read_text()[-2000:]}")
 
 
-@pytest.fixture(scope="session")
-def servers() -> Iterator[Servers]:
-    if not SMOLLM2.exists():
-        pytest.skip("models/smollm2.gguf is missing; run `make models`")
-    home = short_tmpdir()
-    port, uds = free_port(), home / "llama.sock"
-    tcp_log, uds_log = home / "tcp.log", home / "uds.log"
+def start_llama_server(port: int, log: Path) -> subprocess.Popen[bytes]:
+    """``python -m llama_cpp.server`` on SmolLM2 (alias ``smollm2``, 512 tokens of context,
+    one thread) at 127.0.0.1:``port``; ``wait_up`` waits for it."""
     common = [
         "--model",
         str(SMOLLM2),
@@ -82,11 +78,26 @@ def servers() -> Iterator[Servers]:
         "--interrupt_requests",
         "False",
     ]
-    tcp = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", *common, "--host", "127.0.0.1", "--port", str(port)],
-        stdout=tcp_log.open("wb"),
+        stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
+
+
+def wait_up(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
+        _wait_up(proc, c, log)
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[Servers]:
+    if not SMOLLM2.exists():
+        pytest.skip("models/smollm2.gguf is missing; run `make models`")
+    home = short_tmpdir()
+    port, uds = free_port(), home / "llama.sock"
+    tcp_log, uds_log = home / "tcp.log", home / "uds.log"
+    tcp = start_llama_server(port, tcp_log)
     unix = subprocess.Popen(
         [sys.executable, "-m", "tests.engines.uds_server", str(uds), str(SMOLLM2), "smollm2"],
         stdout=uds_log.open("wb"),
@@ -99,8 +110,7 @@ def servers() -> Iterator[Servers]:
     tls.load_cert_chain(str(certs.server_cert), str(certs.server_key))
     tls.verify_mode = ssl.CERT_REQUIRED
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
-            _wait_up(tcp, c, tcp_log)
+        wait_up(tcp, port, tcp_log)
         with httpx.Client(base_url="http://localhost", transport=httpx.HTTPTransport(uds=str(uds))) as c:
             _wait_up(unix, c, uds_log)
         proxy = FaultProxy(port).start()

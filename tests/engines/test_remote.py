@@ -32,6 +32,8 @@ def config(s: Servers) -> str:
         "half": {"urls": f'["{dead}", "{s.tcp_url}"]', "retries": "2"},
         "capped": {"urls": proxy, "retries": "10", "retry_time": '"500ms"', "backoff": '"200ms"'},
         "discover": {"urls": f'["{s.tcp_url}"]'},  # no models listed: /v1/models says
+        "ctx": {"urls": f'["{s.tcp_url}"]', "context": "512"},  # the server's n_ctx: its /v1/models does not say
+        "guess": {"urls": proxy, "retries": "0", "context": "512"},
         "tls": {"urls": f'["https://127.0.0.1:{s.tcp_port}/v1"]', "retries": "1"},  # the server speaks plain HTTP
         "mtls": {
             "urls": f'["https://127.0.0.1:{s.tls_proxy.port}/v1"]',
@@ -64,6 +66,8 @@ def config(s: Servers) -> str:
         "nocert": ("smollm2@nocert", "[]"),
         "capped": ("smollm2@capped", "[]"),
         "discovering": ("smollm2@discover", "[]"),
+        "long": ("smollm2@ctx", "[]"),
+        "guessing": ("smollm2@guess", "[]"),
     }
     for name, (model, fallbacks) in agents.items():
         text += f'[[agents]]\nname = "{name}"\nmodel = "{model}"\nfallbacks = {fallbacks}\nmax_tokens = {24 if name.startswith("pair") else 8}\n\n'
@@ -380,3 +384,57 @@ def test_a_broadcast_mixes_local_and_remote_agents_and_a_stalled_engine_holds_up
     assert not any(e.HasField("served") for e in events if e.agent == "local")  # a local model serving its own agent: nothing to say
     stubs.chat.Cancel(chat_pb2.CancelRequest(agent="held"), timeout=10)
     assert list(held)[-1].finished.finish_reason == chat_pb2.FINISH_REASON_CANCELLED
+
+
+def test_fallbacks_set_over_grpc_serve_the_turn_and_are_checked(daemon: Daemon) -> None:
+    stubs = daemon.stubs()
+    spec = agents_pb2.Agent(
+        name="put-chain", model="smollm2@dead", fallbacks=["smollm2@pair"], sampling=agents_pb2.SamplingParams(max_tokens=4)
+    )
+    assert list(stubs.agents.PutAgent(agents_pb2.PutAgentRequest(agent=spec), timeout=10).agent.fallbacks) == ["smollm2@pair"]
+    listed = {a.name: a for a in stubs.agents.ListAgents(agents_pb2.ListAgentsRequest(), timeout=10).agents}
+    assert list(listed["put-chain"].fallbacks) == ["smollm2@pair"] and list(listed["chain"].fallbacks) == ["smollm2@brk", "smollm2"]
+    s = served(chat(stubs, "put-chain", "Hi."))
+    assert s.engine == "pair" and "smollm2@dead" in s.reason
+    for fallbacks, says in (
+        (["smollm2@nowhere"], "fallbacks: no engine named 'nowhere'"),
+        (["smollm2@dead"], "fallbacks: 'smollm2@dead' is the agent's own model"),
+        (["smollm2", "smollm2"], "fallbacks: 'smollm2' is named twice"),
+    ):
+        bad = agents_pb2.Agent(name="put-chain", model="smollm2@dead", fallbacks=fallbacks)
+        with pytest.raises(grpc.RpcError) as caught:
+            stubs.agents.PutAgent(agents_pb2.PutAgentRequest(agent=bad), timeout=10)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and (caught.value.details() or "").startswith(says)
+
+
+def test_a_long_conversation_with_a_remote_agent_leaves_its_oldest_messages_out(daemon: Daemon, servers: Servers) -> None:
+    """The server's context holds 512 tokens; four messages of some 170 tokens each outgrow
+    it (without trimming, that server's stream ends with no reply). The engine counts the tokens."""
+    paragraph = "The quick brown fox jumps over the lazy dog by the river bank. " * 12
+    trimmed = []
+    for i in range(4):
+        t = turn(daemon, "long", f"{i}. {paragraph}")
+        assert t.code is None and kinds(t.events)[-1] == "finished", t.error
+        trimmed += [e.truncated for e in t.events if e.HasField("truncated")]
+        assert t.events[-1].finished.usage.prompt_tokens < 512
+    assert trimmed, "the history outgrew the context and nothing was left out"
+    assert all(tr.dropped_messages % 2 == 0 and 0 < tr.prompt_tokens <= 512 for tr in trimmed)
+    transcript = daemon.stubs().agents.GetTranscript(agents_pb2.GetTranscriptRequest(name="long"), timeout=10).messages
+    assert len(transcript) == 8  # left out of the prompt, not of the transcript
+    assert "engine ctx counts tokens at /extras/tokenize/count" in daemon.log
+
+
+def test_without_a_tokenize_endpoint_the_tokens_are_estimated_and_the_history_still_trimmed(daemon: Daemon, servers: Servers) -> None:
+    """The proxy answers 404 to both tokenize endpoints: the engine has none, its tokens are
+    estimated (characters / 3, more than SmolLM2's real count here) and it is not asked again."""
+    paragraph = "The quick brown fox jumps over the lazy dog by the river bank. " * 12  # over 504 bytes: the count is needed
+    servers.proxy.plan("status:404", "status:404")  # /extras/tokenize/count, /tokenize; then the chat passes
+    before = servers.proxy.posts
+    first = turn(daemon, "guessing", f"0. {paragraph}")
+    assert first.code is None and not any(e.HasField("truncated") for e in first.events), first.error
+    assert servers.proxy.posts - before == 3
+    assert "engine guess has no tokenize endpoint; enclave estimates its tokens (characters / 3)" in daemon.log
+    second = turn(daemon, "guessing", f"1. {paragraph}")
+    assert second.code is None and servers.proxy.posts - before == 4, second.error  # the chat alone
+    (trimmed,) = [e.truncated for e in second.events if e.HasField("truncated")]
+    assert trimmed.dropped_messages == 2 and trimmed.prompt_tokens >= len(paragraph) // 3

@@ -32,13 +32,13 @@ def test_a_full_engine_block(tmp_path: Path) -> None:
         tmp_path,
         ENGINE + 'api_key_file = "gpu.key"\nmodels = ["llama-3.1-70b", "mistral-7b"]\nmax_concurrency = 32\nconnect_timeout = "2s"\n'
         'first_token_timeout = "30s"\nidle_timeout = "500ms"\ntotal_timeout = "10m"\nretries = 3\n'
-        'breaker = { failures = 5, cooldown = "60s" }\n'
+        'breaker = { failures = 5, cooldown = "60s" }\ncontext = 8192\n'
         '[[agents]]\nname = "analyst"\nmodel = "llama-3.1-70b@gpu"\nfallbacks = ["mistral-7b@gpu", "smollm2"]\n',
     )
     (e,) = c.engines
     assert e.urls == ("http://10.0.0.5:8000/v1", "unix:/run/vllm.sock") and e.api_key == SECRET
     assert (e.connect_timeout, e.first_token_timeout, e.idle_timeout, e.total_timeout) == (2.0, 30.0, 0.5, 600.0)
-    assert (e.retries, e.breaker_failures, e.breaker_cooldown, e.max_concurrency) == (3, 5, 60.0, 32)
+    assert (e.retries, e.breaker_failures, e.breaker_cooldown, e.max_concurrency, e.context) == (3, 5, 60.0, 32, 8192)
     assert SECRET not in repr(e)
     assert c.agents[0].fallbacks == ("mistral-7b@gpu", "smollm2")
 
@@ -50,6 +50,7 @@ def test_a_full_engine_block(tmp_path: Path) -> None:
         (ENGINE + 'kind = "grpc"\n', "[[engines]] 'gpu': kind 'grpc' is not known"),
         (ENGINE + 'connect_timeout = "soon"\n', "[[engines]] 'gpu' connect_timeout: cannot read 'soon'"),
         (ENGINE + "retries = -1\n", "[[engines]] 'gpu' retries: must be a whole number >= 0"),
+        (ENGINE + 'context = "8k"\n', "[[engines]] 'gpu' context: must be a whole number >= 64"),
         (ENGINE + "breaker = { failures = 0 }\n", "[[engines]] 'gpu' breaker.failures: must be a whole number >= 1"),
         (ENGINE + "colour = 1\n", "[[engines]] 'gpu': unknown setting 'colour'"),
         (ENGINE + 'tls = { cert_file = "c.toml" }\n', "[[engines]] 'gpu' tls: cert_file and key_file go together"),
@@ -65,6 +66,8 @@ def test_a_full_engine_block(tmp_path: Path) -> None:
             "engine 'gpu' does not list model 'y'",
         ),
         ('[[agents]]\nname = "a"\nfallbacks = "smollm2"\n', "[[agents]] #1: fallbacks must be a list"),
+        ('[[agents]]\nname = "a"\nmodel = "m"\nfallbacks = ["m"]\n', "[[agents]] #1: fallbacks must name each model once, and not"),
+        ('[[agents]]\nname = "a"\nfallbacks = ["m", "m"]\n', "[[agents]] #1: fallbacks must name each model once"),
     ],
 )
 def test_a_bad_block_is_one_line_naming_the_field(tmp_path: Path, block: str, says: str) -> None:

@@ -40,6 +40,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     for flag, (_, kind) in SAMPLING_FLAGS.items():
         put.add_argument(flag, type=kind)
     put.add_argument("--stop", action="append", metavar="TEXT", help="a stop string; repeat for several (replaces the old ones)")
+    put.add_argument(
+        "--fallbacks",
+        metavar="A,B",
+        help="models that serve its turns, in order, when its own cannot (local names or model@engine); '' clears them",
+    )
     for name, what in (("clear", "empty the agent's conversation (also one marked damaged)"), ("delete", "delete the agent")):
         actions.add_parser(name, help=what).add_argument("name", metavar="AGENT")
     s.set_defaults(fn=cmd_agent)
@@ -69,6 +74,7 @@ def _put(client: Client, args: argparse.Namespace) -> int:
     if current is not None:
         agent.model, agent.system = current.model, current.system
         agent.sampling.CopyFrom(current.sampling)
+        agent.fallbacks.extend(current.fallbacks)
     elif not args.model:
         raise ClientError(f"there is no agent {args.name!r} yet; say which model it uses: --model NAME")
     if args.model:
@@ -84,8 +90,12 @@ def _put(client: Client, args: argparse.Namespace) -> int:
     if args.stop is not None:
         agent.sampling.ClearField("stop")
         agent.sampling.stop.extend(args.stop)
+    if args.fallbacks is not None:
+        del agent.fallbacks[:]
+        agent.fallbacks.extend(f.strip() for f in args.fallbacks.split(",") if f.strip())
     created = client.agents.PutAgent(agents_pb2.PutAgentRequest(agent=agent), timeout=30).created
-    print(f"{'created' if created else 'updated'} {args.name} (model {agent.model})")
+    then = f", then {', '.join(agent.fallbacks)}" if agent.fallbacks else ""
+    print(f"{'created' if created else 'updated'} {args.name} (model {agent.model}{then})")
     return 0
 
 

@@ -129,9 +129,15 @@ def cmd_agents(client: Client, args: argparse.Namespace) -> int:
         print(json.dumps([to_dict(a) for a in agents], indent=2))
         return 0
     rows = [["NAME", "MODEL", "TURNS", "BUSY", "SYSTEM"]]
+    shown = any(a.fallbacks for a in agents)  # the column only where some agent has them
+    if shown:
+        rows[0].insert(2, "FALLBACKS")
     for a in agents:
         system = safe_text(a.system.replace("\n", " "))
-        rows.append([a.name, a.model, str(a.turns), "yes" if a.busy else "", system[:50] + ("…" if len(system) > 50 else "")])
+        row = [a.name, a.model, str(a.turns), "yes" if a.busy else "", system[:50] + ("…" if len(system) > 50 else "")]
+        if shown:
+            row.insert(2, ",".join(a.fallbacks) or "-")
+        rows.append(row)
     print_table(rows)
     for a in agents:
         if a.damage:

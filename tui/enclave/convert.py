@@ -90,12 +90,13 @@ def agent(a: agents_pb2.Agent) -> AgentView:
         busy=a.busy,
         context_tokens=a.context_tokens,
         damage=a.damage,
+        fallbacks=tuple(a.fallbacks),
     )
 
 
 def agent_message(a: AgentView) -> agents_pb2.Agent:
     """What PutAgent takes: the settings a client may change."""
-    return agents_pb2.Agent(name=a.name, model=a.model, system=a.system, sampling=sampling_params(a.sampling))
+    return agents_pb2.Agent(name=a.name, model=a.model, system=a.system, sampling=sampling_params(a.sampling), fallbacks=list(a.fallbacks))
 
 
 def chat_message(m: agents_pb2.TranscriptMessage) -> ChatMessage:

@@ -38,6 +38,7 @@ class AgentView:
     busy: bool = False
     context_tokens: int = 0  # what the conversation takes in the model's context
     damage: str = ""  # why the daemon's stored transcript is incomplete; "" when whole
+    fallbacks: tuple[str, ...] = ()  # models that serve its turns, in order, when its own cannot
 
 
 @dataclass(frozen=True)

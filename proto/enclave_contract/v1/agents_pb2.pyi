@@ -39,7 +39,7 @@ class SamplingParams(_message.Message):
     def __init__(self, temperature: _Optional[float] = ..., top_k: _Optional[int] = ..., top_p: _Optional[float] = ..., min_p: _Optional[float] = ..., repeat_penalty: _Optional[float] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., max_tokens: _Optional[int] = ...) -> None: ...
 
 class Agent(_message.Message):
-    __slots__ = ("name", "model", "system", "sampling", "turns", "busy", "context_tokens", "damage")
+    __slots__ = ("name", "model", "system", "sampling", "turns", "busy", "context_tokens", "damage", "fallbacks")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +48,7 @@ class Agent(_message.Message):
     BUSY_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     DAMAGE_FIELD_NUMBER: _ClassVar[int]
+    FALLBACKS_FIELD_NUMBER: _ClassVar[int]
     name: str
     model: str
     system: str
@@ -56,7 +57,8 @@ class Agent(_message.Message):
     busy: bool
     context_tokens: int
     damage: str
-    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., system: _Optional[str] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., turns: _Optional[int] = ..., busy: _Optional[bool] = ..., context_tokens: _Optional[int] = ..., damage: _Optional[str] = ...) -> None: ...
+    fallbacks: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., system: _Optional[str] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., turns: _Optional[int] = ..., busy: _Optional[bool] = ..., context_tokens: _Optional[int] = ..., damage: _Optional[str] = ..., fallbacks: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TranscriptMessage(_message.Message):
     __slots__ = ("role", "content", "turn_id", "finish_reason")

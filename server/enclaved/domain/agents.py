@@ -7,13 +7,14 @@ import enum
 import logging
 import random
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from enclaved.audit.recorder import Recorder
 from enclaved.audit.records import Entry
 from enclaved.domain.hub import EventHub, Notice, TurnEvent
 from enclaved.engine import SamplingSettings
-from enclaved.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from enclaved.errors import EnclaveError, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 
 log = logging.getLogger("enclaved.agents")
 # So that one client cannot lock the others out: ListAgents answers in one gRPC message
@@ -22,6 +23,7 @@ MAX_AGENTS = 256
 MAX_SYSTEM_PROMPTS_BYTES = 2 * 1024 * 1024  # all agents' system prompts together
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_STOP_STRINGS = 16
+MAX_FALLBACKS = 8
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ class Agent:
     deleting: bool = False  # its turns are being stopped: no new ones, nothing more kept
     stored: int = 0  # the transcript position its next stored message takes
     damage: str = ""  # why its stored transcript is incomplete (a row unreadable, a gap)
-    fallbacks: tuple[str, ...] = ()  # models that serve its turns when its own cannot (config only)
+    fallbacks: tuple[str, ...] = ()  # models that serve its turns, in order, when its own cannot
 
     @property
     def turns(self) -> int:
@@ -127,6 +129,25 @@ def validate(name: str, system: str, params: AgentParams, max_text_bytes: int) -
         raise InvalidArgument('stop must be a list of strings, like ["\\n\\n", "END"]')
     if len(params.stop) > MAX_STOP_STRINGS or any(not s or len(s) > 256 for s in params.stop):
         raise InvalidArgument(f"stop takes at most {MAX_STOP_STRINGS} non-empty strings of up to 256 characters")
+
+
+def check_fallbacks(model: str, fallbacks: tuple[str, ...], known: Callable[[str], None]) -> None:
+    """InvalidArgument, naming the field, unless each fallback is a model ``known`` accepts
+    (a local model or a configured ``model@engine``; it raises otherwise), none is the agent's
+    own model and none is named twice."""
+    if len(fallbacks) > MAX_FALLBACKS:
+        raise InvalidArgument(f"fallbacks: at most {MAX_FALLBACKS} models, not {len(fallbacks)}")
+    for i, name in enumerate(fallbacks):
+        if not name:
+            raise InvalidArgument("fallbacks: an entry is empty; name a local model or model@engine")
+        if name == model:
+            raise InvalidArgument(f"fallbacks: {name!r} is the agent's own model; name other models")
+        if name in fallbacks[:i]:
+            raise InvalidArgument(f"fallbacks: {name!r} is named twice")
+        try:
+            known(name)
+        except EnclaveError as exc:
+            raise InvalidArgument(f"fallbacks: {exc.message}") from None
 
 
 class AgentBook:
@@ -179,7 +200,7 @@ class AgentBook:
                 await self._recorder.record(Entry("agent.damaged", agent=name, outcome="error", payload=lost))
             elif name not in configured:
                 params = AgentParams(**{**settings["params"], "stop": tuple(settings["params"].get("stop", ()))})
-                self.define(name, settings["model"], settings["system"], params)
+                self.define(name, settings["model"], settings["system"], params, tuple(settings.get("fallbacks", ())))
         for name, transcript in (await store.load_transcripts()).items():
             agent = self._agents.get(name)
             if agent is None:
@@ -195,8 +216,9 @@ class AgentBook:
                 payload = {"damage": agent.damage, "messages_kept": len(agent.history)}
                 await self._recorder.record(Entry("agent.damaged", agent=name, model=agent.model, outcome="error", payload=payload))
 
-    async def put(self, name: str, model: str, system: str, params: AgentParams) -> tuple[Agent, bool]:
-        """Create the agent or replace its settings (its transcript stays)."""
+    async def put(self, name: str, model: str, system: str, params: AgentParams, fallbacks: tuple[str, ...] = ()) -> tuple[Agent, bool]:
+        """Create the agent or replace its settings (its transcript stays). ``fallbacks`` are
+        checked by the caller (``check_fallbacks``), which knows the models."""
         validate(name, system, params, self.max_text_bytes)
         created = name not in self._agents
         self._check_room(name, system, created)
@@ -205,16 +227,17 @@ class AgentBook:
                 "agent.create" if created else "agent.update",
                 agent=name,
                 model=model,
-                payload={"params": _params_dict(params)},
+                payload={"params": _params_dict(params), "fallbacks": list(fallbacks)},
                 text={"system": system},
             )
         )
-        await self._recorder.conversations.save_agent(name, {"model": model, "system": system, "params": _params_dict(params)})
+        settings = {"model": model, "system": system, "params": _params_dict(params), "fallbacks": list(fallbacks)}
+        await self._recorder.conversations.save_agent(name, settings)
         agent = self._agents.get(name)
         if agent is None:
-            agent = self._agents[name] = Agent(name=name, model=model, system=system, params=params)
+            agent = self._agents[name] = Agent(name=name, model=model, system=system, params=params, fallbacks=fallbacks)
         else:
-            agent.model, agent.system, agent.params = model, system, params
+            agent.model, agent.system, agent.params, agent.fallbacks = model, system, params, fallbacks
         self._changed(Change.CREATED if created else Change.UPDATED, agent)
         return agent, created
 

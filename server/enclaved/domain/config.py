@@ -50,6 +50,8 @@ def _agent(table: dict[str, Any], where: str) -> AgentSettings:
     fallbacks = table.get("fallbacks", [])
     if not isinstance(fallbacks, list) or not all(isinstance(f, str) and f for f in fallbacks):
         raise ConfigError(f'{where}: fallbacks must be a list of model names, like ["mistral-7b@gpu", "smollm2"]')
+    if table.get("model") in fallbacks or len(set(fallbacks)) < len(fallbacks):
+        raise ConfigError(f"{where}: fallbacks must name each model once, and not the agent's own model")
     sampling = {k: v for k, v in table.items() if k not in own and k != "fallbacks"}
     if isinstance(sampling.get("stop"), list):
         sampling["stop"] = tuple(sampling["stop"])

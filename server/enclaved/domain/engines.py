@@ -19,7 +19,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _SCALE = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _TIMES = ("connect_timeout", "first_token_timeout", "idle_timeout", "total_timeout", "retry_time", "backoff", "health_interval")
-_KNOWN = {"name", "kind", "urls", "api_key_file", "models", "max_concurrency", "retries", "breaker", "tls", *_TIMES}
+_KNOWN = {"name", "kind", "urls", "api_key_file", "models", "max_concurrency", "retries", "breaker", "tls", "context", *_TIMES}
 
 
 def split_model(name: str) -> tuple[str, str]:
@@ -124,6 +124,7 @@ def _engine(table: dict[str, Any], base: Path, i: int) -> EngineSettings:
         api_key=_api_key(table["api_key_file"], base, f"{where} api_key_file") if "api_key_file" in table else "",
         max_concurrency=_whole(table.get("max_concurrency", 32), 1, f"{where} max_concurrency"),
         retries=_whole(table.get("retries", 3), 0, f"{where} retries"),
+        context=_whole(table["context"], 64, f"{where} context") if "context" in table else 0,
         breaker_failures=_whole(breaker.get("failures", 5), 1, f"{where} breaker.failures"),
         breaker_cooldown=parse_duration(breaker.get("cooldown", 60), f"{where} breaker.cooldown"),
         tls=_tls(table["tls"], base, f"{where} tls") if "tls" in table else None,

@@ -57,6 +57,16 @@ class RemoteModels:
             raise NotFound(f"engine {engine_name} has no model {model!r}; it serves {', '.join(engine.models)}")
         return engine, model
 
+    def context(self, name: str) -> int:
+        """The tokens ``model@engine``'s context holds; 0 when unknown (nothing is trimmed)."""
+        engine, model = self.engine(name)
+        return engine.context(model)
+
+    async def count_tokens(self, name: str, texts: list[str]) -> tuple[list[int], bool]:
+        """Each text's tokens, and whether the engine counted them (False: estimated)."""
+        engine, model = self.engine(name)
+        return await engine.count_tokens(model, texts)
+
     def submit(
         self, name: str, messages: list[dict[str, str]], sampling: SamplingSettings, max_tokens: int, stops: list[str], sink: Sink
     ) -> tuple[RemoteEngine, ChatRequest]:

@@ -23,13 +23,13 @@ from enclaved.domain.agents import Agent, AgentBook, Message
 from enclaved.domain.engines import split_model
 from enclaved.domain.hub import Delta, EventHub, Phase, PhaseChanged, Served, Started, Truncated, TurnEvent, TurnFailed
 from enclaved.domain.models import ModelRegistry
-from enclaved.domain.prompt import Said, build_prompt
+from enclaved.domain.prompt import REPLY_RESERVE_FRACTION, Said, build_prompt
+from enclaved.domain.remoteprompt import build_remote_prompt
 from enclaved.domain.telemetry import Telemetry, result_figures
 from enclaved.errors import EnclaveError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, Unavailable
 
 log = logging.getLogger("enclaved.turns")
 
-REPLY_RESERVE_FRACTION = 4  # keep up to 1/4 of the context free for the reply when trimming history
 DELETE_WAIT_SECONDS = 10.0  # for an agent's cancelled turns to end before it is deleted
 
 
@@ -298,16 +298,21 @@ class TurnManager:
                 return
 
     async def _generate_remote(self, turn: Turn, name: str, reason: str) -> None:
-        """The conversation as chat messages to ``model@engine``: the engine applies its own
-        template and counts its own context."""
-        agent = turn.agent
-        messages = [{"role": "system", "content": agent.system}] if agent.system else []
-        messages += [{"role": m.role, "content": m.content} for m in agent.history]
-        messages.append({"role": "user", "content": turn.message})
+        """The conversation as chat messages to ``model@engine`` (the engine applies its own
+        template), its oldest exchanges left out when it outgrows the model's context."""
+        agent, options = turn.agent, turn.options
+        limit = agent.params.reply_limit if options.max_tokens is None else min(agent.params.reply_limit, options.max_tokens)
+        history = [] if options.fresh else [(m.role, m.content) for m in agent.history]
+        try:
+            prompt = await build_remote_prompt(self.models.remote, name, agent.system, history, turn.message, limit)
+        except NotFound as exc:
+            raise _Unserved(exc) from None
+        if prompt.dropped_messages:
+            self._publish(turn, Truncated(prompt.dropped_messages, prompt.tokens))
         events: asyncio.Queue[eng.EngineEvent] = asyncio.Queue()
         try:
             engine, request = self.models.remote.submit(
-                name, messages, agent.params.sampling(), agent.params.reply_limit, list(agent.params.stop), events.put_nowait
+                name, prompt.messages, agent.params.sampling(), min(limit, prompt.room or limit), list(agent.params.stop), events.put_nowait
             )
         except (NotFound, Unavailable) as exc:
             raise _Unserved(exc) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 
 from enclave_contract.v1 import agents_pb2, agents_pb2_grpc
-from enclaved.domain.agents import AgentBook
+from enclaved.domain.agents import AgentBook, check_fallbacks
 from enclaved.domain.models import ModelRegistry
 from enclaved.domain.turns import TurnManager
 from enclaved.errors import FailedPrecondition, InvalidArgument
@@ -29,7 +29,9 @@ class AgentsService(agents_pb2_grpc.AgentsServicer):
         if not model:
             raise FailedPrecondition("no usable model in the models folders; add a .gguf file or name a model")
         self.models.check(model)  # NOT_FOUND / INVALID_ARGUMENT for a bad model name
-        agent, created = await self.agents.put(spec.name, model, spec.system, convert.agent_params(spec.sampling))
+        fallbacks = tuple(spec.fallbacks)
+        check_fallbacks(model, fallbacks, self.models.check)
+        agent, created = await self.agents.put(spec.name, model, spec.system, convert.agent_params(spec.sampling), fallbacks)
         return agents_pb2.PutAgentResponse(agent=convert.agent(agent), created=created)
 
     async def DeleteAgent(

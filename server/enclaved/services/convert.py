@@ -142,6 +142,7 @@ def agent(a: Agent) -> agents_pb2.Agent:
         busy=a.in_flight > 0,
         context_tokens=a.context_tokens,
         damage=a.damage,
+        fallbacks=list(a.fallbacks),
     )
 
 

@@ -60,7 +60,8 @@ class AgentEditor(FormScreen[AgentView]):
 
     def _form(self) -> AgentView:
         """The agent as the form describes it; ValueError names a field that cannot be read.
-        Sampling settings the form does not show are kept as they were."""
+        Sampling settings and fallbacks the form does not show are kept as they were (less the
+        model chosen, which cannot be its own fallback)."""
         temperature = self._number("temperature", float)
         max_tokens = self._number("max_tokens", int)
         sampling = replace(
@@ -68,10 +69,12 @@ class AgentEditor(FormScreen[AgentView]):
             temperature=temperature,
             max_tokens=None if max_tokens is None else int(max_tokens),
         )
-        model = self.query_one("#model", Select).value
+        chosen = self.query_one("#model", Select).value
+        model = chosen if isinstance(chosen, str) else ""
         return AgentView(
             name=self.query_one("#name", Input).value.strip(),
-            model=model if isinstance(model, str) else "",
+            model=model,
             system=self.query_one("#system", TextArea).text,
             sampling=sampling,
+            fallbacks=tuple(f for f in self.agent.fallbacks if f != model) if self.agent else (),
         )

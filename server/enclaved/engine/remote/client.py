@@ -22,6 +22,7 @@ import httpx
 
 from enclaved.engine.remote import sse
 from enclaved.engine.remote.breaker import Circuit
+from enclaved.engine.remote.counter import TokenCounter
 from enclaved.engine.remote.replica import Replica, ReplicaView
 from enclaved.engine.remote.settings import EngineSettings
 from enclaved.engine.requests import Admitted, Failed, Finish, Generating, SamplingSettings, Sink, Text, TurnResult
@@ -85,6 +86,8 @@ class RemoteEngine:
         self.name = settings.name
         self.replicas = [Replica(u, settings) for u in settings.urls]
         self.discovered: tuple[str, ...] = ()  # from /v1/models, when the block lists none
+        self.contexts: dict[str, int] = {}  # model → the context /v1/models names for it
+        self.counter = TokenCounter(self.name)
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._probing: asyncio.Task[None] | None = None
 
@@ -103,10 +106,25 @@ class RemoteEngine:
             for r, outcome in zip(self.replicas, found):
                 if isinstance(outcome, BaseException):
                     r.mark(False, f"its health probe failed ({type(outcome).__name__})")
-            listed = sorted({m for ids in found if isinstance(ids, list) for m in ids})
-            if listed and not self.settings.models:
-                self.discovered = tuple(listed)
+            listed = [ids for ids in found if isinstance(ids, dict)]
+            if any(listed) and not self.settings.models:
+                self.discovered = tuple(sorted({m for ids in listed for m in ids}))
+            for ids in listed:  # replicas of one engine serve the same model: the smallest context holds
+                for model, context in ids.items():
+                    if context:
+                        self.contexts[model] = min(context, self.contexts.get(model, context))
             await asyncio.sleep(self.settings.health_interval)
+
+    def context(self, model: str) -> int:
+        """The tokens ``model``'s context holds: the block's ``context``, else what /v1/models
+        says; 0 when neither does."""
+        return self.settings.context or self.contexts.get(model, 0)
+
+    async def count_tokens(self, model: str, texts: list[str]) -> tuple[list[int], bool]:
+        """Each text's tokens by the engine's tokenizer, on its least-busy replica, or estimated
+        (False); see ``tokens``."""
+        replica = min(self.replicas, key=lambda r: (not r.healthy, r.in_flight))
+        return await self.counter.count(replica.client, replica.root, model, texts)
 
     def replica_views(self, model: str) -> list[ReplicaView]:
         return [r.view(model) for r in self.replicas]

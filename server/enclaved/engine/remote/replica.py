@@ -12,6 +12,7 @@ import httpx
 
 from enclaved.engine.remote.breaker import Breaker, Circuit
 from enclaved.engine.remote.settings import EngineSettings
+from enclaved.engine.remote.tokens import context_of
 
 log = logging.getLogger("enclaved.engines")
 # httpx logs every request at INFO (health probes included); enclave logs what matters itself
@@ -58,6 +59,7 @@ class Replica:
         else:
             transport = httpx.AsyncHTTPTransport(verify=_tls(settings), retries=0, limits=limits)
             self.base = url
+        self.root = self.base.removesuffix("/v1")  # the server's own endpoints (tokenize) sit beside /v1
         # trust_env=False: no proxy or netrc from the environment; enclave talks to this URL only
         self.client = httpx.AsyncClient(transport=transport, timeout=timeout, headers=headers, trust_env=False)
 
@@ -90,28 +92,29 @@ class Replica:
             )
         self.healthy, self.problem = healthy, problem
 
-    async def probe(self) -> list[str]:
-        """GET /models: marks the replica healthy or not; returns the model ids it lists.
+    async def probe(self) -> dict[str, int]:
+        """GET /models: marks the replica healthy or not; returns the model ids it lists, each
+        with the context its entry names (0 when none).
 
         A replica that is serving is not probed, and a probe that fails while a request
         started meanwhile counts for nothing: some servers (llama-cpp-python's) answer
         /models only between completions, and a busy replica is not a dead one."""
         if self.in_flight:
-            return []
+            return {}
         try:
             reply = await self.client.get(f"{self.base}/models", timeout=self.settings.connect_timeout + self.settings.idle_timeout)
         except httpx.HTTPError as exc:
             if not self.in_flight:
                 self.mark(False, f"unreachable ({type(exc).__name__})")
-            return []
+            return {}
         if reply.status_code != 200:
             self.mark(False, f"GET /models answered HTTP {reply.status_code}")
-            return []
+            return {}
         self.mark(True)
         try:
-            return [str(m["id"]) for m in reply.json().get("data", []) if isinstance(m, dict) and "id" in m]
+            return {str(m["id"]): context_of(m) for m in reply.json().get("data", []) if isinstance(m, dict) and "id" in m}
         except (ValueError, AttributeError):
-            return []
+            return {}
 
     def view(self, model: str) -> ReplicaView:
         samples = sorted(self._latency)

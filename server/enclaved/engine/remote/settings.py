@@ -39,4 +39,5 @@ class EngineSettings:
     breaker_failures: int = 5
     breaker_cooldown: float = 60.0
     health_interval: float = 10.0
+    context: int = 0  # tokens the models' context holds; 0: what /v1/models says, if anything
     tls: Tls | None = None
