@@ -299,7 +299,9 @@ class TurnManager:
 
     async def _generate_remote(self, turn: Turn, name: str, reason: str) -> None:
         """The conversation as chat messages to ``model@engine`` (the engine applies its own
-        template), its oldest exchanges left out when it outgrows the model's context."""
+        template), its oldest exchanges left out when it outgrows the model's context. A
+        director's choice or a guard's verdict goes with its grammar, which llama.cpp's servers
+        apply; from an engine that ignores it, a malformed answer fails closed as ever."""
         agent, options = turn.agent, turn.options
         limit = agent.params.reply_limit if options.max_tokens is None else min(agent.params.reply_limit, options.max_tokens)
         history = [] if options.fresh else [(m.role, m.content) for m in agent.history]
@@ -312,7 +314,12 @@ class TurnManager:
         events: asyncio.Queue[eng.EngineEvent] = asyncio.Queue()
         try:
             engine, request = self.models.remote.submit(
-                name, prompt.messages, agent.params.sampling(), min(limit, prompt.room or limit), list(agent.params.stop), events.put_nowait
+                name,
+                prompt.messages,
+                replace(agent.params.sampling(), grammar=options.grammar),
+                min(limit, prompt.room or limit),
+                list(agent.params.stop),
+                events.put_nowait,
             )
         except (NotFound, Unavailable) as exc:
             raise _Unserved(exc) from None

@@ -227,6 +227,8 @@ class RemoteEngine:
         }
         if request.stops:
             body["stop"] = request.stops
+        if request.sampling.grammar:
+            body["grammar"] = request.sampling.grammar  # GBNF: llama-server and llama-cpp-python's server constrain with it
         sent = time.monotonic()
         first = 0.0
         figures: dict[str, float | int] = {}  # the engine's own usage and timings, when it sends them
