@@ -344,7 +344,7 @@ class TurnManager:
                 raise _Unserved(Unavailable(ev.message))
             elif isinstance(ev, eng.Failed):
                 broken = Unavailable(f"{ev.message}; the reply broke off, its partial text is kept marked interrupted; send it again")
-                await self._end(turn, "".join(reply), eng.TurnResult(eng.Finish.CANCELLED, completion_tokens=len(reply)), broken)
+                await self._end(turn, "".join(reply), eng.TurnResult(eng.Finish.CANCELLED, completion_tokens=request.tokens), broken)
                 return
             elif isinstance(ev, eng.TurnResult):
                 await self._end(turn, "".join(reply), ev)

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from enclaved.llama import DEFAULT_SEED
 
+COALESCE_SECONDS = 0.02  # a request's text goes to its sink at most this often (the first at once)
+
 if TYPE_CHECKING:
     from enclaved.llama import Model, Sampler
 

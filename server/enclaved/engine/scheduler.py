@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from enclaved.engine.queue import RequestQueue
-from enclaved.engine.requests import Admitted, Failed, Finish, Generating, Request, Text
+from enclaved.engine.requests import COALESCE_SECONDS, Admitted, Failed, Finish, Generating, Request, Text
 from enclaved.engine.slots import SeqState, Sequence, Slot
 from enclaved.engine.statecache import MIN_TOKENS, StateCache
 from enclaved.engine.stats import EngineStats, StepLog
@@ -35,7 +35,6 @@ from enclaved.llama import Context, ContextParams, Model, ModelParams, check_gra
 
 log = logging.getLogger("enclaved.engine")
 
-COALESCE_SECONDS = 0.02  # text of one sequence is sent at most this often (the first at once)
 REUSE_MIN_RUN = 32  # cached tokens worth shifting into place, rather than evaluating again
 _CRASHED = "the model's engine stopped after an internal error; reload the model"
 

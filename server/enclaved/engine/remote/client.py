@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 import httpx
 
 from enclaved.engine.remote import sse
+from enclaved.engine.remote.batching import TextBatcher
 from enclaved.engine.remote.breaker import Circuit
 from enclaved.engine.remote.counter import TokenCounter
 from enclaved.engine.remote.replica import Replica, ReplicaView
 from enclaved.engine.remote.settings import EngineSettings
-from enclaved.engine.requests import Admitted, Failed, Finish, Generating, SamplingSettings, Sink, Text, TurnResult
+from enclaved.engine.requests import Admitted, Failed, Finish, Generating, SamplingSettings, Sink, TurnResult
 
 log = logging.getLogger("enclaved.engines")
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -235,6 +236,7 @@ class RemoteEngine:
         finish = ""
         done = False
         deadline = asyncio.timeout_at(self._loop_time(min(sent + s.first_token_timeout, total)))
+        text = TextBatcher(request.sink)
         try:
             async with deadline:
                 async with replica.client.stream("POST", f"{replica.base}/chat/completions", json=body) as response:
@@ -263,7 +265,7 @@ class RemoteEngine:
                                 replica.breaker(request.model).succeeded()
                                 request.sink(Generating())
                             request.tokens += 1
-                            request.sink(Text(chunk.text, 1))
+                            text.add(chunk.text, 1)
                         if request.streaming:
                             deadline.reschedule(self._loop_time(min(time.monotonic() + s.idle_timeout, total)))
         except TimeoutError:
@@ -288,6 +290,8 @@ class RemoteEngine:
             ) from None
         except sse.Malformed as exc:
             raise _Failure(f"engine {self.name} sent malformed SSE ({exc})", retry=True, counts=True) from None
+        finally:
+            text.flush()  # what was held back reaches the sink before the end, whichever end it is
         if not (done or finish or request.tokens):
             raise _Failure(f"engine {self.name}: the stream from {replica.url} ended before any reply", retry=True, counts=True)
         if not done and not finish:
