@@ -91,6 +91,8 @@ def test_a_replica_killed_mid_stream_ends_the_turn_in_one_line_and_the_next_goes
     assert error.startswith(f"engine duo: the connection to {victim_url} broke") and "interrupted" in error
     transcript = stubs.agents.GetTranscript(agents_pb2.GetTranscriptRequest(name="remote"), timeout=10).messages
     assert transcript[-1].content == partial and transcript[-1].finish_reason == "interrupted"
+    # the broken stream marks its replica unhealthy at once: the next turn need not find out again
+    assert f"engine duo replica {victim_url} is unhealthy: the connection broke (RemoteProtocolError)" in daemon.log
 
     local = chat(stubs, "local", "Hi.")  # the daemon keeps serving
     assert kinds(local)[-1] == "finished" and text(local)

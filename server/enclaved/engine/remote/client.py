@@ -285,6 +285,7 @@ class RemoteEngine:
                 f"engine {self.name}: {replica.url} did not accept the connection in {s.connect_timeout:g} s", retry=True, counts=True
             ) from None
         except httpx.HTTPError as exc:
+            replica.mark(False, f"the connection broke ({type(exc).__name__})")  # the next turn tries another first; a probe clears it
             raise _Failure(
                 f"engine {self.name}: the connection to {replica.url} broke ({type(exc).__name__})", retry=True, counts=True
             ) from None
