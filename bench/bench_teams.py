@@ -1,6 +1,6 @@
 """Team runs against the same turns sent one by one, on SmolLM2, measured in one run.
 
-    python bench/bench_teams.py [--quick] [--tokens 64]
+    python bench/bench_teams.py [--quick] [--tokens 64] [--reps 1] [--threads 2]
 
 Every agent runs on SmolLM2 (``make models``) at temperature 0, seed 1, with the same
 ``max_tokens`` per reply, each in its own sequence (slot). Two teams, each timed from the
@@ -22,6 +22,11 @@ A roundtable member's later turn reads what the other three said since it last s
 tokens are new to its sequence and must be evaluated, so the share of its prompt that can be
 cached is at most (what its sequence held) / (prompt). The report gives both: the share of the
 prompt cached (the issue's ≥ 90% line) and the share of what the sequence held that was reused.
+
+``--reps N`` runs each side N times, the sides taking turns, and reports each side's run of
+median wall time: the machine's drift then falls on all sides alike. With 2 threads on a
+2-core machine that something else also uses, llama.cpp's threads wait on each other and one
+side can run several times slower than another by chance; ``--threads 1`` is steadier there.
 
 Prints a Markdown report; copy it into docs/benchmarks.md.
 """
@@ -45,7 +50,7 @@ from google.protobuf import json_format
 from enclave_contract.v1 import chat_pb2, teams_pb2, teams_pb2_grpc
 
 SLOTS = 8  # every agent keeps its own sequence: no eviction in anyone's timing
-CONFIG = f'[[models]]\nname = "smollm2"\nn_ctx = 2048\nn_seq_max = {SLOTS}\nn_threads = 2\n'
+CONFIG = '[[models]]\nname = "smollm2"\nn_ctx = 2048\nn_seq_max = {slots}\nn_threads = {threads}\n'
 ROUND = {
     "host": "You host a panel about city life. Keep the talk going and sum up what others said.",
     "planner": "You are a city planner. You speak about streets, housing and parks.",
@@ -77,6 +82,7 @@ class Turn:
 class Side:
     turns: list[Turn] = field(default_factory=list)
     seconds: float = 0.0
+    run_seconds: float = 0.0  # a team run's own elapsed time, as RunFinished says
 
     @property
     def tok_s(self) -> float:
@@ -93,8 +99,7 @@ def put_agents(d: Daemon, tokens: int) -> None:
         d.put(name, "smollm2", system, tokens)
 
 
-def team_run(d: Daemon, kind: str, agents: dict[str, str], message: str, max_turns: int) -> tuple[Side, float]:
-    """The team's turns, and the run's own elapsed time (RunFinished) in seconds."""
+def team_run(d: Daemon, kind: str, agents: dict[str, str], message: str, max_turns: int) -> Side:
     team = teams_pb2.Team(name=f"bench-{kind}", kind=kind, members=list(agents), max_turns=max_turns, max_tokens=100_000)
     team.timeout_seconds = 600
     side, by_step = Side(), {}
@@ -111,11 +116,11 @@ def team_run(d: Daemon, kind: str, agents: dict[str, str], message: str, max_tur
         elif kind_ == "error":
             raise SystemExit(f"{ev.agent}: {ev.error.message}")
         elif kind_ == "run_finished":
-            side.seconds = time.perf_counter() - t0
-            end = ev.run_finished
+            side.seconds, end = time.perf_counter() - t0, ev.run_finished
+            side.run_seconds = end.elapsed_ms / 1000
             if end.reason not in (chat_pb2.RUN_END_DONE, chat_pb2.RUN_END_MAX_TURNS):
                 raise SystemExit(f"the {kind} run ended early: {end.message}")
-            return side, end.elapsed_ms / 1000
+            return side
     raise SystemExit(f"the {kind} run's stream ended before RunFinished")
 
 
@@ -184,7 +189,7 @@ def pct(part: int, whole: int) -> str:
     return f"{100 * part / whole:.0f}%" if whole else "–"
 
 
-def part(title: str, team: Side, elapsed: float, cli: Side, grpc_: Side) -> list[str]:
+def part(title: str, team: Side, cli: Side, grpc_: Side) -> list[str]:
     rows = [
         f"{title}\n",
         "| step | member | round | prompt tokens | cached | cached / held before | reply tokens | one by one (`enclave chat`): prompt / cached / reply |",
@@ -209,7 +214,7 @@ def part(title: str, team: Side, elapsed: float, cli: Side, grpc_: Side) -> list
         f"`enclave chat` {tokens[1]}, gRPC `Chat` {tokens[2]}.\n",
         "| how the turns were sent | wall time, s | reply tokens | aggregate tok/s | wall time per turn beyond the turn's own, ms |",
         "|---|---|---|---|---|",
-        f"| team run (`Teams.Run`, call to RunFinished; the run itself: {elapsed:.2f} s) | {team.seconds:.2f} | {tokens[0]} "
+        f"| team run (`Teams.Run`, call to RunFinished; the run itself: {team.run_seconds:.2f} s) | {team.seconds:.2f} | {tokens[0]} "
         f"| {team.tok_s:.1f} | {team.overhead_ms:.0f} |",
         f"| one by one, `enclave chat` (a process per turn) | {cli.seconds:.2f} | {tokens[1]} | {cli.tok_s:.1f} | {cli.overhead_ms:.0f} |",
         f"| one by one, gRPC `Chat` (one channel) | {grpc_.seconds:.2f} | {tokens[2]} | {grpc_.tok_s:.1f} | {grpc_.overhead_ms:.0f} |",
@@ -229,49 +234,59 @@ def part(title: str, team: Side, elapsed: float, cli: Side, grpc_: Side) -> list
     return rows
 
 
-def sides(tokens: int) -> tuple[list[tuple[Side, float]], list[Side], list[Side]]:
-    """The roundtable, then the chain: as team runs, then one by one through the CLI, then
-    through gRPC, each side on a fresh daemon. On one daemon, a one-by-one agent whose prompt
-    is most of what a team agent's slot holds (the chain's first turns: same system prompt,
-    same message) would take that slot over and find the team's prompt cached."""
-    teams: list[tuple[Side, float]] = []
-    cli: list[Side] = []
-    grpc_: list[Side] = []
-    d = Daemon(CONFIG)
+PARTS = (("roundtable", ROUND, ROUND_MESSAGE, 12), ("chain", CHAIN, CHAIN_MESSAGE, 3))
+
+
+def side(how: str, config: str, tokens: int, inputs: list[Side]) -> list[Side]:
+    """One side on a fresh daemon: the roundtable, then the chain. On one daemon for all
+    sides, a one-by-one agent whose prompt is most of what a team agent's slot holds (the
+    chain's first turns: same system prompt, same message) would take that slot over and find
+    the team's prompt cached."""
+    d = Daemon(config)
     try:
         put_agents(d, tokens)
-        for kind, agents, message, turns in (("roundtable", ROUND, ROUND_MESSAGE, 12), ("chain", CHAIN, CHAIN_MESSAGE, 3)):
-            teams.append(team_run(d, kind, agents, message, turns))
-            print(f"team {kind}: {teams[-1][0].seconds:.1f} s", file=sys.stderr)
+        if how == "team":
+            out = [team_run(d, kind, agents, message, turns) for kind, agents, message, turns in PARTS]
+        else:
+            out = [(one_by_one_cli if how == "cli" else one_by_one_grpc)(d, team) for team in inputs]
     finally:
         d.close()
-    for how, out in ((one_by_one_cli, cli), (one_by_one_grpc, grpc_)):
-        d = Daemon(CONFIG)
-        try:
-            put_agents(d, tokens)
-            for team, _ in teams:
-                out.append(how(d, team))
-                print(f"{how.__name__}: {out[-1].seconds:.1f} s", file=sys.stderr)
-        finally:
-            d.close()
-    return teams, cli, grpc_
+    print(f"{how}: " + ", ".join(f"{kind} {s.seconds:.1f} s" for (kind, *_), s in zip(PARTS, out)), file=sys.stderr)
+    return out
+
+
+def sides(config: str, tokens: int, reps: int) -> dict[str, list[Side]]:
+    """Per side (team, cli, grpc), the roundtable and the chain: of ``reps`` runs of each side,
+    taking turns (the team's first run gives the others their inputs), the one of median wall
+    time."""
+    runs: dict[str, list[list[Side]]] = {"team": [side("team", config, tokens, [])], "cli": [], "grpc": []}
+    for _ in range(reps):
+        for how in ("cli", "grpc", "team"):
+            if len(runs[how]) < reps:
+                runs[how].append(side(how, config, tokens, runs["team"][0]))
+    return {
+        how: [sorted((r[i] for r in got), key=lambda s: s.seconds)[len(got) // 2] for i in range(len(PARTS))] for how, got in runs.items()
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokens", type=int, default=64, help="max_tokens of every reply")
     ap.add_argument("--quick", action="store_true", help="replies of at most 32 tokens")
+    ap.add_argument("--threads", type=int, default=2, help="llama.cpp threads (1 is steadier on a busy machine)")
+    ap.add_argument("--reps", type=int, default=1, help="runs of each side, in turning order; the median is reported")
     args = ap.parse_args()
     tokens = 32 if args.quick else args.tokens
     missing = [n for n in REAL if not (MODELS / n).exists()]
     if missing:
         raise SystemExit(f"missing {', '.join(missing)}: run `make models`")
     print(f"## Teams ({date.today().isoformat()})\n")
-    print(f"Machine: {machine()}. SmolLM2-135M-Instruct Q4_1, 2 threads, n_ctx 2048, {SLOTS} slots (one per agent),")
-    print(f"temperature 0, seed 1, replies of at most {tokens} tokens; each side on a fresh enclaved.\n")
-    teams, cli, grpc_ = sides(tokens)
-    print("\n".join(part("(a) Roundtable, 4 members × 3 rounds", *teams[0], cli[0], grpc_[0])) + "\n")
-    print("\n".join(part("(b) Chain of 3 members", *teams[1], cli[1], grpc_[1])))
+    print(f"Machine: {machine()}. SmolLM2-135M-Instruct Q4_1, {args.threads} threads, n_ctx 2048, {SLOTS} slots (one per agent),")
+    print(f"temperature 0, seed 1, replies of at most {tokens} tokens; each side on a fresh enclaved", end="")
+    print(f", the median of {args.reps} runs.\n" if args.reps > 1 else ".\n")
+    got = sides(CONFIG.format(slots=SLOTS, threads=args.threads), tokens, args.reps)
+    print("\n".join(part("(a) Roundtable, 4 members × 3 rounds", got["team"][0], got["cli"][0], got["grpc"][0])) + "\n")
+    print("\n".join(part("(b) Chain of 3 members", got["team"][1], got["cli"][1], got["grpc"][1])))
 
 
 if __name__ == "__main__":
