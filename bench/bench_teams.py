@@ -281,7 +281,9 @@ def main() -> None:
     if missing:
         raise SystemExit(f"missing {', '.join(missing)}: run `make models`")
     print(f"## Teams ({date.today().isoformat()})\n")
-    print(f"Machine: {machine()}. SmolLM2-135M-Instruct Q4_1, {args.threads} threads, n_ctx 2048, {SLOTS} slots (one per agent),")
+    print(
+        f"Machine: {machine()}. SmolLM2-135M-Instruct Q4_1, {args.threads} thread{'s' if args.threads > 1 else ''}, n_ctx 2048, {SLOTS} slots (one per agent),"
+    )
     print(f"temperature 0, seed 1, replies of at most {tokens} tokens; each side on a fresh enclaved", end="")
     print(f", the median of {args.reps} runs.\n" if args.reps > 1 else ".\n")
     got = sides(CONFIG.format(slots=SLOTS, threads=args.threads), tokens, args.reps)
