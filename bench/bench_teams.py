@@ -1,6 +1,6 @@
 """Team runs against the same turns sent one by one, on SmolLM2, measured in one run.
 
-    python bench/bench_teams.py [--quick] [--tokens 64] [--reps 1] [--threads 2]
+    python bench/bench_teams.py [--quick] [--tokens 64] [--reps 1] [--threads 2] [--brief WORDS] [--threads 2]
 
 Every agent runs on SmolLM2 (``make models``) at temperature 0, seed 1, with the same
 ``max_tokens`` per reply, each in its own sequence (slot). Two teams, each timed from the
@@ -22,6 +22,9 @@ A roundtable member's later turn reads what the other three said since it last s
 tokens are new to its sequence and must be evaluated, so the share of its prompt that can be
 cached is at most (what its sequence held) / (prompt). The report gives both: the share of the
 prompt cached (the issue's ≥ 90% line) and the share of what the sequence held that was reused.
+With ``--brief WORDS`` every roundtable member's system prompt starts with the same background
+of about that many words, as a site gives its agents, and what a member holds outweighs the
+others' new replies.
 
 ``--reps N`` runs each side N times, the sides taking turns, and reports each side's run of
 median wall time: the machine's drift then falls on all sides alike. With 2 threads on a
@@ -94,8 +97,21 @@ class Side:
         return (self.seconds * 1000 - sum(t.busy_ms for t in self.turns)) / len(self.turns)
 
 
-def put_agents(d: Daemon, tokens: int) -> None:
-    for name, system in {**ROUND, **CHAIN}.items():
+def brief(words: int) -> str:
+    """A panel's shared background of about ``words`` words (a few more tokens on SmolLM2), as
+    a site gives its agents: a roundtable member's own sequence then holds most of each later
+    prompt, and the others' new replies are the smaller part."""
+    facts = [
+        f"Fact {i}: district {i % 12} has {1000 + 37 * i} homes, {i % 7 + 2} schools, {i % 5 + 1} clinics and a park of {i % 9 + 1} hectares."
+        for i in range(words // 17 + 1)
+    ]
+    return "Background the panel shares:\n" + "\n".join(facts) + "\n\n"
+
+
+def put_agents(d: Daemon, tokens: int, background: str = "") -> None:
+    for name, system in ROUND.items():
+        d.put(name, "smollm2", background + system, tokens)
+    for name, system in CHAIN.items():
         d.put(name, "smollm2", system, tokens)
 
 
@@ -237,14 +253,14 @@ def part(title: str, team: Side, cli: Side, grpc_: Side) -> list[str]:
 PARTS = (("roundtable", ROUND, ROUND_MESSAGE, 12), ("chain", CHAIN, CHAIN_MESSAGE, 3))
 
 
-def side(how: str, config: str, tokens: int, inputs: list[Side]) -> list[Side]:
+def side(how: str, config: str, tokens: int, inputs: list[Side], background: str) -> list[Side]:
     """One side on a fresh daemon: the roundtable, then the chain. On one daemon for all
     sides, a one-by-one agent whose prompt is most of what a team agent's slot holds (the
     chain's first turns: same system prompt, same message) would take that slot over and find
     the team's prompt cached."""
     d = Daemon(config)
     try:
-        put_agents(d, tokens)
+        put_agents(d, tokens, background)
         if how == "team":
             out = [team_run(d, kind, agents, message, turns) for kind, agents, message, turns in PARTS]
         else:
@@ -255,15 +271,15 @@ def side(how: str, config: str, tokens: int, inputs: list[Side]) -> list[Side]:
     return out
 
 
-def sides(config: str, tokens: int, reps: int) -> dict[str, list[Side]]:
+def sides(config: str, tokens: int, reps: int, background: str) -> dict[str, list[Side]]:
     """Per side (team, cli, grpc), the roundtable and the chain: of ``reps`` runs of each side,
     taking turns (the team's first run gives the others their inputs), the one of median wall
     time."""
-    runs: dict[str, list[list[Side]]] = {"team": [side("team", config, tokens, [])], "cli": [], "grpc": []}
+    runs: dict[str, list[list[Side]]] = {"team": [side("team", config, tokens, [], background)], "cli": [], "grpc": []}
     for _ in range(reps):
         for how in ("cli", "grpc", "team"):
             if len(runs[how]) < reps:
-                runs[how].append(side(how, config, tokens, runs["team"][0]))
+                runs[how].append(side(how, config, tokens, runs["team"][0], background))
     return {
         how: [sorted((r[i] for r in got), key=lambda s: s.seconds)[len(got) // 2] for i in range(len(PARTS))] for how, got in runs.items()
     }
@@ -275,6 +291,13 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="replies of at most 32 tokens")
     ap.add_argument("--threads", type=int, default=2, help="llama.cpp threads (1 is steadier on a busy machine)")
     ap.add_argument("--reps", type=int, default=1, help="runs of each side, in turning order; the median is reported")
+    ap.add_argument(
+        "--brief",
+        type=int,
+        default=0,
+        metavar="WORDS",
+        help="a shared background of about WORDS words before each roundtable member's system prompt",
+    )
     args = ap.parse_args()
     tokens = 32 if args.quick else args.tokens
     missing = [n for n in REAL if not (MODELS / n).exists()]
@@ -285,8 +308,12 @@ def main() -> None:
         f"Machine: {machine()}. SmolLM2-135M-Instruct Q4_1, {args.threads} thread{'s' if args.threads > 1 else ''}, n_ctx 2048, {SLOTS} slots (one per agent),"
     )
     print(f"temperature 0, seed 1, replies of at most {tokens} tokens; each side on a fresh enclaved", end="")
-    print(f", the median of {args.reps} runs.\n" if args.reps > 1 else ".\n")
-    got = sides(CONFIG.format(slots=SLOTS, threads=args.threads), tokens, args.reps)
+    print(f", the median of {args.reps} runs." if args.reps > 1 else ".")
+    background = brief(args.brief) if args.brief else ""
+    if background:
+        print(f"Each roundtable member's system prompt starts with the same background of about {args.brief} words.")
+    print()
+    got = sides(CONFIG.format(slots=SLOTS, threads=args.threads), tokens, args.reps, background)
     print("\n".join(part("(a) Roundtable, 4 members × 3 rounds", got["team"][0], got["cli"][0], got["grpc"][0])) + "\n")
     print("\n".join(part("(b) Chain of 3 members", got["team"][1], got["cli"][1], got["grpc"][1])))
 
