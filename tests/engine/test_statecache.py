@@ -84,3 +84,35 @@ def test_a_state_that_cannot_be_restored_is_read_again(smollm2: Model, corrupt: 
     finally:
         cached.close()
         reference.close()
+
+
+def test_a_shared_system_prompt_is_copied_into_an_empty_slot_not_taken_from_its_conversation(smollm2: Model) -> None:
+    """Agents x and y share a long system prompt. y's first turn goes on from x's cells, copied
+    into an empty slot (``llama_memory_seq_cp``): y finds the shared prompt cached, and x's
+    next turn still finds its whole conversation where it was. The replies are those of an
+    engine that evaluates every prompt afresh."""
+    e = Engine(smollm2, EngineConfig(n_ctx_seq=1024, n_seq_max=2, n_threads=2, state_cache_bytes=0))
+    e.start()
+    reference = engine(smollm2, 0)
+
+    def speak(engine_: Engine, owner: str, tokens: list[int]) -> eng.TurnResult:
+        sink = Collector()
+        sampling = SamplingSettings(temperature=0.0, seed=1)
+        engine_.submit(Request(prompt=tokens, sampling=sampling, max_tokens=16, stops=[], sink=sink, owner=owner))
+        return sink.done
+
+    try:
+        x1 = chat(smollm2, SYSTEM, "What is a river?")
+        x_reply = speak(e, "x", x1)
+        y1 = chat(smollm2, SYSTEM, "What is a cloud?")
+        y_reply = speak(e, "y", y1)
+        system = len(smollm2.tokenize(SYSTEM, add_special=True, parse_special=True))
+        assert y_reply.cached_prompt_tokens >= system, y_reply
+        assert y_reply.tokens == speak(reference, "y", y1).tokens, "the copied cells answer as evaluated ones"
+        x2 = [*x1, *x_reply.tokens, *more(smollm2, "And a lake?")]
+        back = speak(e, "x", x2)
+        assert back.cached_prompt_tokens >= len(x1) + len(x_reply.tokens) - 1, "x's slot kept its whole conversation"
+        assert back.tokens == speak(reference, "x", x2).tokens
+    finally:
+        e.close()
+        reference.close()

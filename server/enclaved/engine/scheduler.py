@@ -168,7 +168,9 @@ class Engine:
 
     def _admit(self) -> None:
         """Free slots to waiting requests in FIFO order; each takes the free slot whose cells
-        it goes on from (``_fit``), else an empty one, else the least recently used."""
+        it goes on from (``_fit``), else an empty one, else the least recently used. Cells of
+        another conversation it goes on from are copied into an empty slot when there is one,
+        so that conversation keeps its own."""
         now = time.monotonic()
         while True:
             with self._lock:
@@ -177,9 +179,19 @@ class Engine:
                 if seq is None:
                     return
                 slot = max(free, key=lambda s: _fit(s, seq.req.owner, seq.prompt))
+                source = None
+                empty = next((s for s in free if s.n_cells == 0), None)
+                if slot.owner and slot.owner != seq.req.owner and slot.n_cells and empty is not None:
+                    # another conversation's cells this prompt goes on from (a shared system
+                    # prompt): copy them into an empty slot, not take that conversation's slot
+                    source = slot if slot.common_prefix(seq.prompt) >= MIN_TOKENS else None
+                    slot = empty
                 slot.busy = True
                 slot.owner = seq.req.owner
                 self._active.append(seq)
+            if source is not None:
+                self.ctx.copy_sequence(source.seq_id, slot.seq_id)
+                slot.hold(source.tokens)
             if self._states is not None:
                 self._swap_states(slot, seq.prompt)
             cached = self._reuse(slot, seq.prompt)

@@ -131,6 +131,12 @@ class Context:
         """Free the cells of ``seq`` at positions ``start`` to ``end`` (exclusive)."""
         return bool(L.llama_memory_seq_rm(self.memory, seq, start, end))
 
+    def copy_sequence(self, src: int, dst: int) -> None:
+        """``dst`` holds what ``src`` holds, which keeps its cells. Each sequence has a KV
+        stream of its own, so llama.cpp copies the whole stream, at the next decode before the
+        batch: a memory copy, far cheaper than evaluating the tokens again."""
+        L.llama_memory_seq_cp(self.memory, src, dst, -1, -1)
+
     def shift(self, seq: int, start: int, end: int, delta: int) -> None:
         """Move the cells of ``seq`` at positions ``start`` to ``end`` by ``delta`` positions
         (llama.cpp re-rotates their keys at the next decode); only if ``can_shift``."""
