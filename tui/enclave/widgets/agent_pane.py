@@ -216,9 +216,9 @@ class AgentPane(Vertical):
     async def _add_message(self, text: str, kind: str, before: Markdown | None = None) -> Markdown:
         md = Markdown(safe_text(text), classes=f"message {kind}", parser_factory=reply_parser)
         await self.body.mount(md, before=before)
-        shown = self.body.query("Markdown.message")
+        shown = [w for w in self.body.children if isinstance(w, Markdown)]  # the messages (not a query of every block)
         if len(shown) > SHOWN_MESSAGES:
-            old = list(shown)[: len(shown) - SHOWN_MESSAGES]
+            old = shown[: len(shown) - SHOWN_MESSAGES]
             self._hidden += len(old)
             await self.body.remove_children(old)
             self._older.update(f"… {self._hidden} earlier messages (the daemon keeps them all)", layout=False)
