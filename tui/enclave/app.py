@@ -24,6 +24,7 @@ from enclave.screens.audit import AuditScreen
 from enclave.screens.workbench import WorkbenchScreen
 from enclave.session import Session
 from enclave.settings import Settings
+from enclave.strips import light_strips
 from enclave.terminal import read_alt_digits
 from enclave.widgets.model_panel import ModelPanel
 
@@ -44,6 +45,7 @@ class EnclaveApp(App[None]):
     ) -> None:
         super().__init__()
         read_alt_digits()
+        light_strips()
         self.settings = settings or Settings()
         self.client = DaemonClient(socket_path)
         spawn = self.settings.spawn if spawn is None else spawn
