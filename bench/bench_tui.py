@@ -1,6 +1,7 @@
 """The workbench under load: how many tokens a second the TUI shows while keys still feel instant.
 
     python bench/bench_tui.py [--rates 200,500,1000,2000,3000,4000,6000,8000] [--presses 15]
+                              [--switch-rates 0,200,2000] [--switches 30]
 
 For each aggregate rate, a scripted daemon (``tests/tui/scripted_daemon.py``, synthetic mode, its
 own process so its CPU is not the TUI's) streams four agents' turns, one delta per agent every
@@ -15,7 +16,10 @@ pseudo-terminal whose output a thread drains as a terminal would. After a warm-u
   messages, so tokens *written* by the daemon alone cannot show that the TUI falls behind;
 - **display lag**: from the daemon writing a marker to the marker on screen;
 - **CPU**: utime+stime of the TUI process (and any children), over the same window, in % of
-  one core.
+  one core;
+- **pane switching** (at the ``--switch-rates``, after the rest): alt+right and alt+N by
+  turns, each selecting another pane, and the time until the newly selected pane's corner comes
+  out of the terminal in the accent colour (``tui_frames``); median and p95.
 
 A rate is *sustained* when the TUI shows >= 95% of it and a key press shows within 50 ms
 (p95). Prints a Markdown report; copy it into docs/benchmarks.md.
@@ -40,9 +44,12 @@ import tempfile
 import termios
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+
+from tui_frames import measure_switches
 
 ROOT = Path(__file__).resolve().parent.parent
 DAEMON = ROOT / "tests" / "tui" / "scripted_daemon.py"
@@ -55,6 +62,8 @@ GOAL_CPU = 25  # % of one core at 200 tok/s
 KEY_BUDGET_MS = 50.0
 SHOWN_FRACTION = 0.95
 KEY_TIMEOUT = 1.0  # a press not shown by then counts as this long
+SWITCH_BUDGET_MS = 100.0
+SWITCH_TIMEOUT = 2.0  # a pane switch not shown by then counts as this long
 MARKER = re.compile(rb"zq[a-z]{4}(?![a-z])")
 # one unique letter per press: Greek, then Cyrillic (the stream is lowercase ASCII only)
 LETTERS = [chr(c) for c in range(0x3B1, 0x3CA) if c != 0x3C2] + [chr(c) for c in range(0x430, 0x450)]
@@ -190,6 +199,21 @@ class Terminal:
                     return None
                 self.cond.wait(left)
 
+    def wait_until(self, find: Callable[[bytes, int], int | None], start: int, timeout: float) -> float | None:
+        """When what ``find`` looks for first came out at or after ``start``; None if not within
+        ``timeout``. ``find(data, start)`` gets the output from ``start`` on and returns the
+        offset just after what it found, or None."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                end = find(bytes(self.buf[start:]), start)
+                if end is not None:
+                    return self.time_of(end)
+                left = deadline - time.monotonic()
+                if left <= 0 or not self.thread.is_alive():
+                    return None
+                self.cond.wait(left)
+
     def write(self, data: bytes) -> None:
         os.write(self.fd, data)
 
@@ -216,6 +240,8 @@ class Result:
     cpu: float  # % of one core
     other_cpu: float  # % of one core: everything else on the machine (not the TUI, daemon or bench)
     keys: list[float]  # every press, ms
+    switches: list[float] = field(default_factory=list)  # every pane switch, ms (none measured: empty)
+    switches_lost: int = 0  # switches not shown within SWITCH_TIMEOUT
 
     @property
     def sustained(self) -> bool:
@@ -241,7 +267,7 @@ def tui_argv(socket: Path, config: Path) -> list[str]:
     return [str(ENCLAVE), "--socket", str(socket), "--config", str(config), "--no-spawn"]
 
 
-def run_rate(rate: float, presses: int, spacing: float, warmup: float) -> Result:
+def run_rate(rate: float, presses: int, spacing: float, warmup: float, switches: int = 0) -> Result:
     tmp = Path(tempfile.mkdtemp(prefix="bt-", dir="/tmp"))
     socket, stats_path = tmp / "s.sock", tmp / "stats.json"
     daemon: subprocess.Popen[bytes] | None = None
@@ -296,6 +322,7 @@ def run_rate(rate: float, presses: int, spacing: float, warmup: float) -> Result
         t1, cpu1, s1 = time.monotonic(), cpu_seconds(term.pid), read_stats(stats_path)
         others1 = machine_cpu_seconds() - cpu1 - cpu_seconds(daemon.pid) - own_cpu_seconds()
         time.sleep(1.0)  # let markers written late in the window reach the screen
+        switch_ms, switches_lost = measure_switches(term, AGENTS, switches, 0.3, SWITCH_TIMEOUT) if switches else ([], 0)
 
         term.close()
         buf, ends, times = bytes(term.buf), list(term.ends), list(term.times)
@@ -335,6 +362,8 @@ def run_rate(rate: float, presses: int, spacing: float, warmup: float) -> Result
         cpu=100 * (cpu1 - cpu0) / (t1 - t0),
         other_cpu=max(0.0, 100 * (others1 - others0) / (t1 - t0)),  # clock-tick rounding can dip below 0
         keys=keys,
+        switches=switch_ms,
+        switches_lost=switches_lost,
     )
 
 
@@ -350,12 +379,15 @@ def main() -> None:
     )
     ap.add_argument("--presses", type=int, default=15, help="key presses per rate")
     ap.add_argument("--spacing", type=float, default=0.25, help="seconds between key presses")
+    ap.add_argument("--switch-rates", default="0,200,2000", help="the rates at which to time pane switches too")
+    ap.add_argument("--switches", type=int, default=30, help="pane switches per rate (0: none)")
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds of streaming before measuring")
     ap.add_argument(
         "--stop-after", type=int, default=0, metavar="N", help="stop after N rates in a row are not sustained (default: try them all)"
     )
     args = ap.parse_args()
     rates = [float(r) for r in args.rates.split(",") if r]
+    switch_rates = {float(r) for r in args.switch_rates.split(",") if r}
     if not ENCLAVE.exists():
         sys.exit(f"no {ENCLAVE}; run `make install`")
 
@@ -363,10 +395,11 @@ def main() -> None:
     misses, failed = 0, ""
     try:
         for rate in rates:
-            r = run_rate(rate, args.presses, args.spacing, args.warmup)
+            r = run_rate(rate, args.presses, args.spacing, args.warmup, args.switches if rate in switch_rates else 0)
             results.append(r)
+            switch = f", switch p95 {percentile(r.switches, 0.95):5.1f} ms" if r.switches else ""
             print(
-                f"{rate:6.0f} tok/s: shown {r.shown:7.0f}, key p95 {r.key_p95:5.1f} ms, lag p50 {r.lag_p50:6.0f} ms, "
+                f"{rate:6.0f} tok/s: shown {r.shown:7.0f}, key p95 {r.key_p95:5.1f} ms{switch}, lag p50 {r.lag_p50:6.0f} ms, "
                 f"CPU {r.cpu:3.0f}%{'' if r.sustained else '  (not sustained)'}",
                 file=sys.stderr,
             )
@@ -423,8 +456,31 @@ def main() -> None:
             f"\nTUI CPU at 200 tok/s aggregate: **{at200.cpu:.0f}% of one core** "
             f"(goal: <= {GOAL_CPU}%: {'met' if at200.cpu <= GOAL_CPU else 'not met'})"
         )
+    report_switches(results, args.switches)
     if failed:
         sys.exit(f"stopped: {failed}")
+
+
+def report_switches(results: list[Result], count: int) -> None:
+    measured = [r for r in results if r.switches]
+    if not measured:
+        return
+    print(
+        f"\nPane switching: {count} switches per rate, 0.3 s apart (or as soon as the last was shown), alt+right "
+        "and alt+N by turns; from the key to the frame that draws the new pane selected.\n"
+    )
+    print("| target tok/s | switch p50 / p95 ms | slowest ms |")
+    print("|---|---|---|")
+    for r in measured:
+        lost = f" ({r.switches_lost} of {len(r.switches)} not shown in {SWITCH_TIMEOUT:.0f} s)" if r.switches_lost else ""
+        print(
+            f"| {'0 (idle)' if r.rate == 0 else f'{r.rate:.0f}'} | {statistics.median(r.switches):.1f} / "
+            f"{percentile(r.switches, 0.95):.1f}{lost} | {max(r.switches):.1f} |"
+        )
+    worst = max(percentile(r.switches, 0.95) for r in measured)
+    print(
+        f"\nPane switch p95, worst rate: **{worst:.0f} ms** (goal: <= {SWITCH_BUDGET_MS:.0f} ms: {'met' if worst <= SWITCH_BUDGET_MS else 'not met'})"
+    )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,9 @@ class Host(App[None]):
 
 
 def texts(pane: AgentPane, kind: str) -> list[str]:
-    return [str(m.query_one(MarkdownParagraph)._content) for m in pane.body.query(f"Markdown.{kind}")]
+    """The text of each message of ``kind``; "" for one whose blocks are not built yet (a
+    Markdown widget builds them after it is mounted)."""
+    return ["".join(str(p._content) for p in m.query(MarkdownParagraph)) for m in pane.body.query(f"Markdown.{kind}")]
 
 
 async def test_line_breaks_are_shown_as_written_and_endings_are_marked() -> None:

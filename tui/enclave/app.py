@@ -26,6 +26,7 @@ from enclave.screens.team_picker import TeamPicker
 from enclave.screens.workbench import WorkbenchScreen
 from enclave.session import Session
 from enclave.settings import Settings
+from enclave.strips import light_strips
 from enclave.terminal import read_alt_digits
 from enclave.widgets.model_panel import ModelPanel
 
@@ -46,6 +47,7 @@ class EnclaveApp(App[None]):
     ) -> None:
         super().__init__()
         read_alt_digits()
+        light_strips()
         self.settings = settings or Settings()
         self.client = DaemonClient(socket_path)
         spawn = self.settings.spawn if spawn is None else spawn

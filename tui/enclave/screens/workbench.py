@@ -80,6 +80,7 @@ class WorkbenchScreen(Screen[None]):
         self.attached = False  # panes and transcripts are shown; live events follow
         self.context_sizes: dict[str, int] = {}  # model -> tokens per sequence
         self.status: StatusView | None = None  # the latest, for the models panel
+        self._laid_out: tuple[object, ...] = ()  # what _layout last set: (columns, compact, spans, rows)
 
     def compose(self) -> ComposeResult:
         yield Static(id="banner")
@@ -310,11 +311,15 @@ class WorkbenchScreen(Screen[None]):
         else:
             columns = 3 if n == 3 and size.width >= self.WIDER else 2
         compact = columns == 1 and not zoomed and n > 1 and (size.height - 5) // n < self.COMPACT_ROWS
+        spans = tuple((pane, 2 if columns == 2 and n % 2 and i == n - 1 else 1) for i, pane in enumerate(panes))
+        rows = " ".join("1fr" if p.selected else "3" for p in panes) if compact else "1fr"
+        if (columns, compact, spans, rows) == self._laid_out:
+            return  # setting the same styles again would still lay the whole grid out anew
+        self._laid_out = (columns, compact, spans, rows)
         grid.styles.grid_size_columns = columns
         grid.set_class(compact, "compact")
-        for i, pane in enumerate(panes):
-            pane.styles.column_span = 2 if columns == 2 and n % 2 and i == n - 1 else 1
-        rows = " ".join("1fr" if p.selected else "3" for p in panes) if compact else "1fr"
+        for pane, span in spans:
+            pane.styles.column_span = span
         grid.set_styles(f"grid-rows: {rows};")
 
     def action_zoom(self) -> None:

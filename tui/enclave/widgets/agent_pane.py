@@ -20,6 +20,7 @@ import time
 
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
+from textual.geometry import Size
 from textual.reactive import reactive
 from textual.widgets import Markdown, Static
 from textual.widgets.markdown import MarkdownStream
@@ -41,11 +42,35 @@ ENDINGS = {
 }
 
 
+class PaneBody(VerticalScroll):
+    """The conversation, scrolled; text streaming in grows it on every tick.
+
+    A widget whose size changed in a layout pass takes its new size quietly (as Textual's
+    ``ScrollView`` does): by default the new virtual size is set as a reactive that asks for
+    a second layout pass of the whole screen on the next frame, which changes nothing here
+    (the children are placed, the scroll bars follow from the size, and a widget whose size
+    changed is repainted anyway). Streaming grows the tail and the body on every tick.
+    """
+
+    def _size_updated(self, size: Size, virtual_size: Size, container_size: Size, layout: bool = True) -> bool:
+        return super()._size_updated(size, virtual_size, container_size, layout=False)
+
+
+class Tail(Static):
+    """The block of a reply still being written, as plain text; sized in one layout pass
+    (see ``PaneBody``)."""
+
+    def _size_updated(self, size: Size, virtual_size: Size, container_size: Size, layout: bool = True) -> bool:
+        return super()._size_updated(size, virtual_size, container_size, layout=False)
+
+
 class AgentPane(Vertical):
     """Shows what the daemon holds for one agent; fed turn events by the workbench screen."""
 
-    state: reactive[str] = reactive("idle")
-    selected: reactive[bool] = reactive(False)
+    # the pane draws neither: the header shows the state, the class "selected" the selection
+    # (a repaint of the whole pane, border and all, on every turn's phase would cost a frame)
+    state: reactive[str] = reactive("idle", repaint=False)
+    selected: reactive[bool] = reactive(False, repaint=False)
 
     def __init__(self, agent: AgentView, index: int) -> None:
         super().__init__(classes="agent-pane")
@@ -57,7 +82,7 @@ class AgentPane(Vertical):
         self._held = False  # the turn's reply waits for a team guard's verdict
         self._pending = ""  # text received but not yet written to the stream
         self._unsettled = ""  # text of the block being written, shown in the tail
-        self._tail: Static | None = None
+        self._tail: Tail | None = None
         self._tokens = 0
         self._rate_from: tuple[float, int] | None = None  # (time, tokens) at the first text seen
         self.tokens_per_second = 0.0
@@ -70,7 +95,7 @@ class AgentPane(Vertical):
         self._system = Static(classes="message system", markup=False)  # the agent's system prompt, first
         self._hidden = 0  # older messages taken off the screen
         self._older = Static(classes="message older", markup=False)
-        self.body = VerticalScroll(self._system, self._older, classes="pane-body")
+        self.body = PaneBody(self._system, self._older, classes="pane-body")
 
     def compose(self) -> ComposeResult:
         yield self._header
@@ -191,9 +216,9 @@ class AgentPane(Vertical):
     async def _add_message(self, text: str, kind: str, before: Markdown | None = None) -> Markdown:
         md = Markdown(safe_text(text), classes=f"message {kind}", parser_factory=reply_parser)
         await self.body.mount(md, before=before)
-        shown = self.body.query("Markdown.message")
+        shown = [w for w in self.body.children if isinstance(w, Markdown)]  # the messages (not a query of every block)
         if len(shown) > SHOWN_MESSAGES:
-            old = list(shown)[: len(shown) - SHOWN_MESSAGES]
+            old = shown[: len(shown) - SHOWN_MESSAGES]
             self._hidden += len(old)
             await self.body.remove_children(old)
             self._older.update(f"… {self._hidden} earlier messages (the daemon keeps them all)", layout=False)
@@ -210,7 +235,7 @@ class AgentPane(Vertical):
             await self._finish_stream()
             await self._add_message(event.user_message, "user")
             self._stream = Markdown.get_stream(await self._add_message("", "reply"))
-            self._tail = Static(classes="message tail", markup=False)
+            self._tail = Tail(classes="message tail", markup=False)
             self._tail.display = False
             await self.body.mount(self._tail)
         elif event.turn_id != self.turn_id:
