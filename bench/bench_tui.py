@@ -5,7 +5,7 @@
 
 For each aggregate rate, a scripted daemon (``tests/tui/scripted_daemon.py``, synthetic mode, its
 own process so its CPU is not the TUI's) streams four agents' turns, one delta per agent every
-20 ms as enclaved does, and the real ``enclave`` workbench runs attached to it in a 160x48
+33 ms as enclaved does, and the real ``enclave`` workbench runs attached to it in a 160x48
 pseudo-terminal whose output a thread drains as a terminal would. After a warm-up:
 
 - **key latency**: a unique Greek letter is typed into the prompt line, and the time until its
@@ -415,7 +415,7 @@ def main() -> None:
 
     print(f"## Workbench (enclave TUI) ({date.today().isoformat()})\n")
     print(
-        f"Machine: {machine()}. Terminal {COLS}x{ROWS}, {AGENTS} agents (panes), one delta per agent every 20 ms, "
+        f"Machine: {machine()}. Terminal {COLS}x{ROWS}, {AGENTS} agents (panes), one delta per agent every 33 ms, "
         f"{args.presses} key presses {args.spacing * 1000:.0f} ms apart per rate after {args.warmup:.0f} s of streaming. "
         f"TUI at {tui_version()}.\n"
     )

@@ -5,6 +5,7 @@ answers); the next turn goes to the replica that survived (the session's server)
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -92,7 +93,7 @@ def test_a_replica_killed_mid_stream_ends_the_turn_in_one_line_and_the_next_goes
     transcript = stubs.agents.GetTranscript(agents_pb2.GetTranscriptRequest(name="remote"), timeout=10).messages
     assert transcript[-1].content == partial and transcript[-1].finish_reason == "interrupted"
     # the broken stream marks its replica unhealthy at once: the next turn need not find out again
-    assert f"engine duo replica {victim_url} is unhealthy: the connection broke (RemoteProtocolError)" in daemon.log
+    assert re.search(rf"engine duo replica {re.escape(victim_url)} is unhealthy: the connection broke \(\w+\)", daemon.log)
 
     local = chat(stubs, "local", "Hi.")  # the daemon keeps serving
     assert kinds(local)[-1] == "finished" and text(local)

@@ -15,7 +15,7 @@ Two ways to feed ``Chat.Watch``:
 - **scripted**: ``events=[...]`` are sent at once, in order, then the stream stays open (and
   quiet) until the client cancels it or the daemon stops;
 - **synthetic**: ``rate=R`` with ``agents=N`` (agents ``a1``..``aN``): like the real daemon,
-  each agent gets one ``TokenDelta`` about every 20 ms, R/N·0.02 tokens on average (the
+  each agent gets one ``TokenDelta`` about every 33 ms (``COALESCE_SECONDS``), R/N/30 tokens on average (the
   fraction carried over), each token a lowercase ASCII word and a space. A turn is
   ``started``, ``phase`` GENERATING, deltas, and ``finished`` (MAX_TOKENS) after
   ``turn_tokens`` tokens; the next turn starts at once. Tokens are counted once gRPC has taken
@@ -68,9 +68,10 @@ from enclave_contract.v1 import (
     status_pb2,
     status_pb2_grpc,
 )
+from enclaved.engine.requests import COALESCE_SECONDS
 from enclaved.transport.peers import PeerRegistry
 
-TICK_SECONDS = 0.02  # one delta per agent this often, as the real daemon coalesces text
+TICK_SECONDS = COALESCE_SECONDS  # one delta per agent this often, as the real daemon coalesces text
 MAX_CATCH_UP_SECONDS = 0.1  # time spent blocked on a slow reader beyond this is not made up
 WORDS = [
     "the",

@@ -3,9 +3,11 @@ of remote engines that need no server (tests/engines runs real ones)."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -91,9 +93,9 @@ def test_the_key_file_is_checked_and_the_key_never_shown(tmp_path: Path) -> None
 
 
 def test_the_daemon_without_engines_imports_no_http_client() -> None:
-    """Every daemon module is imported (a fresh interpreter): httpx is not among them; it
-    comes in only when an [[engines]] block starts a remote engine."""
-    code = "import sys, enclaved.daemon, enclaved.cli; print(sorted(m for m in ('httpx', 'httpcore', 'h11') if m in sys.modules))"
+    """Every daemon module is imported (a fresh interpreter): aiohttp's client is not among
+    them; it comes in only when an [[engines]] block starts a remote engine."""
+    code = "import sys, enclaved.daemon, enclaved.cli; print(sorted(m for m in ('aiohttp', 'aiohttp.client', 'httpx') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -136,3 +138,20 @@ def test_sse_lines() -> None:
     for bad in ("garbage", "data: {not json", "data: [1]", 'data: {"id": 1}'):
         with pytest.raises(sse.Malformed):
             sse.parse(bad)
+
+
+def test_sse_lines_are_cut_from_pieces_of_any_size() -> None:
+    async def pieces(*parts: bytes) -> AsyncIterator[bytes]:
+        for p in parts:
+            yield p
+
+    async def read(*parts: bytes) -> list[str]:
+        return [line async for line in sse.lines(pieces(*parts))]
+
+    body = 'data: {"a": "é"}\r\n\r\ndata: [DONE]\n\n'.encode()
+    whole = asyncio.run(read(body))
+    assert whole == ['data: {"a": "é"}', "", "data: [DONE]", ""]
+    assert asyncio.run(read(*(body[i : i + 1] for i in range(len(body))))) == whole, "split mid-line and mid-character"
+    assert asyncio.run(read(b"data: x\ndata: y")) == ["data: x", "data: y"], "a last line without its newline"
+    with pytest.raises(sse.Malformed, match="a line longer than 1 MiB"):
+        asyncio.run(read(*[b"x" * 65536] * 17))

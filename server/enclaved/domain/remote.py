@@ -41,7 +41,7 @@ class RemoteModels:
         """Create the engines and start their health probes (needs the running loop)."""
         if not self._settings:
             return
-        from enclaved.engine.remote.client import RemoteEngine  # httpx: only with [[engines]]
+        from enclaved.engine.remote.client import RemoteEngine  # aiohttp: only with [[engines]]
 
         for s in self._settings:
             self._engines[s.name] = engine = RemoteEngine(s)

@@ -9,7 +9,7 @@ TGI, Ollama) over the OpenAI-compatible HTTP API, behind the same events as a lo
 - ``counter``: asking the engine's own tokenize endpoint, with a cache;
 - ``client``: the remote engine: picking a replica, deadlines, retries before the first token.
 
-Only ``settings`` and ``tokens`` are imported when the daemon starts. ``client`` (and with it httpx) is
+Only ``settings`` and ``tokens`` are imported when the daemon starts. ``client`` (and with it aiohttp) is
 imported only when an ``[[engines]]`` block exists, so a daemon without one loads no HTTP
 client and opens no network socket.
 """

@@ -1,6 +1,6 @@
 """A remote stream's text, sent on as the local scheduler sends a sequence's: the first piece
 at once, then at most every ``COALESCE_SECONDS``, so an engine that streams a chunk per token
-costs every client a message per 20 ms, not one per token."""
+costs every client a message per 33 ms, not one per token."""
 
 from __future__ import annotations
 

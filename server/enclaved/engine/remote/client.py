@@ -2,9 +2,9 @@
 the same events a local engine sends (``Admitted``, ``Generating``, ``Text``, one
 ``TurnResult`` or ``Failed``).
 
-httpx's ``AsyncClient`` streams the response; enclave is the only retry loop (the transport's
-retries are 0) and enforces its own deadlines, since an HTTP read timeout is per read, not per
-stream: connect (httpx), first token, the idle gap between chunks and the total, all with one
+aiohttp's ``ClientSession`` streams the response; enclave is the only retry loop (the session
+retries nothing) and enforces its own deadlines, since an HTTP read timeout is per read, not per
+stream: connect (aiohttp), first token, the idle gap between chunks and the total, all with one
 ``asyncio.timeout`` that is moved after each chunk. Retries happen only before the first token;
 after it a failure ends the request with ``Failed(started=True)``: two replies are never
 joined. Cancelling a request cancels its task, which closes the HTTP stream at once.
@@ -13,12 +13,13 @@ joined. Cancelling a request cancels its task, which closes the HTTP stream at o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
 from dataclasses import dataclass, field
 
-import httpx
+import aiohttp
 
 from enclaved.engine.remote import sse
 from enclaved.engine.remote.batching import TextBatcher
@@ -61,7 +62,7 @@ class _Failure(Exception):
         self.retry_after = retry_after
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: aiohttp.ClientResponse) -> float | None:
     value = response.headers.get("retry-after", "")
     try:
         return max(0.0, float(value))
@@ -69,8 +70,8 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None  # an HTTP date or nothing: the backoff decides
 
 
-def _status_failure(response: httpx.Response, engine: str, url: str, model: str) -> _Failure:
-    code = response.status_code
+def _status_failure(response: aiohttp.ClientResponse, engine: str, url: str, model: str) -> _Failure:
+    code = response.status
     where = f"engine {engine} ({url})"
     if code == 401 or code == 403:
         return _Failure(f"{where} refused the key (HTTP {code}); check api_key_file", retry=False, counts=False)
@@ -239,35 +240,40 @@ class RemoteEngine:
         text = TextBatcher(request.sink)
         try:
             async with deadline:
-                async with replica.client.stream("POST", f"{replica.base}/chat/completions", json=body) as response:
-                    if response.status_code != 200:
+                async with replica.client.post(f"{replica.base}/chat/completions", json=body) as response:
+                    if response.status != 200:
                         raise _status_failure(response, self.name, replica.url, request.model)
                     request.sink(Admitted(cached_tokens=0))
-                    async for line in response.aiter_lines():
-                        chunk = sse.parse(line)
-                        if chunk is None:
-                            continue
-                        if chunk.done:
-                            done = True
-                            break
-                        if chunk.error:
-                            raise _Failure(f"engine {self.name} sent an error: {chunk.error}", retry=True, counts=True)
-                        for key in ("prompt_tokens", "completion_tokens", "cached_tokens", "prompt_ms", "generation_ms"):
-                            value = getattr(chunk, key)
-                            if value is not None:
-                                figures[key] = value
-                        finish = chunk.finish_reason or finish
-                        if chunk.text:
-                            if not request.streaming:
-                                first = time.monotonic()
-                                request.streaming, request.replica = True, replica.url
-                                replica.first_token_after(first - sent)
-                                replica.breaker(request.model).succeeded()
-                                request.sink(Generating())
-                            request.tokens += 1
-                            text.add(chunk.text, 1)
-                        if request.streaming:
-                            deadline.reschedule(self._loop_time(min(time.monotonic() + s.idle_timeout, total)))
+                    async with contextlib.aclosing(sse.lines(response.content.iter_any())) as lines:
+                        async for line in lines:
+                            chunk = sse.parse(line)
+                            if chunk is None:
+                                continue
+                            if chunk.done:
+                                done = True
+                                break
+                            if chunk.error:
+                                raise _Failure(f"engine {self.name} sent an error: {chunk.error}", retry=True, counts=True)
+                            for key in ("prompt_tokens", "completion_tokens", "cached_tokens", "prompt_ms", "generation_ms"):
+                                value = getattr(chunk, key)
+                                if value is not None:
+                                    figures[key] = value
+                            finish = chunk.finish_reason or finish
+                            if chunk.text:
+                                if not request.streaming:
+                                    first = time.monotonic()
+                                    request.streaming, request.replica = True, replica.url
+                                    replica.first_token_after(first - sent)
+                                    replica.breaker(request.model).succeeded()
+                                    request.sink(Generating())
+                                request.tokens += 1
+                                text.add(chunk.text, 1)
+                            if request.streaming:
+                                deadline.reschedule(self._loop_time(min(time.monotonic() + s.idle_timeout, total)))
+        except aiohttp.ServerTimeoutError:  # the connect timeout: a TimeoutError too, so caught first
+            raise _Failure(
+                f"engine {self.name}: {replica.url} did not accept the connection in {s.connect_timeout:g} s", retry=True, counts=True
+            ) from None
         except TimeoutError:
             now = time.monotonic()
             if now >= total:
@@ -277,14 +283,10 @@ class RemoteEngine:
             else:
                 what = f"first_token_timeout ({s.first_token_timeout:g} s)"
             raise _Failure(f"engine {self.name} ({replica.url}) passed its {what}", retry=True, counts=True) from None
-        except httpx.ConnectError as exc:
+        except aiohttp.ClientConnectorError as exc:  # refused, unreachable, or the TLS handshake failed
             replica.mark(False, f"cannot connect ({type(exc).__name__})")
             raise _Failure(f"engine {self.name}: cannot connect to {replica.url}", retry=True, counts=True) from None
-        except httpx.TimeoutException:
-            raise _Failure(
-                f"engine {self.name}: {replica.url} did not accept the connection in {s.connect_timeout:g} s", retry=True, counts=True
-            ) from None
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             replica.mark(False, f"the connection broke ({type(exc).__name__})")  # the next turn tries another first; a probe clears it
             raise _Failure(
                 f"engine {self.name}: the connection to {replica.url} broke ({type(exc).__name__})", retry=True, counts=True

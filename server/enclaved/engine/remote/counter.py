@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 from collections import OrderedDict
 from typing import Any
 
-import httpx
+import aiohttp
 
 from enclaved.engine.remote.tokens import estimate
 
 log = logging.getLogger("enclaved.engines")
 COUNT_TIMEOUT = 5.0  # seconds for one count; a busy engine gets the estimate instead
 CACHE_SIZE = 4096  # texts whose counts are kept, per engine
+_TIMEOUT = aiohttp.ClientTimeout(total=COUNT_TIMEOUT)
 _ABSENT = frozenset({404, 405, 422})  # the endpoint is not there (or takes another body)
 
 
@@ -45,7 +47,7 @@ class TokenCounter:
         self.endpoint: str | None = None  # None: not found out yet; "": the engine has none
         self._cache: OrderedDict[bytes, int] = OrderedDict()
 
-    async def count(self, client: httpx.AsyncClient, root: str, model: str, texts: list[str]) -> tuple[list[int], bool]:
+    async def count(self, client: aiohttp.ClientSession, root: str, model: str, texts: list[str]) -> tuple[list[int], bool]:
         """Each text's tokens, and whether the engine counted them (False: estimated)."""
         keys = [hashlib.blake2b(f"{model}\0{t}".encode(), digest_size=16).digest() for t in texts]
         missing = [i for i, k in enumerate(keys) if k not in self._cache]
@@ -73,25 +75,25 @@ class TokenCounter:
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
 
-    async def _ask(self, client: httpx.AsyncClient, root: str, model: str, text: str) -> int | None:
+    async def _ask(self, client: aiohttp.ClientSession, root: str, model: str, text: str) -> int | None:
         """The engine's count, or None when it has no endpoint or this count failed."""
         paths = self.ENDPOINTS if self.endpoint is None else (self.endpoint,) if self.endpoint else ()
         for path in paths:
             try:
-                reply = await client.post(f"{root}{path}", json=_request(path, text, model), timeout=COUNT_TIMEOUT)
-            except httpx.HTTPError as exc:
+                async with client.post(f"{root}{path}", json=_request(path, text, model), timeout=_TIMEOUT) as reply:
+                    status = reply.status
+                    body = await reply.read() if status == 200 else b""
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 log.info("engine %s: counting tokens failed (%s); estimating them this turn", self.engine, type(exc).__name__)
                 return None
-            if reply.status_code in _ABSENT and self.endpoint is None:
+            if status in _ABSENT and self.endpoint is None:
                 continue
             try:
-                count = _read_count(reply.json()) if reply.status_code == 200 else None
+                count = _read_count(json.loads(body)) if status == 200 else None
             except ValueError:
                 count = None
             if count is None:
-                log.info(
-                    "engine %s: %s answered HTTP %d without a count; estimating tokens this turn", self.engine, path, reply.status_code
-                )
+                log.info("engine %s: %s answered HTTP %d without a count; estimating tokens this turn", self.engine, path, status)
                 return None
             if self.endpoint is None:
                 log.info("engine %s counts tokens at %s", self.engine, path)

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import ssl
 import statistics
 from collections import deque
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
 
 from enclaved.engine.remote.breaker import Breaker, Circuit
 from enclaved.engine.remote.settings import EngineSettings
 from enclaved.engine.remote.tokens import context_of
 
 log = logging.getLogger("enclaved.engines")
-# httpx logs every request at INFO (health probes included); enclave logs what matters itself
-logging.getLogger("httpx").setLevel(logging.WARNING)
 LATENCY_SAMPLES = 256  # times to first token kept for p50/p95
 
 
@@ -50,18 +49,19 @@ class Replica:
         self.served = 0  # requests that reached their first token here
         self._breakers: dict[str, Breaker] = {}
         self._latency: deque[float] = deque(maxlen=LATENCY_SAMPLES)
-        timeout = httpx.Timeout(connect=settings.connect_timeout, read=None, write=settings.connect_timeout, pool=None)
-        limits = httpx.Limits(max_connections=settings.max_concurrency + 1, max_keepalive_connections=settings.max_concurrency)
+        # the connect timeout is the transport's; every other deadline is the engine's (client.py)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout)
         headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+        connector: aiohttp.BaseConnector
         if url.startswith("unix:"):
-            transport = httpx.AsyncHTTPTransport(uds=url[5:], retries=0, limits=limits)
+            connector = aiohttp.UnixConnector(path=url[5:], limit=settings.max_concurrency + 1)
             self.base = "http://localhost/v1"
         else:
-            transport = httpx.AsyncHTTPTransport(verify=_tls(settings), retries=0, limits=limits)
+            connector = aiohttp.TCPConnector(ssl=_tls(settings), limit=settings.max_concurrency + 1)
             self.base = url
         self.root = self.base.removesuffix("/v1")  # the server's own endpoints (tokenize) sit beside /v1
         # trust_env=False: no proxy or netrc from the environment; enclave talks to this URL only
-        self.client = httpx.AsyncClient(transport=transport, timeout=timeout, headers=headers, trust_env=False)
+        self.client = aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers, trust_env=False)
 
     def breaker(self, model: str) -> Breaker:
         found = self._breakers.get(model)
@@ -101,18 +101,21 @@ class Replica:
         /models only between completions, and a busy replica is not a dead one."""
         if self.in_flight:
             return {}
+        timeout = aiohttp.ClientTimeout(total=self.settings.connect_timeout + self.settings.idle_timeout)
         try:
-            reply = await self.client.get(f"{self.base}/models", timeout=self.settings.connect_timeout + self.settings.idle_timeout)
-        except httpx.HTTPError as exc:
+            async with self.client.get(f"{self.base}/models", timeout=timeout) as reply:
+                status = reply.status
+                body = await reply.read() if status == 200 else b""
+        except (aiohttp.ClientError, TimeoutError) as exc:
             if not self.in_flight:
                 self.mark(False, f"unreachable ({type(exc).__name__})")
             return {}
-        if reply.status_code != 200:
-            self.mark(False, f"GET /models answered HTTP {reply.status_code}")
+        if status != 200:
+            self.mark(False, f"GET /models answered HTTP {status}")
             return {}
         self.mark(True)
         try:
-            return {str(m["id"]): context_of(m) for m in reply.json().get("data", []) if isinstance(m, dict) and "id" in m}
+            return {str(m["id"]): context_of(m) for m in json.loads(body).get("data", []) if isinstance(m, dict) and "id" in m}
         except (ValueError, AttributeError):
             return {}
 
@@ -123,4 +126,4 @@ class Replica:
         return ReplicaView(self.url, self.healthy, self.circuit(model).value, self.in_flight, p50, p95)
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self.client.close()

@@ -4,8 +4,11 @@ what enclave needs: text, the finish reason, the usage, or the engine's error.""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncGenerator, AsyncIterable
 from dataclasses import dataclass
 from typing import Any
+
+MAX_LINE = 1 << 20  # bytes: a longer line is not a chunk of a chat stream
 
 
 class Malformed(Exception):
@@ -61,6 +64,23 @@ def _error(obj: dict[str, Any]) -> str:
             if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
                 return " ".join(str(value).split())[:64]
     return "an error object"
+
+
+async def lines(pieces: AsyncIterable[bytes]) -> AsyncGenerator[str, None]:
+    """The lines of a body that arrives in ``pieces`` of any size (what each socket read gave,
+    so a burst of chunks costs one wakeup), without their ``\n`` or ``\r\n``."""
+    rest = b""
+    async for piece in pieces:
+        rest += piece
+        if b"\n" not in piece:
+            if len(rest) > MAX_LINE:
+                raise Malformed(f"a line longer than {MAX_LINE >> 20} MiB")
+            continue
+        *complete, rest = rest.split(b"\n")
+        for line in complete:
+            yield line.removesuffix(b"\r").decode("utf-8", "replace")
+    if rest:
+        yield rest.removesuffix(b"\r").decode("utf-8", "replace")
 
 
 def parse(line: str) -> Chunk | None:
