@@ -236,3 +236,31 @@ def test_same_seed_alone_gives_the_same_text(tiny: Model, make_engine: callable)
     engine.submit(request(tiny, "repeatable", b, max_tokens=24, seed=7))
     assert b.done.completion_tokens == 24
     assert a.text == b.text
+
+
+def test_the_batch_holds_sequences_in_the_order_of_their_ids(tiny: Model, make_engine: callable) -> None:
+    """With a KV stream per sequence, llama.cpp passes only sequences with consecutive ids
+    through the model together: four sequences admitted in reverse order still share a pass."""
+    engine = make_engine()
+    texts = [f"agent {i} has a system prompt long enough to be found again" for i in range(4)]
+    warm = [Collector() for _ in texts]
+    for text, sink in zip(texts, warm):
+        engine.submit(request(tiny, text, sink, max_tokens=4))
+    for sink in warm:
+        assert sink.done.finish is Finish.MAX_TOKENS
+    batches: list[list[int]] = []
+    decode = engine.ctx.decode
+
+    def recording() -> int:
+        batch = engine.ctx.batch
+        batches.append([int(s) for s in batch.seq[: batch.n_tokens]])
+        return decode()
+
+    engine.ctx.decode = recording
+    sinks = [Collector() for _ in texts]
+    for text, sink in zip(reversed(texts), sinks):  # each back to the slot that holds its prefix
+        engine.submit(request(tiny, text + " and more", sink, max_tokens=64))
+    for sink in sinks:
+        assert sink.done.cached_prompt_tokens > 0
+    assert all(ids == sorted(ids) for ids in batches), batches
+    assert [0, 1, 2, 3] in batches, "the four generate in one pass"

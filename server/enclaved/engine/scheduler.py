@@ -239,37 +239,44 @@ class Engine:
 
     def _build_batch(self) -> tuple[int, int]:
         """The next token of every generating sequence, then prompt chunks in the room left;
-        returns (generated tokens, prompt tokens) in the batch."""
+        returns (generated tokens, prompt tokens) in the batch.
+
+        The batch holds the sequences in the order of their ids: with a KV stream per
+        sequence, llama.cpp puts into one micro-batch (one pass through the model) only
+        sequences whose ids follow each other (``split_equal``); in admission order, four
+        generating sequences could take four passes a step instead of one."""
         batch = self.ctx.batch
         batch.clear()
-        decoded = 0
+        decoded = sum(seq.next_token is not None for seq in self._active)
+        # While others generate, each step takes at most `prefill_chunk` prompt tokens so their
+        # next token is never far away; the room goes to the sequences in admission order.
+        budget = min(batch.free - decoded, self.config.prefill_chunk) if decoded else batch.free
+        chunks: dict[int, int] = {}
         for seq in self._active:
+            if budget <= 0:
+                break
+            n = min(seq.prompt_left, budget)
+            if n > 0 and seq.next_token is None:
+                chunks[id(seq)] = n
+                budget -= n
+        prefilled = 0
+        for seq in sorted(self._active, key=lambda s: s.slot.seq_id):
             seq.logits_index = -1
             if seq.next_token is not None:
                 seq.logits_index = batch.add(seq.next_token, seq.pos, seq.slot.seq_id, True)
                 seq.slot.push(seq.next_token)
                 seq.pos += 1
                 seq.next_token = None
-                decoded += 1
-        # While others generate, each step takes at most `prefill_chunk` prompt tokens so their
-        # next token is never far away.
-        budget = min(batch.free, self.config.prefill_chunk) if decoded else batch.free
-        prefilled = 0
-        for seq in self._active:
-            if budget <= 0:
-                break
-            n = min(seq.prompt_left, budget)
-            if n <= 0:
-                continue
-            chunk = seq.prompt[seq.pos : seq.pos + n]  # a view
-            last = n == seq.prompt_left
-            index = batch.add_chunk(chunk, seq.pos, seq.slot.seq_id, logits_last=last)
-            if last:
-                seq.logits_index = index
-            seq.slot.extend(chunk)
-            seq.pos += n
-            budget -= n
-            prefilled += n
+            elif id(seq) in chunks:
+                n = chunks[id(seq)]
+                chunk = seq.prompt[seq.pos : seq.pos + n]  # a view
+                last = n == seq.prompt_left
+                index = batch.add_chunk(chunk, seq.pos, seq.slot.seq_id, logits_last=last)
+                if last:
+                    seq.logits_index = index
+                seq.slot.extend(chunk)
+                seq.pos += n
+                prefilled += n
         return decoded, prefilled
 
     def _decode(self, decoded: int, prefilled: int) -> float | None:
