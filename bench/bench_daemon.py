@@ -389,8 +389,9 @@ def main() -> None:
     in_ttft, d_ttft = [r[0] * 1000 for r in single["inproc"]], [r[0] * 1000 for r in single["enclaved"]]
     print(f"## enclaved vs llama.cpp ({date.today().isoformat()})\n")
     print(
-        f"Machine: {machine()}. Model: `{args.model.name}` ({args.model.stat().st_size / 2**20:.0f} MiB, 1.1B parameters, "
-        f"Q4_K_M, random weights). {args.threads} threads, {n} generated tokens per request, distinct system prompts. "
+        f"Machine: {machine()}. Model: `{args.model.name}` ({args.model.stat().st_size / 2**20:.0f} MiB"
+        f"{', 1.1B parameters, Q4_K_M, random weights' if args.model.name == 'bench.gguf' else ''}). "
+        f"{args.threads} threads, {n} generated tokens per request, distinct system prompts. "
         f"Values are medians; ratios are medians of per-run ratios of runs made back to back "
         f"({len(in_tps)} runs for one stream, {args.reps} for the rest).\n"
     )
