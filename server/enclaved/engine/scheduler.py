@@ -251,13 +251,13 @@ class Engine:
         # While others generate, each step takes at most `prefill_chunk` prompt tokens so their
         # next token is never far away; the room goes to the sequences in admission order.
         budget = min(batch.free - decoded, self.config.prefill_chunk) if decoded else batch.free
-        chunks: dict[int, int] = {}
+        chunks: dict[int, int] = {}  # seq id → prompt tokens it puts in this step
         for seq in self._active:
             if budget <= 0:
                 break
-            n = min(seq.prompt_left, budget)
-            if n > 0 and seq.next_token is None:
-                chunks[id(seq)] = n
+            n = min(seq.prompt_left, budget)  # 0 for a generating sequence
+            if n > 0:
+                chunks[seq.slot.seq_id] = n
                 budget -= n
         prefilled = 0
         for seq in sorted(self._active, key=lambda s: s.slot.seq_id):
@@ -267,8 +267,8 @@ class Engine:
                 seq.slot.push(seq.next_token)
                 seq.pos += 1
                 seq.next_token = None
-            elif id(seq) in chunks:
-                n = chunks[id(seq)]
+            elif seq.slot.seq_id in chunks:
+                n = chunks[seq.slot.seq_id]
                 chunk = seq.prompt[seq.pos : seq.pos + n]  # a view
                 last = n == seq.prompt_left
                 index = batch.add_chunk(chunk, seq.pos, seq.slot.seq_id, logits_last=last)

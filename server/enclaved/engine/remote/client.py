@@ -239,37 +239,36 @@ class RemoteEngine:
         deadline = asyncio.timeout_at(self._loop_time(min(sent + s.first_token_timeout, total)))
         text = TextBatcher(request.sink)
         try:
-            async with deadline:
-                async with replica.client.post(f"{replica.base}/chat/completions", json=body) as response:
-                    if response.status != 200:
-                        raise _status_failure(response, self.name, replica.url, request.model)
-                    request.sink(Admitted(cached_tokens=0))
-                    async with contextlib.aclosing(sse.lines(response.content.iter_any())) as lines:
-                        async for line in lines:
-                            chunk = sse.parse(line)
-                            if chunk is None:
-                                continue
-                            if chunk.done:
-                                done = True
-                                break
-                            if chunk.error:
-                                raise _Failure(f"engine {self.name} sent an error: {chunk.error}", retry=True, counts=True)
-                            for key in ("prompt_tokens", "completion_tokens", "cached_tokens", "prompt_ms", "generation_ms"):
-                                value = getattr(chunk, key)
-                                if value is not None:
-                                    figures[key] = value
-                            finish = chunk.finish_reason or finish
-                            if chunk.text:
-                                if not request.streaming:
-                                    first = time.monotonic()
-                                    request.streaming, request.replica = True, replica.url
-                                    replica.first_token_after(first - sent)
-                                    replica.breaker(request.model).succeeded()
-                                    request.sink(Generating())
-                                request.tokens += 1
-                                text.add(chunk.text, 1)
-                            if request.streaming:
-                                deadline.reschedule(self._loop_time(min(time.monotonic() + s.idle_timeout, total)))
+            async with deadline, replica.client.post(f"{replica.base}/chat/completions", json=body) as response:
+                if response.status != 200:
+                    raise _status_failure(response, self.name, replica.url, request.model)
+                request.sink(Admitted(cached_tokens=0))
+                async with contextlib.aclosing(sse.lines(response.content.iter_any())) as lines:
+                    async for line in lines:
+                        chunk = sse.parse(line)
+                        if chunk is None:
+                            continue
+                        if chunk.done:
+                            done = True
+                            break
+                        if chunk.error:
+                            raise _Failure(f"engine {self.name} sent an error: {chunk.error}", retry=True, counts=True)
+                        for key in ("prompt_tokens", "completion_tokens", "cached_tokens", "prompt_ms", "generation_ms"):
+                            value = getattr(chunk, key)
+                            if value is not None:
+                                figures[key] = value
+                        finish = chunk.finish_reason or finish
+                        if chunk.text:
+                            if not request.streaming:
+                                first = time.monotonic()
+                                request.streaming, request.replica = True, replica.url
+                                replica.first_token_after(first - sent)
+                                replica.breaker(request.model).succeeded()
+                                request.sink(Generating())
+                            request.tokens += 1
+                            text.add(chunk.text, 1)
+                        if request.streaming:
+                            deadline.reschedule(self._loop_time(min(time.monotonic() + s.idle_timeout, total)))
         except aiohttp.ServerTimeoutError:  # the connect timeout: a TimeoutError too, so caught first
             raise _Failure(
                 f"engine {self.name}: {replica.url} did not accept the connection in {s.connect_timeout:g} s", retry=True, counts=True

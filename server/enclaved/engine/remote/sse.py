@@ -72,13 +72,12 @@ async def lines(pieces: AsyncIterable[bytes]) -> AsyncGenerator[str, None]:
     rest = b""
     async for piece in pieces:
         rest += piece
-        if b"\n" not in piece:
-            if len(rest) > MAX_LINE:
-                raise Malformed(f"a line longer than {MAX_LINE >> 20} MiB")
-            continue
-        *complete, rest = rest.split(b"\n")
-        for line in complete:
-            yield line.removesuffix(b"\r").decode("utf-8", "replace")
+        if b"\n" in piece:
+            *complete, rest = rest.split(b"\n")
+            for line in complete:
+                yield line.removesuffix(b"\r").decode("utf-8", "replace")
+        if len(rest) > MAX_LINE:
+            raise Malformed(f"a line longer than {MAX_LINE >> 20} MiB")
     if rest:
         yield rest.removesuffix(b"\r").decode("utf-8", "replace")
 
