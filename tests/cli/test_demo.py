@@ -19,6 +19,7 @@ def test_the_demo_answers_on_the_real_models() -> None:
     for agent in ("guide", "critic", "poet", "storyteller"):
         assert f"[{agent}] " in r.stdout, agent
     assert "smollm2  loaded" in r.stdout and "gemma3   loaded" in r.stdout
+    assert "WARNING" not in r.stdout + r.stderr, "the daemon's log stays off the terminal (and the workbench's screen)"
 
 
 def test_the_demo_without_its_models_says_how_to_get_them(tmp_path: Path) -> None:

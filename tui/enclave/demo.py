@@ -77,11 +77,13 @@ def demo_models() -> Path:
     return MODELS.resolve()
 
 
-def wait_ready(socket_path: Path, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def wait_ready(socket_path: Path, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise ClientError("the demo daemon exited at start-up; run `enclaved` by hand to see why")
+            lines = log.read_text(errors="replace").strip().splitlines()
+            why = f": {lines[-1]}" if lines else "; run `enclaved` by hand to see why"
+            raise ClientError(f"the demo daemon exited at start-up{why}")
         if socket_path.exists():
             with grpc.insecure_channel(f"unix:{socket_path}") as channel:
                 try:
@@ -107,26 +109,32 @@ def demo_daemon() -> Iterator[Path]:
         config = Path(tmp) / "demo.toml"
         config.write_text(DEMO_CONFIG)
         socket_path = Path(tmp) / "enclaved.sock"
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "enclaved.cli",
-                "--config",
-                str(config),
-                "--socket",
-                str(socket_path),
-                "--models",
-                str(models),
-                "--data",
-                str(Path(tmp) / "data"),
-                "--log-level",
-                "warning",
-            ],
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        # the daemon's log goes to a file: lines written to the terminal would land on the
+        # workbench's screen
+        log = Path(tmp) / "enclaved.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "enclaved.cli",
+                    "--config",
+                    str(config),
+                    "--socket",
+                    str(socket_path),
+                    "--models",
+                    str(models),
+                    "--data",
+                    str(Path(tmp) / "data"),
+                    "--log-level",
+                    "warning",
+                ],
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                stdout=out,
+                stderr=out,
+            )
         try:
-            wait_ready(socket_path, proc)
+            wait_ready(socket_path, proc, log)
             yield socket_path
         finally:
             proc.terminate()
