@@ -88,12 +88,12 @@ async def test_a_held_reply_shows_under_review_until_the_verdict(d: Daemon) -> N
     async with app.run_test(size=(180, 50)) as pilot:
         await wait_until(pilot, lambda: app.workbench.attached)
         pane = app.workbench.panes["writer"]
-        await pane.handle(TurnStarted("writer", "held-1", "Tell me about bread.", "run-x", 2, held=True))
-        await pane.handle(TurnPhase("writer", "held-1", "generating"))
+        pane.handle(TurnStarted("writer", "held-1", "Tell me about bread.", "run-x", 2, held=True))
+        pane.handle(TurnPhase("writer", "held-1", "generating"))
         assert pane.state == "under review" and pane.busy
-        await pane.handle(TurnFailed("writer", "held-1", "blocked by the team's guard: off topic"))
+        pane.handle(TurnFailed("writer", "held-1", "blocked by the team's guard: off topic"))
         await pilot.pause()
         assert pane.state == "error"
-        await pane.handle(TurnStarted("writer", "free-1", "Hello", "run-x", 3))
-        await pane.handle(TurnPhase("writer", "free-1", "generating"))
+        pane.handle(TurnStarted("writer", "free-1", "Hello", "run-x", 3))
+        pane.handle(TurnPhase("writer", "free-1", "generating"))
         assert pane.state == "generating"

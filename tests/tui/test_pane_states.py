@@ -10,7 +10,6 @@ import pytest
 from textual import events
 from textual.app import App, ComposeResult
 from textual.widgets import Static
-from textual.widgets._markdown import MarkdownParagraph
 
 from enclave.app import EnclaveApp
 from enclave.messages import TurnDelta, TurnFinished, TurnServed, TurnStarted, TurnTrimmed
@@ -33,16 +32,21 @@ class Host(App[None]):
 
 
 def texts(pane: AgentPane, kind: str) -> list[str]:
-    """The text of each message of ``kind``; "" for one whose blocks are not built yet (a
-    Markdown widget builds them after it is mounted)."""
-    return ["".join(str(p._content) for p in m.query(MarkdownParagraph)) for m in pane.body.query(f"Markdown.{kind}")]
+    """The text of each whole message of ``kind``."""
+    return [e.text for e in pane.body.entries if e.kind == kind]
+
+
+def lines_between(pane: AgentPane, first: str, last: str) -> list[str]:
+    """The lines drawn from the one that is ``first`` to the one that is ``last``."""
+    lines = pane.body.plain_lines()
+    return lines[lines.index(first) : lines.index(last) + 1]
 
 
 async def test_line_breaks_are_shown_as_written_and_endings_are_marked() -> None:
     pane = AgentPane(AgentView(name="m", model="tiny"), 1)
     async with Host(pane).run_test(size=(80, 30)) as pilot:
         verse = "roses are red\nviolets are blue\nsugar is sweet"
-        await pane.show_transcript(
+        pane.show_transcript(
             [
                 ChatMessage("user", "a poem"),
                 ChatMessage("assistant", verse, finish_reason="max_tokens"),
@@ -53,46 +57,45 @@ async def test_line_breaks_are_shown_as_written_and_endings_are_marked() -> None
             ]
         )
         await pilot.pause()
-        reply = pane.body.query("Markdown.reply").first()
-        assert reply.query_one(MarkdownParagraph).size.height == 3, "three lines, not one joined line"
+        assert lines_between(pane, "roses are red", "sugar is sweet") == verse.splitlines(), "three lines, not one joined line"
         assert texts(pane, "marker") == [f"— {ENDINGS['max_tokens']}", f"— {ENDINGS['cancelled']}"]
 
 
 async def test_a_trimmed_history_is_marked_above_the_reply_and_a_late_join_has_no_false_rate() -> None:
     pane = AgentPane(AgentView(name="m", model="tiny"), 1)
     async with Host(pane).run_test(size=(80, 30)) as pilot:
-        await pane.handle(TurnStarted("m", "t", user_message="q"))
-        await pane.handle(TurnTrimmed("m", "t", dropped_messages=2))
+        pane.handle(TurnStarted("m", "t", user_message="q"))
+        pane.handle(TurnTrimmed("m", "t", dropped_messages=2))
         await pilot.pause()
-        kinds = [next(c for c in ("user", "marker", "reply") if m.has_class(c)) for m in pane.body.query("Markdown.message")]
-        assert kinds == ["user", "marker", "reply"]
         assert texts(pane, "marker") == ["— 2 oldest messages left out to fit the context"]
         # a pane that joins a turn in progress gets its text so far as one delta: 200 tokens
         # at once are not a rate of thousands a second
-        await pane.handle(TurnDelta("m", "t", "so far " * 200, tokens=200))
-        await pane.flush()
+        pane.handle(TurnDelta("m", "t", "so far " * 200, tokens=200))
+        pane.flush()
         assert pane.tokens_per_second == 0.0
+        lines = pane.body.plain_lines()
+        reply = next(i for i, line in enumerate(lines) if line.startswith("so far"))
+        assert lines.index("▌ q") < lines.index("— 2 oldest messages left out to fit the context") < reply
 
 
 async def test_whole_blocks_stream_as_markdown_and_the_block_being_written_as_plain_text() -> None:
     pane = AgentPane(AgentView(name="m", model="tiny"), 1)
     async with Host(pane).run_test(size=(80, 30)) as pilot:
-        await pane.handle(TurnStarted("m", "t", user_message="q"))
+        pane.handle(TurnStarted("m", "t", user_message="q"))
         for piece in ("First **para**", "graph.\n\n```\ncode\n\nmore", " code\n```\n\nThe last one is being wr"):
-            await pane.handle(TurnDelta("m", "t", piece, tokens=1))
-            await pane.flush()
+            pane.handle(TurnDelta("m", "t", piece, tokens=1))
+            pane.flush()
+        assert pane.body.reply_tail == "The last one is being wr"
+        assert pane.body.reply_blocks == ["First **para**graph.\n\n", "```\ncode\n\nmore code\n```\n\n"], (
+            "the paragraph and the whole fence (blank line inside it) are Markdown"
+        )
+        lines = pane.body.plain_lines()
+        assert "First paragraph." in lines and lines[-2:] == ["The last one is being wr", ""]
+        pane.handle(TurnFinished("m", "t", finish_reason="end_of_turn", context_tokens=0, tokens_per_second=0.0))
         await pilot.pause()
-        tail = pane.body.query_one("Static.tail", Static)
-        assert str(tail.render()) == "The last one is being wr"
-        reply = pane.body.query("Markdown.reply").last()
-        assert [type(b).__name__ for b in reply.query("*") if type(b).__name__ in ("MarkdownParagraph", "MarkdownFence")] == [
-            "MarkdownParagraph",
-            "MarkdownFence",
-        ], "the paragraph and the whole fence (blank line inside it) are Markdown"
-        await pane.handle(TurnFinished("m", "t", finish_reason="end_of_turn", context_tokens=0, tokens_per_second=0.0))
-        await pilot.pause()
-        assert not pane.body.query("Static.tail")
-        assert [str(p._content) for p in reply.query(MarkdownParagraph)] == ["First paragraph.", "The last one is being wr"]
+        assert not pane.body.reply_tail
+        assert texts(pane, "reply") == ["First **para**graph.\n\n```\ncode\n\nmore code\n```\n\nThe last one is being wr"]
+        assert "First paragraph." in pane.body.plain_lines() and "The last one is being wr" in pane.body.plain_lines()
 
 
 async def test_the_header_leaves_out_whole_parts_when_narrow() -> None:
@@ -227,12 +230,11 @@ async def test_a_turn_served_by_another_model_says_so_in_the_header_and_above_th
     assert isinstance(event, TurnServed) and event.model == "smollm2"
     pane = AgentPane(AgentView(name="m", model="llama-3.1-70b@gpu"), 1)
     async with Host(pane).run_test(size=(120, 30)) as pilot:
-        await pane.handle(TurnStarted("m", "t", user_message="q"))
-        await pane.handle(event)
+        pane.handle(TurnStarted("m", "t", user_message="q"))
+        pane.handle(event)
         await pilot.pause()
         assert "smollm2 for llama-3.1-70b@gpu" in pane._title(0)
         assert texts(pane, "marker") == ["— answered by smollm2: llama-3.1-70b@gpu: circuit open"]
-        kinds = [next(c for c in ("user", "marker", "reply") if m.has_class(c)) for m in pane.body.query("Markdown.message")]
-        assert kinds == ["user", "marker", "reply"]
-        await pane.handle(TurnStarted("m", "t2", user_message="again"))
+        assert [e.kind for e in pane.body.entries] == ["user", "marker"] and pane.body.reply_tail == "", "the marker is above the reply"
+        pane.handle(TurnStarted("m", "t2", user_message="again"))
         assert "smollm2" not in pane._title(0), "the next turn starts on the agent's own model"

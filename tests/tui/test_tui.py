@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from textual import events
 from textual.app import App, ComposeResult
-from textual.widgets import Input, Markdown, Static, TextArea
+from textual.widgets import Input, Static, TextArea
 
 from enclave.app import EnclaveApp
 from enclave.commands import PromptError, Send, parse_prompt
@@ -234,10 +234,11 @@ async def test_broadcast_key_copy_and_clear(shared_daemon: Daemon) -> None:
         await pilot.press("alt+l")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
-        await wait_until(pilot, lambda: not app.workbench.panes["a2"].body.query("Markdown.message"))
+        await wait_until(pilot, lambda: not app.workbench.panes["a2"].body.entries)
         assert agents_of(shared_daemon)["a2"].turns == 0 and app.workbench.panes["a2"].context_tokens == 0
-        assert app.workbench.panes["a1"].body.query("Markdown.message"), "only the selected agent is cleared"
-        assert app.workbench.panes["a2"].query_one(".system").display, "the system prompt stays"
+        assert app.workbench.panes["a1"].body.entries, "only the selected agent is cleared"
+        a2 = app.workbench.panes["a2"]
+        assert a2.body.system and f"system: {a2.agent.system}" in a2.body.plain_lines()[0], "the system prompt stays"
 
 
 async def test_cancel_keys_stop_turns(shared_daemon: Daemon) -> None:
@@ -374,28 +375,42 @@ async def test_without_a_daemon_the_workbench_starts_one(model_dir: Path) -> Non
             app.session.spawned.process.wait(20)
 
 
-async def test_a_streamed_reply_ends_as_the_same_markdown_as_a_whole_one() -> None:
-    """Tables and fences built up by appends in awkward pieces settle into the same blocks."""
-    text = "Intro\n\n```python\ndef f(x):\n    return x * 2\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\nEnd **bold**."
-    pane = AgentPane(AgentView(name="m", model="tiny"), 1)
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Intro\n\n```python\ndef f(x):\n\n    return x * 2\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\nEnd **bold**.",
+        "Intro with `code` and a [link](http://x.example/a).\n\n- one\n- two\n\n1. first\n2. second\n\n> quoted\nlines\n\nEnd **bold**.",
+    ],
+    ids=["fence and table", "paragraphs and lists"],
+)
+async def test_a_streamed_reply_is_drawn_as_the_same_markdown_as_a_whole_one(text: str) -> None:
+    """Blocks drawn as they stream (and tables and fences, drawn again in full at the end) are
+    the reply drawn whole."""
+    streamed, whole = AgentPane(AgentView(name="m", model="tiny"), 1), AgentPane(AgentView(name="w", model="tiny"), 2)
 
     class Host(App[None]):
+        CSS = "AgentPane { height: 1fr; }"
+
         def compose(self) -> ComposeResult:
-            yield pane
-            yield Markdown(text, id="whole")
+            yield streamed
+            yield whole
 
     app = Host()
-    async with app.run_test(size=(80, 60)) as pilot:
-        await pane.handle(TurnStarted("m", "t", user_message="q"))
+    async with app.run_test(size=(80, 120)) as pilot:
+        await pilot.pause()
+        streamed.handle(TurnStarted("m", "t", user_message="q"))
         for i in range(0, len(text), 3):
-            await pane.handle(TurnDelta("m", "t", text[i : i + 3], tokens=1))
-            await pane.flush()
-            await pilot.pause(0)
-        await pane.handle(TurnFinished("m", "t", finish_reason="end_of_turn", context_tokens=0, tokens_per_second=0.0))
-        await pilot.pause(0.2)
-        reply = pane.body.query("Markdown.reply").last()
-        assert [type(w).__name__ for w in reply.query("*")] == [type(w).__name__ for w in app.query_one("#whole").query("*")]
-        assert pane.reply_text == text
+            streamed.handle(TurnDelta("m", "t", text[i : i + 3], tokens=1))
+            streamed.flush()
+        assert streamed.body.reply_blocks, "whole blocks are drawn while the reply streams"
+        streamed.handle(TurnFinished("m", "t", finish_reason="end_of_turn", context_tokens=0, tokens_per_second=0.0))
+        whole.show_transcript([ChatMessage("user", "q"), ChatMessage("assistant", text)])
+        await pilot.pause()
+        assert streamed.body.plain_lines() == whole.body.plain_lines()
+        width = streamed.body.scrollable_content_region.width
+        assert all(len(line) <= width and "\n" not in line for line in streamed.body.plain_lines()), "one row of the screen each"
+        assert "End bold." in streamed.body.plain_lines()
+        assert streamed.reply_text == text
 
 
 async def test_a_long_conversation_keeps_the_last_messages_on_screen() -> None:
@@ -407,11 +422,11 @@ async def test_a_long_conversation_keeps_the_last_messages_on_screen() -> None:
 
     async with Host().run_test(size=(80, 30)) as pilot:
         messages = [ChatMessage(role="user" if i % 2 == 0 else "assistant", content=f"message {i}") for i in range(SHOWN_MESSAGES + 6)]
-        await pane.show_transcript(messages)
+        pane.show_transcript(messages)
         await pilot.pause()
-        shown = pane.body.query("Markdown.message")
-        assert len(shown) == SHOWN_MESSAGES and shown.first().source == "message 6"
-        assert "6 earlier messages" in str(pane.query_one(".older").render())
+        shown = pane.body.entries
+        assert len(shown) == SHOWN_MESSAGES and shown[0].text == "message 6"
+        assert pane.body.plain_lines()[0] == "… 6 earlier messages (the daemon keeps them all)"
         assert pane.reply_text == f"message {SHOWN_MESSAGES + 5}"
 
 

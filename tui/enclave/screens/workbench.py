@@ -98,11 +98,10 @@ class WorkbenchScreen(Screen[None]):
         self.set_interval(1 / self.stream_hz, self._flush_panes)
         self.run_worker(self.session.run(self), exclusive=True, group="daemon")
 
-    async def _flush_panes(self) -> None:
+    def _flush_panes(self) -> None:
         """Streamed text reaches the screen in ticks, every pane in the same frame."""
-        with self.app.batch_update():
-            for pane in list(self.panes.values()):
-                await pane.flush()
+        for pane in list(self.panes.values()):
+            pane.flush()
 
     # ---- what the session tells -----------------------------------------------------------
 
@@ -110,7 +109,7 @@ class WorkbenchScreen(Screen[None]):
     async def _attached(self, message: Attached) -> None:
         await self._show_agents(message.agents)
         for name, pane in self.panes.items():
-            await pane.show_transcript(message.transcripts.get(name, []))
+            pane.show_transcript(message.transcripts.get(name, []))
         self.attached = True
         self._show_empty()
         self.show_banner("")
@@ -123,12 +122,12 @@ class WorkbenchScreen(Screen[None]):
         self.query_one(RunBar).update_run(update.run)
 
     @on(TurnEvent)
-    async def _turn_event(self, event: TurnEvent) -> None:
+    def _turn_event(self, event: TurnEvent) -> None:
         if isinstance(event, TurnStarted) and event.run_id:
             self.query_one(RunBar).member_turn(event.run_id, event.agent, event.step)
         pane = self.panes.get(event.agent)
         if pane is not None:
-            await pane.handle(event)
+            pane.handle(event)
 
     @on(AgentChanged)
     async def _agent_changed(self, changed: AgentChanged) -> None:
@@ -143,7 +142,7 @@ class WorkbenchScreen(Screen[None]):
             pane.set_context_size(self.context_sizes.get(agent.model, 0))
         elif changed.change == "cleared" and pane is not None:
             pane.set_agent(agent)
-            await pane.show_transcript([])
+            pane.show_transcript([])
 
     @on(StatusChanged)
     def _status_changed(self, message: StatusChanged) -> None:

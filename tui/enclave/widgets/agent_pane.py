@@ -1,12 +1,12 @@
 """One agent: a header (name, model, state, speed, context) over its conversation, streaming live.
 
 Deltas are coalesced: text is kept aside until the workbench's flush tick (``flush``) writes it,
-for every pane at once, so four panes at full speed cost one frame per tick. A reply's text goes
-to its Markdown stream a block at a time (up to a blank line outside a code fence: a paragraph,
-list or table that is complete); the block being written shows as plain text beneath it (the
-*tail*), which costs a fraction of re-parsing Markdown on every tick.
-Only the last ``SHOWN_MESSAGES`` messages stay on screen: every mounted widget costs layout
-time in every frame, and the daemon keeps the whole conversation.
+for every pane at once, so four panes at full speed cost one frame per tick. The conversation
+is a ``Transcript`` (lines drawn once, not a widget per message). A reply's text goes to it a
+block at a time as Markdown (up to a blank line outside a code fence: a paragraph, list or
+table that is complete); the block being written shows as plain text beneath it (the *tail*).
+Only the last ``SHOWN_MESSAGES`` messages stay on screen (each is drawn again when the pane's
+width changes); the daemon keeps the whole conversation.
 
 A reply keeps its line breaks (``enclave.markdown``). One that did not end by itself (cut at
 ``max_tokens``, cancelled, out of context) or whose prompt left old messages out is followed
@@ -15,20 +15,17 @@ or preceded by a short marker line, live and when the transcript is read again.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from textual.app import ComposeResult
-from textual.containers import Vertical, VerticalScroll
-from textual.geometry import Size
+from textual.containers import Vertical
 from textual.reactive import reactive
-from textual.widgets import Markdown, Static
-from textual.widgets.markdown import MarkdownStream
+from textual.widgets import Static
 
-from enclave.markdown import reply_parser
 from enclave.messages import TurnDelta, TurnEvent, TurnFailed, TurnFinished, TurnPhase, TurnServed, TurnStarted, TurnTrimmed
 from enclave.text import safe_text
 from enclave.views import AgentView, ChatMessage
+from enclave.widgets.transcript import Transcript
 
 SHOWN_MESSAGES = 16
 _SETTLE = ("|", "```", "~~~")  # what streaming can leave half-formed: tables and fences
@@ -40,28 +37,6 @@ ENDINGS = {
     "context_full": "stopped: the context is full",
     "interrupted": "broke off: the engine failed mid-reply (send it again)",
 }
-
-
-class PaneBody(VerticalScroll):
-    """The conversation, scrolled; text streaming in grows it on every tick.
-
-    A widget whose size changed in a layout pass takes its new size quietly (as Textual's
-    ``ScrollView`` does): by default the new virtual size is set as a reactive that asks for
-    a second layout pass of the whole screen on the next frame, which changes nothing here
-    (the children are placed, the scroll bars follow from the size, and a widget whose size
-    changed is repainted anyway). Streaming grows the tail and the body on every tick.
-    """
-
-    def _size_updated(self, size: Size, virtual_size: Size, container_size: Size, layout: bool = True) -> bool:
-        return super()._size_updated(size, virtual_size, container_size, layout=False)
-
-
-class Tail(Static):
-    """The block of a reply still being written, as plain text; sized in one layout pass
-    (see ``PaneBody``)."""
-
-    def _size_updated(self, size: Size, virtual_size: Size, container_size: Size, layout: bool = True) -> bool:
-        return super()._size_updated(size, virtual_size, container_size, layout=False)
 
 
 class AgentPane(Vertical):
@@ -77,12 +52,11 @@ class AgentPane(Vertical):
         self.agent = agent
         self.index = index
         self.turn_id = ""
-        self._stream: MarkdownStream | None = None
+        self._writing = False  # a reply is being written in the transcript
         self._reply = ""
         self._held = False  # the turn's reply waits for a team guard's verdict
         self._pending = ""  # text received but not yet written to the stream
         self._unsettled = ""  # text of the block being written, shown in the tail
-        self._tail: Tail | None = None
         self._tokens = 0
         self._rate_from: tuple[float, int] | None = None  # (time, tokens) at the first text seen
         self.tokens_per_second = 0.0
@@ -92,10 +66,8 @@ class AgentPane(Vertical):
         self.context_size = 0  # the model's context per sequence, from the status stream
         # held directly: events may still arrive while the app tears the tree down
         self._header = Static(classes="pane-header")
-        self._system = Static(classes="message system", markup=False)  # the agent's system prompt, first
         self._hidden = 0  # older messages taken off the screen
-        self._older = Static(classes="message older", markup=False)
-        self.body = PaneBody(self._system, self._older, classes="pane-body")
+        self.body = Transcript(classes="pane-body")
 
     def compose(self) -> ComposeResult:
         yield self._header
@@ -104,7 +76,6 @@ class AgentPane(Vertical):
     def on_mount(self) -> None:
         self._refresh_header()
         self._show_system()
-        self.body.anchor()  # follow new text unless the person scrolls up
         self.watch(self.body, "scroll_y", self._scrolled, init=False)
 
     def on_resize(self) -> None:
@@ -157,8 +128,8 @@ class AgentPane(Vertical):
         lines = [f"system: {safe_text(self.agent.system)}"] if self.agent.system else []
         if self.agent.damage:
             lines.append(f"the stored transcript is damaged ({safe_text(self.agent.damage)}); clear the conversation to start afresh")
-        self._system.update("\n".join(lines))
-        self._system.display = bool(lines)
+        older = f"… {self._hidden} earlier messages (the daemon keeps them all)" if self._hidden else ""
+        self.body.set_header("\n".join(lines), older)
 
     def renumber(self, index: int) -> None:
         self.index = index
@@ -193,51 +164,46 @@ class AgentPane(Vertical):
         """The last reply shown, as text (for tests and copying)."""
         return self._reply
 
-    async def show_transcript(self, messages: list[ChatMessage]) -> None:
+    def show_transcript(self, messages: list[ChatMessage]) -> None:
         """Show the conversation as the daemon holds it, replacing whatever the pane showed."""
-        await self._finish_stream()
+        self._finish_stream()
         self._reply, self._tokens, self.tokens_per_second = "", 0, 0.0
         self.state = "idle"
-        await self.body.remove_children(self.body.query("Markdown.message"))
+        self.body.clear()
         self._hidden = 0
-        self._older.display = False
+        self._show_system()
         for m in messages:  # the system prompt comes from the agent, kept up to date
             if m.role == "user":
-                await self._add_message(m.content, "user")
+                self._add_message(m.content, "user")
             elif m.role == "assistant":
-                await self._add_message(m.content, "reply")
+                self._add_message(m.content, "reply")
                 self._reply = m.content
-                await self._mark_ending(m.finish_reason)
+                self._mark_ending(m.finish_reason)
 
-    async def _mark_ending(self, finish_reason: str) -> None:
+    def _mark_ending(self, finish_reason: str) -> None:
         if finish_reason in ENDINGS:
-            await self._add_message(f"*— {ENDINGS[finish_reason]}*", "marker")
+            self._add_message(f"— {ENDINGS[finish_reason]}", "marker")
 
-    async def _add_message(self, text: str, kind: str, before: Markdown | None = None) -> Markdown:
-        md = Markdown(safe_text(text), classes=f"message {kind}", parser_factory=reply_parser)
-        await self.body.mount(md, before=before)
-        shown = [w for w in self.body.children if isinstance(w, Markdown)]  # the messages (not a query of every block)
-        if len(shown) > SHOWN_MESSAGES:
-            old = shown[: len(shown) - SHOWN_MESSAGES]
-            self._hidden += len(old)
-            await self.body.remove_children(old)
-            self._older.update(f"… {self._hidden} earlier messages (the daemon keeps them all)", layout=False)
-            self._older.display = True
-        return md
+    def _add_message(self, text: str, kind: str) -> None:
+        """A message below the others (a marker added while a reply is written goes above it)."""
+        self.body.add(kind, safe_text(text))
+        extra = len(self.body.entries) - SHOWN_MESSAGES
+        if extra > 0:
+            self._hidden += extra
+            self.body.drop_oldest(extra)
+            self._show_system()
 
-    async def handle(self, event: TurnEvent) -> None:
+    def handle(self, event: TurnEvent) -> None:
         if isinstance(event, TurnStarted):
             # the pane's state changes before anything awaits: nobody sees the new turn "idle"
             self.turn_id, self.state = event.turn_id, "queued"
             self._held = event.held
             self._reply, self._tokens, self._rate_from, self.tokens_per_second = "", 0, None, 0.0
             self.served_by = ""
-            await self._finish_stream()
-            await self._add_message(event.user_message, "user")
-            self._stream = Markdown.get_stream(await self._add_message("", "reply"))
-            self._tail = Tail(classes="message tail", markup=False)
-            self._tail.display = False
-            await self.body.mount(self._tail)
+            self._finish_stream()
+            self._add_message(event.user_message, "user")
+            self.body.start_reply()
+            self._writing = True
         elif event.turn_id != self.turn_id:
             return
         elif isinstance(event, TurnPhase):
@@ -246,12 +212,10 @@ class AgentPane(Vertical):
             self.served_by = event.model if event.model != self.agent.model else ""
             self._refresh_header()
             if event.reason:
-                reply = self._stream.markdown_widget if self._stream is not None else None  # above the reply
-                await self._add_message(f"*— answered by {event.model}: {event.reason}*", "marker", reply)
+                self._add_message(f"— answered by {event.model}: {event.reason}", "marker")
         elif isinstance(event, TurnTrimmed):
             noun = "message" if event.dropped_messages == 1 else "messages"
-            reply = self._stream.markdown_widget if self._stream is not None else None  # above the reply
-            await self._add_message(f"*— {event.dropped_messages} oldest {noun} left out to fit the context*", "marker", reply)
+            self._add_message(f"— {event.dropped_messages} oldest {noun} left out to fit the context", "marker")
         elif isinstance(event, TurnDelta):
             # the rate counts from the first text seen: a pane that joins a turn in progress
             # gets its text so far in one delta, which must not count as instant tokens
@@ -261,25 +225,25 @@ class AgentPane(Vertical):
             self._pending += event.text
             self._tokens += event.tokens
         elif isinstance(event, TurnFinished):
-            await self._finish_stream()
+            self._finish_stream()
             self.context_tokens = event.context_tokens or self.context_tokens
             self._tokens = 0
             self.tokens_per_second = event.tokens_per_second
             self.state = "cancelled" if event.finish_reason == "cancelled" else "idle"
-            await self._mark_ending(event.finish_reason)
+            self._mark_ending(event.finish_reason)
         elif isinstance(event, TurnFailed):
-            await self._finish_stream()
-            await self._add_message(f"**error:** {event.problem}", "error")
+            self._finish_stream()
+            self._add_message(event.problem, "error")
             self._tokens = 0
             self.state = "error"
 
-    async def flush(self) -> None:
+    def flush(self) -> None:
         """Write the text gathered since the last flush, and the new speed, in one go."""
         if not self._pending:
             return
         text, self._pending = self._pending, ""
-        if self._stream is not None:
-            await self._write(self._stream, text)
+        if self._writing:
+            self._write(text)
         if self.busy and self._rate_from is not None:
             since, tokens = self._rate_from
             elapsed = time.monotonic() - since
@@ -287,53 +251,28 @@ class AgentPane(Vertical):
                 self.tokens_per_second = (self._tokens - tokens) / elapsed
         self._refresh_header()
 
-    async def _write(self, stream: MarkdownStream, text: str, final: bool = False) -> None:
-        """Complete blocks to the Markdown stream (every block when ``final``), the rest to
-        the tail."""
-        if text and self.body._anchor_released:
-            # the person scrolled away from the end (the anchor that follows new text lets go
-            # then; the scroll offset alone lags behind text just added): say so rather than
-            # pull them down
-            self.new_below = True
+    def _write(self, text: str) -> None:
+        """Complete blocks to the transcript as Markdown, the rest as the tail."""
+        if text and not self.body.following:
+            self.new_below = True  # the person reads above: say so rather than pull them down
         self._unsettled += text
-        cut = len(self._unsettled) if final else _settled(self._unsettled)
-        if cut:
-            await stream.write(safe_text(self._unsettled[:cut]))
-            self._unsettled = self._unsettled[cut:]
-        if self._tail is not None:
-            tail = safe_text(self._unsettled.rstrip("\n"))
-            self._tail.update(tail)
-            self._tail.display = bool(tail)
+        cut = _settled(self._unsettled)
+        blocks, self._unsettled = self._unsettled[:cut], self._unsettled[cut:]
+        self.body.write_reply(safe_text(blocks), safe_text(self._unsettled.rstrip("\n")))
 
-    async def _finish_stream(self) -> None:
-        """End the streaming reply, with any text still waiting.
+    def _finish_stream(self) -> None:
+        """End the reply being written, with any text still waiting.
 
-        A table or fence built up by appends can be left half-formed (cells that stay plain
-        text), so a reply with one is parsed once more in full; other replies are left as
-        streamed, since a full parse of a long reply costs a frame.
-
-        A stream stopped before its task first ran (a turn that ends in the same batch of
-        messages that started it) raises CancelledError in the caller, and has written
-        nothing: then the reply is written in full.
+        A table or fence built up by appends can be drawn half-formed, so a reply with one is
+        drawn once more in full; other replies keep their blocks as drawn, since drawing a
+        long reply in full costs a frame.
         """
-        if self._stream is None:
+        if not self._writing:
             return
-        stream, self._stream = self._stream, None
-        await self._write(stream, self._pending, final=True)
-        self._pending = ""
-        if self._tail is not None:
-            await self._tail.remove()
-            self._tail = None
-        settle = any(mark in self._reply for mark in _SETTLE)
-        try:
-            await stream.stop()
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise  # this handler itself is being cancelled
-            settle = True
-        if settle:
-            await stream.markdown_widget.update(safe_text(self._reply))
+        self._writing = False
+        self._write(self._pending)
+        self._pending = self._unsettled = ""
+        self.body.end_reply(safe_text(self._reply), whole=any(mark in self._reply for mark in _SETTLE))
 
 
 def _settled(text: str) -> int:
