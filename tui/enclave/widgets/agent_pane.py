@@ -55,7 +55,7 @@ class AgentPane(Vertical):
         self._writing = False  # a reply is being written in the transcript
         self._reply = ""
         self._held = False  # the turn's reply waits for a team guard's verdict
-        self._pending = ""  # text received but not yet written to the stream
+        self._pending = ""  # text received but not yet written to the transcript
         self._unsettled = ""  # text of the block being written, shown in the tail
         self._tokens = 0
         self._rate_from: tuple[float, int] | None = None  # (time, tokens) at the first text seen
@@ -169,20 +169,25 @@ class AgentPane(Vertical):
         self._finish_stream()
         self._reply, self._tokens, self.tokens_per_second = "", 0, 0.0
         self.state = "idle"
-        self.body.clear()
-        self._hidden = 0
-        self._show_system()
-        for m in messages:  # the system prompt comes from the agent, kept up to date
+        shown: list[tuple[str, str]] = []  # (kind, text); the system prompt comes from the agent
+        for m in messages:
             if m.role == "user":
-                self._add_message(m.content, "user")
+                shown.append(("user", m.content))
             elif m.role == "assistant":
-                self._add_message(m.content, "reply")
+                shown.append(("reply", m.content))
                 self._reply = m.content
-                self._mark_ending(m.finish_reason)
+                if m.finish_reason in ENDINGS:
+                    shown.append(("marker", _marker(m.finish_reason)))
+        # only the messages kept on screen are drawn, however long the conversation
+        self._hidden = max(0, len(shown) - SHOWN_MESSAGES)
+        self.body.clear()
+        for kind, text in shown[self._hidden :]:
+            self.body.add(kind, safe_text(text))
+        self._show_system()
 
     def _mark_ending(self, finish_reason: str) -> None:
         if finish_reason in ENDINGS:
-            self._add_message(f"— {ENDINGS[finish_reason]}", "marker")
+            self._add_message(_marker(finish_reason), "marker")
 
     def _add_message(self, text: str, kind: str) -> None:
         """A message below the others (a marker added while a reply is written goes above it)."""
@@ -273,6 +278,10 @@ class AgentPane(Vertical):
         self._write(self._pending)
         self._pending = self._unsettled = ""
         self.body.end_reply(safe_text(self._reply), whole=any(mark in self._reply for mark in _SETTLE))
+
+
+def _marker(finish_reason: str) -> str:
+    return f"— {ENDINGS[finish_reason]}"
 
 
 def _settled(text: str) -> int:
