@@ -180,9 +180,7 @@ class AgentPane(Vertical):
                     shown.append(("marker", _marker(m.finish_reason)))
         # only the messages kept on screen are drawn, however long the conversation
         self._hidden = max(0, len(shown) - SHOWN_MESSAGES)
-        self.body.clear()
-        for kind, text in shown[self._hidden :]:
-            self.body.add(kind, safe_text(text))
+        self.body.show([(kind, safe_text(text)) for kind, text in shown[self._hidden :]])
         self._show_system()
 
     def _mark_ending(self, finish_reason: str) -> None:

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 
 from rich.cells import cell_len
-from rich.console import RenderableType
+from rich.console import ConsoleOptions, RenderableType
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -124,8 +124,9 @@ class Transcript(ScrollView):
         del self.entries[:count]
         self._changed()
 
-    def clear(self) -> None:
-        self.entries.clear()
+    def show(self, messages: list[tuple[str, str]]) -> None:
+        """These messages, (kind, text), in place of everything shown."""
+        self.entries = [Entry(kind, text) for kind, text in messages]
         self._live = None
         self._changed()
 
@@ -151,7 +152,7 @@ class Transcript(ScrollView):
         if blocks:
             live.blocks.append(blocks)
             if self._width:
-                live.lines.extend((self._blank() if live.lines else []) + self._markdown(blocks))
+                self._draw_block(live, blocks)
             live.tail, live.rows, live.row_lines = "", [], []
         self._set_tail(live, tail)
         self._grown()
@@ -204,7 +205,7 @@ class Transcript(ScrollView):
         if live is not None and self._width:
             live.lines = []
             for block in live.blocks:
-                live.lines.extend((self._blank() if live.lines else []) + self._markdown(block))
+                self._draw_block(live, block)
             tail, live.tail, live.rows, live.row_lines = live.tail, "", [], []
             self._set_tail(live, tail)
         self._changed()
@@ -267,9 +268,7 @@ class Transcript(ScrollView):
         """Markdown drawn without the blank line Rich puts above some blocks (lists, quotes,
         fences): a reply's blocks are drawn one at a time as they arrive, with one blank line
         between two, as a whole reply is drawn."""
-        console = self.app.console
-        options = console.options.update_width(self._width).update(highlight=False)
-        segments = list(console.render(ReplyMarkdown(text, hyperlinks=False), options))
+        segments = list(self.app.console.render(ReplyMarkdown(text, hyperlinks=False), self._options(self._width)))
         start = 0
         while start < len(segments) and segments[start].text == "\n":
             start += 1
@@ -278,10 +277,16 @@ class Transcript(ScrollView):
         )
         return [Strip(line, self._width) for line in lines]
 
+    def _draw_block(self, live: _LiveReply, block: str) -> None:
+        """A whole block of the reply being written, below its others after a blank line."""
+        live.lines.extend((self._blank() if live.lines else []) + self._markdown(block))
+
+    def _options(self, width: int) -> ConsoleOptions:
+        return self.app.console.options.update_width(max(width, 1)).update(highlight=False)
+
     def _draw_lines(self, renderable: RenderableType) -> list[Strip]:
-        console = self.app.console
-        options = console.options.update_width(self._width).update(highlight=False)
-        return [Strip(line, self._width) for line in console.render_lines(renderable, options, style=self.rich_style)]
+        lines = self.app.console.render_lines(renderable, self._options(self._width), style=self.rich_style)
+        return [Strip(line, self._width) for line in lines]
 
     def _text(self, text: str, component: str, *, italic: bool = False, rule: bool = False, bold_prefix: str = "") -> list[Strip]:
         style = self.rich_style + self.get_component_rich_style(component, partial=True)
@@ -293,8 +298,7 @@ class Transcript(ScrollView):
         if not rule:
             return self._draw_lines(body)
         rule_style = self.rich_style + self.get_component_rich_style("transcript--rule", partial=True)
-        width = self._width - len(_USER_RULE)
-        lines = self.app.console.render_lines(body, self.app.console.options.update_width(max(width, 1)), style=style)
+        lines = self.app.console.render_lines(body, self._options(self._width - len(_USER_RULE)), style=style)
         return [Strip([Segment(_USER_RULE, rule_style), *line], self._width) for line in lines]
 
     def _blank(self) -> list[Strip]:
