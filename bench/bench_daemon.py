@@ -395,10 +395,11 @@ def main() -> None:
         f"Values are medians; ratios are medians of per-run ratios of runs made back to back "
         f"({len(in_tps)} runs for one stream, {args.reps} for the rest).\n"
     )
-    print("| measure | in-process llama.cpp | through enclaved | ratio |" + (" llama-server |" if server else ""))
-    print("|---|---|---|---|" + ("---|" if server else ""))
-    s_tps = f" {med(r[1] for r in single['server']):.1f} |" if server else ""
-    s_ttft = f" {med(r[0] for r in single['server']) * 1000:.0f} (prompt only) |" if server else ""
+    print("| measure | in-process llama.cpp | through enclaved | ratio |" + (" llama-server | enclaved / llama-server |" if server else ""))
+    print("|---|---|---|---|" + ("---|---|" if server else ""))
+    s_rates = [r[1] for r in single["server"]]
+    s_tps = f" {med(s_rates):.1f} | {paired(d_tps, s_rates):.3f} |" if server else ""
+    s_ttft = f" {med(r[0] for r in single['server']) * 1000:.0f} (prompt only) | |" if server else ""
     print(f"| (a) one stream, generation tok/s | {med(in_tps):.1f} | {med(d_tps):.1f} | {paired(d_tps, in_tps):.3f} |{s_tps}")
     print(f"| (c) time to first token, ms | {med(in_ttft):.0f} | {med(d_ttft):.0f} | {paired(d_ttft, in_ttft):.2f} |{s_ttft}")
     print()
