@@ -160,8 +160,9 @@ def test_status_shows_latency_percentiles_of_the_same_turns(http: Http) -> None:
 
 
 def test_clients_that_leave_at_once_leave_no_request_without_an_outcome(http: Http) -> None:
-    body = {"model": "smollm2", "messages": [{"role": "user", "content": "Tell me everything."}], "max_tokens": 300}
-    for wait in (0.001, 0.01, 0.05, 0.2, 0.5):
+    # a reply far longer than the longest wait (SmolLM2 writes ~200 tokens a second on 2 cores)
+    body = {"model": "smollm2", "messages": [{"role": "user", "content": "Write a long story."}], "max_tokens": 400}
+    for wait in (0.001, 0.01, 0.05, 0.2):
         with httpx.Client(transport=httpx.HTTPTransport(uds=str(http.uds)), timeout=wait) as client:
             with pytest.raises(httpx.TimeoutException):
                 client.post("http://enclave/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {http.key}"})
