@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from enclave.modelmaker import SIZES, make_model, write_f16_model
-from tests.helpers import SHARED_CONFIG, Daemon, short_tmpdir, spawn_daemon, start_daemon, wait_ready
+from tests.helpers import SHARED_CONFIG, SHORT_TMPDIRS, Daemon, short_tmpdir, spawn_daemon, start_daemon, wait_ready
 
 FOLDERS = ("unit", "engine", "engines", "daemon", "audit", "tui", "cli", "hardening", "http", "ops", "teams")
 
@@ -26,6 +26,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         folder = Path(str(item.fspath)).parent.name
         if folder in FOLDERS:
             item.add_marker(getattr(pytest.mark, folder))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The daemons' folders in /tmp go with a passing run; a failing one keeps them to read."""
+    if exitstatus == 0:
+        for folder in SHORT_TMPDIRS:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

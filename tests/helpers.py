@@ -74,9 +74,15 @@ class Stubs:
         self.teams = teams_pb2_grpc.TeamsStub(channel)
 
 
+SHORT_TMPDIRS: list[Path] = []
+
+
 def short_tmpdir() -> Path:
-    """Unix socket paths are limited to 107 bytes: keep them short."""
-    return Path(tempfile.mkdtemp(prefix="enc-", dir="/tmp"))
+    """Unix socket paths are limited to 107 bytes: keep them short. The folders are removed
+    when the session passes (tests/conftest.py) and kept, with their logs, when it fails."""
+    made = Path(tempfile.mkdtemp(prefix="enc-", dir="/tmp"))
+    SHORT_TMPDIRS.append(made)
+    return made
 
 
 def spawn_daemon(

@@ -60,7 +60,8 @@ def main(models: Path) -> int:
     # as the units run it, as far as a process can set it without systemd: no new privileges,
     # no core files (the model load below goes through llama.cpp's ctypes log callback)
     wrap = ["setpriv", "--no-new-privs", "prlimit", "--core=0", "--"] if shutil.which("setpriv") and shutil.which("prlimit") else []
-    d = start_daemon(short_tmpdir(), models, CONFIG, wrap=wrap)
+    home = short_tmpdir()
+    d = start_daemon(home, models, CONFIG, wrap=wrap)
     try:
         failed = enclave(d, "load", "alien")  # llama.cpp refuses it and says why through its log callback
         assert failed.returncode == 1 and "enclaved.llama" in d.log, d.log[-2000:]
@@ -76,6 +77,7 @@ def main(models: Path) -> int:
         code = d.stop()
     assert code == 0, f"enclaved exited {code}:\n{d.log[-2000:]}"
     print("air gap: ok")
+    shutil.rmtree(home, ignore_errors=True)  # kept, with the daemon's log, when a check fails
     return 0
 
 
