@@ -15,15 +15,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import grpc
 
-from enclave.demo import wait_ready
+from enclave.demo import private_daemon
 from enclave_contract.v1 import chat_pb2, chat_pb2_grpc
 from enclaved.audit import Actor, AuditConfig, AuditLog, Entry
 
@@ -33,30 +31,8 @@ ACTOR = Actor("peercred", "bench", 1000, 4242)
 
 def turn_times(model: Path, turns: int, max_tokens: int) -> tuple[list[float], int]:
     with tempfile.TemporaryDirectory(prefix="bat-", dir="/tmp") as tmp:
-        config = Path(tmp) / "c.toml"
-        config.write_text(
-            f'[[models]]\nname = "{model.stem}"\nn_ctx = 2048\n\n[[agents]]\nname = "a"\nmodel = "{model.stem}"\nmax_tokens = {max_tokens}\n'
-        )
-        sock = Path(tmp) / "s.sock"
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "enclaved.cli",
-                "--config",
-                str(config),
-                "--socket",
-                str(sock),
-                "--models",
-                str(model.parent.resolve()),
-                "--data",
-                str(Path(tmp) / "data"),
-                "--log-level",
-                "warning",
-            ]
-        )
-        try:
-            wait_ready(sock, proc, timeout=60)
+        config = f'[[models]]\nname = "{model.stem}"\nn_ctx = 2048\n\n[[agents]]\nname = "a"\nmodel = "{model.stem}"\nmax_tokens = {max_tokens}\n'
+        with private_daemon(Path(tmp), model.parent.resolve(), config, timeout=60) as sock:
             with grpc.insecure_channel(f"unix:{sock}") as channel:
                 chat = chat_pb2_grpc.ChatStub(channel)
                 list(chat.Chat(chat_pb2.ChatRequest(agent="a", message="warm up"), timeout=600))  # loads the model
@@ -66,9 +42,6 @@ def turn_times(model: Path, turns: int, max_tokens: int) -> tuple[list[float], i
                     events = list(chat.Chat(chat_pb2.ChatRequest(agent="a", message=f"{PROMPT} ({i})"), timeout=600))
                     times.append(time.perf_counter() - started)
                     reply_chars = max(reply_chars, sum(len(e.delta.text) for e in events if e.HasField("delta")))
-        finally:
-            proc.terminate()
-            proc.wait(30)
     return times, reply_chars
 
 

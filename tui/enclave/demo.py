@@ -77,13 +77,13 @@ def demo_models() -> Path:
     return MODELS.resolve()
 
 
-def wait_ready(socket_path: Path, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
+def wait_ready(socket_path: Path, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             lines = log.read_text(errors="replace").strip().splitlines()
             why = f": {lines[-1]}" if lines else "; run `enclaved` by hand to see why"
-            raise ClientError(f"the demo daemon exited at start-up{why}")
+            raise ClientError(f"the private enclaved exited at start-up{why}")
         if socket_path.exists():
             with grpc.insecure_channel(f"unix:{socket_path}") as channel:
                 try:
@@ -92,7 +92,45 @@ def wait_ready(socket_path: Path, proc: subprocess.Popen[bytes], log: Path, time
                 except grpc.FutureTimeoutError:
                     pass
         time.sleep(0.05)
-    raise ClientError(f"the demo daemon did not come up within {timeout:.0f}s")
+    raise ClientError(f"the private enclaved did not come up within {timeout:.0f}s")
+
+
+@contextmanager
+def private_daemon(folder: Path, models: Path, config: str, timeout: float = 30.0) -> Iterator[Path]:
+    """An enclaved of its own whose config, socket, data and log live in ``folder``, for as
+    long as the block runs; yields its socket. (``enclave demo`` and bench/bench_audit_turn.py.)"""
+    (folder / "enclave.toml").write_text(config)
+    socket_path = folder / "enclaved.sock"
+    # the daemon's log goes to a file: lines written to the terminal would land on the
+    # workbench's screen
+    log = folder / "enclaved.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "enclaved.cli",
+                "--config",
+                str(folder / "enclave.toml"),
+                "--socket",
+                str(socket_path),
+                "--models",
+                str(models),
+                "--data",
+                str(folder / "data"),
+                "--log-level",
+                "warning",
+            ],
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=out,
+            stderr=out,
+        )
+    try:
+        wait_ready(socket_path, proc, log, timeout)
+        yield socket_path
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
 
 
 @contextmanager
@@ -106,36 +144,5 @@ def demo_daemon() -> Iterator[Path]:
         models.mkdir()
         for name in DEMO_MODELS:
             (models / name).symlink_to(source / name)
-        config = Path(tmp) / "demo.toml"
-        config.write_text(DEMO_CONFIG)
-        socket_path = Path(tmp) / "enclaved.sock"
-        # the daemon's log goes to a file: lines written to the terminal would land on the
-        # workbench's screen
-        log = Path(tmp) / "enclaved.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "enclaved.cli",
-                    "--config",
-                    str(config),
-                    "--socket",
-                    str(socket_path),
-                    "--models",
-                    str(models),
-                    "--data",
-                    str(Path(tmp) / "data"),
-                    "--log-level",
-                    "warning",
-                ],
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                stdout=out,
-                stderr=out,
-            )
-        try:
-            wait_ready(socket_path, proc, log)
+        with private_daemon(Path(tmp), models, DEMO_CONFIG) as socket_path:
             yield socket_path
-        finally:
-            proc.terminate()
-            proc.wait(timeout=15)
