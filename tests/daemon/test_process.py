@@ -130,6 +130,45 @@ def test_model_larger_than_the_budget_is_refused(daemon_factory: callable) -> No
         ('[[agents]]\nname = "a"\ntemperature = "hot"\n', "temperature must be a number, not 'hot'"),
         ('[[agents]]\nname = "a"\nmax_tokens = 1.5\n', "max_tokens must be a whole number"),
         ('[[models]]\nname = "m"\nstate_cache = "lots"\n', "state_cache: cannot read 'lots'"),
+        # a value of the wrong type, one from each section: the key, what it must be, the fix
+        ('models_dirs = "models"\n', "models_dirs: must be a list of strings, not 'models'"),
+        ("data_dir = 5\n", 'data_dir: must be a string in quotes, not 5; write it like data_dir = "'),
+        ('max_message_bytes = "lots"\n', "max_message_bytes: cannot read 'lots'"),
+        ("memory_budget = true\n", "memory_budget: cannot read True"),
+        ("models = 5\n", "models: must be a list of tables, not 5"),
+        (
+            '[[models]]\nname = "m"\nn_ctx = "big"\n',
+            "[[models]] 'm' n_ctx: must be a whole number >= 64, not 'big'; write it like n_ctx = 8192",
+        ),
+        ('[[models]]\nname = "m"\nn_threads = "x"\n', "[[models]] 'm' n_threads: must be a whole number >= 0"),
+        ('[[models]]\nname = "m"\nn_seq_max = true\n', "n_seq_max: must be a whole number >= 1, not True"),
+        ('[[models]]\nname = "m"\nn_batch = 0\n', "n_batch: must be a whole number >= 1, not 0"),
+        ("[[agents]]\nname = 5\n", "[[agents]] #1 name: must be a string in quotes, not 5"),
+        ('[[agents]]\nname = "a"\nsystem = 5\n', "[[agents]] 'a' system: must be a string in quotes, not 5"),
+        ('[[agents]]\nname = "a"\nmodel = ["m"]\n', "[[agents]] 'a' model: must be a string in quotes"),
+        ('[[agents]]\nname = "a"\ntop_k = true\n', "top_k must be a whole number, not True"),
+        (
+            '[[agents]]\nname = "a"\n[[teams]]\nname = "t"\nkind = "chain"\nmembers = ["a"]\nstop_text = 5\n',
+            "[[teams]] 't' stop_text: must be",
+        ),
+        (
+            '[[agents]]\nname = "a"\n[[agents]]\nname = "s"\n[[teams]]\nname = "t"\nkind = "chain"\nmembers = ["a"]\n'
+            'guard = { agent = "s", input = "yes" }\n',
+            "guard.input: must be true or false, not 'yes'",
+        ),
+        (
+            '[[agents]]\nname = "a"\n[[teams]]\nname = "t"\nkind = "chain"\nmembers = ["a"]\nmax_turns = "8"\n',
+            "max_turns: must be a whole number",
+        ),
+        ('[audit]\nretention_days = "x"\n', "[audit] retention_days: must be a whole number >= 1, not 'x'"),
+        ("[audit]\ncheckpoint_copies = 5\n", "[audit] checkpoint_copies: must be a list of strings"),
+        (
+            '[[engines]]\nname = "gpu"\nurls = ["http://10.0.0.5:8000/v1"]\nmax_concurrency = true\n',
+            "max_concurrency: must be a whole number >= 1",
+        ),
+        ('[[engines]]\nname = "gpu"\nurls = ["http://10.0.0.5:8000/v1"]\nbreaker = { cooldown = [1] }\n', "breaker.cooldown: cannot read"),
+        ("[http]\nmetrics = 1\n", "[http] metrics: write true or false"),
+        ("[http]\nmax_body_bytes = true\n", "[http] max_body_bytes:"),
     ],
 )
 def test_config_mistakes_are_one_clear_line(config: str, words: str) -> None:
@@ -141,9 +180,10 @@ def test_config_mistakes_are_one_clear_line(config: str, words: str) -> None:
         text=True,
         timeout=60,
     )
-    assert r.returncode == 2
-    assert words in r.stderr
-    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert r.returncode == 2, r.stderr
+    assert words in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith("enclaved: ") and str(home / "c.toml") in r.stderr, "the line names the file"
 
 
 def test_socket_path_that_is_a_regular_file_is_refused(model_dir: Path) -> None:
