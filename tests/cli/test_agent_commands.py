@@ -1,12 +1,14 @@
 """Every workbench action on agents has a scriptable twin: ``enclave agent put|clear|delete``
 and ``enclave transcript``; ``audit tail -n 0`` prints nothing; ``status --watch`` redraws in place
-on a terminal and streams JSON lines with ``--json``."""
+on a terminal and streams JSON lines with ``--json``; reading the audit log, by ``tail`` or by
+following it (``tail -f``), is itself recorded."""
 
 from __future__ import annotations
 
 import json
 import os
 import pty
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -103,6 +105,25 @@ def test_reading_the_audit_log_is_itself_recorded(daemon_factory: Callable[..., 
     reads = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(reads) == 3 and all(rec["payload"]["via"] == "rows" for rec in reads)  # three clients, one read each
     assert all(rec["actor"]["auth"] == "peercred" and rec["actor"]["pid"] for rec in reads)
+
+
+def test_following_the_audit_log_is_itself_recorded(daemon_factory: Callable[..., Daemon]) -> None:
+    d = daemon_factory(SHARED_CONFIG)
+    cmd = [sys.executable, "-m", "enclave.cli", "--socket", str(d.socket), "audit", "tail", "-f", "-n", "3"]
+    follow = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert follow.stdout is not None and follow.stderr is not None
+    try:
+        # the daemon records the read before it sends a record: one line out means it is in the log
+        first = json.loads(follow.stdout.readline())
+        assert first["seq"] > 0
+    finally:
+        follow.send_signal(signal.SIGINT)  # Ctrl-C, as a person stops it
+        assert follow.wait(timeout=30) == 130, follow.stderr.read()
+    assert "Traceback" not in follow.stderr.read()
+    r = enclave(d, "audit", "export", "--format", "jsonl", "--action", "audit.read")
+    reads = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [rec["payload"]["via"] for rec in reads] == ["follow"]
+    assert reads[0]["actor"]["pid"] == follow.pid and reads[0]["actor"]["auth"] == "peercred"
 
 
 def test_put_sets_and_clears_fallbacks_and_they_survive_a_restart(daemon_factory: Callable[..., Daemon]) -> None:

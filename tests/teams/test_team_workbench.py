@@ -32,6 +32,11 @@ def test_team_commands_parse() -> None:
     assert parse_team_command("/chain writer,critic Hi there", known) == RunTeam("Hi there", kind="chain", members=("writer", "critic"))
     assert parse_team_command("/round critic,writer Go", known) == RunTeam("Go", kind="roundtable", members=("critic", "writer"))
     assert parse_team_command("hello", known) is None and parse_team_command("/to writer hi", known) is None
+    # a pasted message may begin on the next line, and keeps its line breaks
+    assert parse_team_command("/chain writer,critic\nline one\nline two", known) == RunTeam(
+        "line one\nline two", kind="chain", members=("writer", "critic")
+    )
+    assert parse_team_command("/team\treview\nWrite", known) == RunTeam("Write", team="review")
     for bad, message in (("/team review", "needs a team and a message"), ("/chain writer,ghost hi", "no agent named 'ghost'")):
         with pytest.raises(PromptError, match=message):
             parse_team_command(bad, known)

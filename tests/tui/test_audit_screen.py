@@ -1,17 +1,20 @@
 """The audit screen driven with Pilot against the scripted daemon's Audit service.
 
 The scripted daemon (tests/tui/scripted_daemon.py) serves a fixed list of records and counts the
-rows it hands out, so these tests can prove that the screen reads only the pages it shows.
+rows it hands out, so these tests can prove that the screen reads only the pages it shows; one
+test browses a real daemon's log, to see that reading it is itself recorded.
 The last two tests are pixel-exact pictures; accept an intended change with
 ``pytest tests/tui/test_audit_screen.py --snapshot-update`` and look at the SVGs in __snapshots__.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +31,7 @@ from enclave.screens.audit.badge import VerifyBadge
 from enclave.screens.audit.record import AuditRecordScreen
 from enclave.screens.audit.records import PAGE_SIZE, AuditList
 from enclave_contract.v1 import agents_pb2, audit_pb2
-from tests.helpers import wait_until
+from tests.helpers import SHARED_CONFIG, Daemon, enclave, wait_until
 from tests.tui.scripted_daemon import ScriptedDaemon, audit_matches
 
 pytestmark = pytest.mark.timeout(60)
@@ -321,6 +324,33 @@ async def test_a_lost_daemon_is_one_line_not_a_traceback() -> None:
             for notice in app._notifications:
                 assert "\n" not in notice.message and "Traceback" not in notice.message
             assert app.is_running and isinstance(app.screen, AuditScreen)
+
+
+# ---- against the real daemon -----------------------------------------------------------------
+
+
+def reads_recorded(daemon: Daemon, pid: int) -> list[str]:
+    """How the ``audit.read`` records of the client with ``pid`` say it read the log."""
+    r = enclave(daemon, "audit", "export", "--format", "jsonl", "--action", "audit.read")
+    assert r.returncode == 0, r.stderr
+    return sorted(rec["payload"]["via"] for rec in map(json.loads, r.stdout.splitlines()) if rec["actor"]["pid"] == pid)
+
+
+async def test_browsing_the_real_log_is_itself_recorded(daemon_factory: Callable[..., Daemon]) -> None:
+    daemon = daemon_factory(SHARED_CONFIG)
+    app = EnclaveApp(daemon.socket, spawn=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        records = await open_audit(pilot, app)  # its rows read, its Follow stream started
+        assert records.count > 0 and records.record(records.count - 1) is not None
+        reads: list[str] = []
+        for _ in range(100):  # Follow is recorded as the daemon starts it; Rows before it answers
+            reads = await asyncio.to_thread(reads_recorded, daemon, os.getpid())
+            if reads == ["follow", "rows"]:
+                break
+            await pilot.pause(0.1)
+        assert reads == ["follow", "rows"], "one record for each way the screen reads the log"
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: app.screen is app.workbench)
 
 
 # ---- pictures ------------------------------------------------------------------------------

@@ -29,6 +29,17 @@ def screen_until(predicate: callable, timeout: float = 30) -> str:
         time.sleep(0.2)
 
 
+def notices(screen: str) -> str:
+    """The text of the notices on a screen (toasts: lines that start with ``▌`` at the right of
+    the screen), their lines joined into one line."""
+    words = []
+    for line in screen.splitlines():
+        _, bar, text = line.rpartition("▌")
+        if bar:
+            words += text.rstrip(" │╯▔▁▎─").split()
+    return " ".join(words)
+
+
 def test_tokens_appear_in_a_pane(shared_daemon: Daemon) -> None:
     enclave = Path(sys.executable).with_name("enclave")
     # COLUMNS/LINES from this process (Pilot tests set them) would override the window's size
@@ -53,8 +64,9 @@ def test_tokens_appear_in_a_pane(shared_daemon: Daemon) -> None:
         assert "hello from tmux" in screen
         assert first_words in screen, f"the reply's first word {first_words!r} is on screen"
         # tmux's default set-clipboard (external) drops OSC 52 from the app: the copy goes
-        # through tmux's buffer; with "on", OSC 52 from the app fills it
-        for clipboard in ("external", "on"):
+        # through tmux's buffer; with "on", OSC 52 from the app fills it; with "off" only tmux's
+        # paste buffer gets it, and the notice says so
+        for clipboard in ("external", "on", "off"):
             tmux("set-option", "-g", "set-clipboard", clipboard)
             subprocess.run(["tmux", "-L", "enclave-test", "delete-buffer"], capture_output=True)
             tmux("send-keys", "-t", "e2e", "M-c")
@@ -62,6 +74,10 @@ def test_tokens_appear_in_a_pane(shared_daemon: Daemon) -> None:
             while subprocess.run(["tmux", "-L", "enclave-test", "show-buffer"], capture_output=True, text=True).stdout != reply:
                 assert time.monotonic() < deadline, f"alt+c puts the last answer on the clipboard (set-clipboard {clipboard})"
                 time.sleep(0.1)
+        screen = screen_until(lambda s: "set -g set-clipboard on" in notices(s))
+        said = notices(screen)
+        assert "but only into tmux's paste buffer (prefix ] pastes it), not the clipboard" in said, screen
+        assert said.count("set -g set-clipboard on") == 1, "only the copy with set-clipboard off warns"
         # ESC+2 (what tmux sends for alt+2) selects pane 2, even with a bracketed paste right
         # behind it; the paste keeps every line
         tmux("send-keys", "-t", "e2e", "M-2")

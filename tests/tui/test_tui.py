@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from textual import events
 from textual.app import App, ComposeResult
+from textual.command import CommandList, CommandPalette
 from textual.widgets import Input, Static, TextArea
 
 from enclave.app import EnclaveApp
@@ -18,10 +20,13 @@ from enclave.messages import TurnDelta, TurnFinished, TurnStarted
 from enclave.screens.agent_editor import AgentEditor
 from enclave.screens.confirm import ConfirmScreen
 from enclave.settings import Settings, SettingsError, load_settings
+from enclave.team_commands import parse_team_command
+from enclave.terminal import tmux_copy
 from enclave.views import AgentView, ChatMessage
 from enclave.widgets.agent_pane import SHOWN_MESSAGES, AgentPane
 from enclave.widgets.model_panel import ModelPanel
 from enclave.widgets.prompt import PromptInput
+from enclave.widgets.run_bar import RunBar
 from enclave_contract.v1 import agents_pb2, chat_pb2, models_pb2
 from tests.helpers import Daemon, short_tmpdir, wait_until
 
@@ -108,10 +113,29 @@ def test_prompt_commands() -> None:
         ("/all", "needs a message"),
         ("/to a", "needs agents"),
         ("/to z hi", "no agent named 'z'"),
-        ("/etc/hosts: what?", "or // to send a message that begins with /"),
+        ("/etc/hosts: what?", "start the line with // to send a message that begins with /"),
     ]:
         with pytest.raises(PromptError, match=words):
             parse_prompt(bad, known)
+
+
+def test_an_unknown_command_names_every_command_and_a_command_is_the_whole_first_word() -> None:
+    known = ["a", "b"]
+    with pytest.raises(PromptError) as error:
+        parse_prompt("/etc/hosts: what?", known)
+    message = str(error.value)
+    assert message.startswith("unknown command '/etc/hosts:'") and "\n" not in message
+    for command in ("/all", "/to", "/team", "/chain", "/round", "//"):
+        assert command in message, f"{command} is named"
+    for line, word in [("/allfoo x", "/allfoo"), ("/tomorrow a hi", "/tomorrow"), ("/all, go", "/all,"), ("/teams t hi", "/teams")]:
+        with pytest.raises(PromptError, match=f"unknown command {word!r}"):
+            parse_prompt(line, known)
+    # the word ends at any white space, a pasted line break too
+    assert parse_prompt("/all\nline one\nline two", known) == Send("line one\nline two", known)
+    assert parse_prompt("/to\ta,b\thi", known) == Send("hi", ["a", "b"])
+    # the team commands' word ends the same way (they are read first, by team_commands)
+    with pytest.raises(PromptError, match="/chain needs agents and a message: /chain a,b TEXT"):
+        parse_team_command("/chain\nhi", known)
 
 
 async def test_layout_fits_the_terminal_and_a_pane_zooms(shared_daemon: Daemon) -> None:
@@ -454,3 +478,198 @@ async def test_a_multi_line_paste_is_kept_whole() -> None:
         await pilot.pause()
         assert prompt.value == "line one⏎line two⏎line three"
         assert PromptInput.message(prompt.value) == "line one\nline two\nline three"
+
+
+# ---- the prompt line against the real daemon ---------------------------------------------------
+
+
+def transcript_of(daemon: Daemon, agent: str) -> list[agents_pb2.TranscriptMessage]:
+    return list(daemon.stubs().agents.GetTranscript(agents_pb2.GetTranscriptRequest(name=agent), timeout=10).messages)
+
+
+def errors_shown(app: EnclaveApp) -> list[str]:
+    return [str(n.message) for n in app._notifications if n.severity == "error"]
+
+
+async def test_a_double_slash_sends_a_message_that_begins_with_a_slash(shared_daemon: Daemon) -> None:
+    app = EnclaveApp(shared_daemon.socket, spawn=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_until(pilot, lambda: app.workbench.attached)
+        pane = app.workbench.panes["a1"]
+        await pilot.press(*"//etc/hosts: what is this?", "enter")
+        await wait_until(pilot, lambda: pane.state == "idle" and pane.reply_text != "")
+        asked = [m.content for m in transcript_of(shared_daemon, "a1") if m.role == agents_pb2.ROLE_USER]
+        assert asked[-1] == "/etc/hosts: what is this?"
+        assert not errors_shown(app)
+
+
+async def test_a_team_command_sends_a_pasted_text_with_its_line_breaks(shared_daemon: Daemon) -> None:
+    app = EnclaveApp(shared_daemon.socket, spawn=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_until(pilot, lambda: app.workbench.attached)
+        prompt = app.workbench.query_one("#prompt", PromptInput)
+        bar = app.workbench.query_one(RunBar)
+        await pilot.press(*"/chain a1,a2 ")
+        prompt.post_message(events.Paste("line one\nline two\nline three"))
+        await wait_until(pilot, lambda: prompt.value == "/chain a1,a2 line one⏎line two⏎line three")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: bar.line.startswith("■"))  # the run has ended
+        assert "done" in bar.line, bar.line
+        asked = [m.content for m in transcript_of(shared_daemon, "a1") if m.role == agents_pb2.ROLE_USER]
+        assert asked[-1] == "line one\nline two\nline three", "the first member is told the person's message as it is"
+        assert prompt.value == "" and prompt.history[-1] == "/chain a1,a2 line one⏎line two⏎line three"
+
+
+LIMIT_CONFIG = """
+max_message_bytes = 200
+
+[[models]]
+name = "tiny"
+n_ctx = 1024
+n_seq_max = 2
+n_threads = 1
+
+[[agents]]
+name = "one"
+model = "tiny"
+max_tokens = 8
+
+[[agents]]
+name = "two"
+model = "tiny"
+max_tokens = 8
+"""
+
+
+async def test_a_paste_over_the_size_limit_goes_back_into_the_prompt_with_one_line_why(daemon_factory: Callable[..., Daemon]) -> None:
+    daemon = daemon_factory(LIMIT_CONFIG)
+    app = EnclaveApp(daemon.socket, spawn=False)
+    paste = "a first line\n" + "x" * 300  # over the daemon's max_message_bytes of 200
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.workbench.attached)
+        prompt = app.workbench.query_one("#prompt", PromptInput)
+        for command in ("", "/chain one,two "):  # a message to the selected agent, and a team run
+            prompt.value = ""
+            app.clear_notifications()
+            await pilot.press(*command)
+            prompt.post_message(events.Paste(paste))
+            line = command + paste.replace("\n", "⏎")
+            await wait_until(pilot, lambda line=line: prompt.value == line)  # type: ignore[misc]
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: bool(errors_shown(app)))
+            await wait_until(pilot, lambda line=line: prompt.value == line)  # type: ignore[misc]
+            [why] = errors_shown(app)
+            assert "over the 200-byte limit" in why and "max_message_bytes" in why and "\n" not in why, why
+            assert [m for m in transcript_of(daemon, "one") if m.role == agents_pb2.ROLE_USER] == [], "nothing was sent"
+
+
+async def test_esc_with_text_in_the_prompt_leaves_the_turn_running(daemon_factory: Callable[..., Daemon]) -> None:
+    daemon = daemon_factory(SOLO_CONFIG)  # replies of up to 3000 tokens: the turn outlasts the keys
+    app = EnclaveApp(daemon.socket, spawn=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.workbench.attached)
+        pane = app.workbench.panes["solo"]
+        prompt = app.workbench.query_one("#prompt", PromptInput)
+        await pilot.press(*"a long story", "enter")
+        await wait_until(pilot, lambda: pane.state == "generating" and pane.reply_text != "")
+        await pilot.press(*"draft", "escape")
+        await wait_until(pilot, lambda: any("Esc cancels a turn when the prompt is empty" in str(n.message) for n in app._notifications))
+        assert prompt.value == "draft", "the typed text stays"
+        so_far = len(pane.reply_text)
+        await wait_until(pilot, lambda: len(pane.reply_text) > so_far)  # the turn goes on
+        assert pane.state == "generating"
+        await pilot.press(*["backspace"] * len("draft"))
+        assert prompt.value == ""
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: pane.state == "cancelled")
+        assert transcript_of(daemon, "solo")[-1].finish_reason == "cancelled"
+
+
+async def test_a_message_pending_when_the_daemon_is_killed_is_back_with_up(daemon_factory: Callable[..., Daemon]) -> None:
+    daemon = daemon_factory(SOLO_CONFIG)
+    app = EnclaveApp(daemon.socket, spawn=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.workbench.attached)
+        pane = app.workbench.panes["solo"]
+        prompt = app.workbench.query_one("#prompt", PromptInput)
+        await pilot.press(*"a message worth keeping", "enter")
+        await wait_until(pilot, lambda: pane.state == "generating")
+        assert prompt.value == ""
+        daemon.proc.send_signal(signal.SIGKILL)
+        daemon.proc.wait()
+        await wait_until(pilot, lambda: pane.state == "offline")
+        await pilot.press("up")
+        assert prompt.value == "a message worth keeping"
+
+
+@pytest.mark.parametrize("key, dialog", [("alt+n", AgentEditor), ("alt+e", AgentEditor), ("alt+l", ConfirmScreen)])
+async def test_ctrl_q_quits_from_dialogs(shared_daemon: Daemon, key: str, dialog: type) -> None:
+    app = EnclaveApp(shared_daemon.socket, spawn=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_until(pilot, lambda: app.workbench.attached)
+        await pilot.press(key)
+        await wait_until(pilot, lambda: isinstance(app.screen, dialog))
+        assert app.focused is not None and app.focused.screen is app.screen, "a field or button of the dialog has the keys"
+        await pilot.press("ctrl+q")
+        await wait_until(pilot, lambda: app.return_code is not None)
+    assert app.return_code == 0
+    assert agents_of(shared_daemon)["a1"].name == "a1", "quitting a dialog does nothing it asked about"
+
+
+async def test_quit_is_in_the_palette_once(shared_daemon: Daemon) -> None:
+    app = EnclaveApp(shared_daemon.socket, spawn=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_until(pilot, lambda: app.workbench.attached)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert titles.count("Quit") == 1
+        duplicated = sorted({t for t in titles if titles.count(t) > 1})
+        assert not duplicated, f"palette entries listed twice: {duplicated}"
+        await pilot.press("ctrl+p", *"quit")
+        palette = app.screen
+        assert isinstance(palette, CommandPalette)
+        options = palette.query_one(CommandList)
+        await wait_until(pilot, lambda: options.option_count > 0)
+        shown = [str(options.get_option_at_index(i).hit.match_display) for i in range(options.option_count)]  # type: ignore[attr-defined]
+        assert shown.count("Quit") == 1, shown
+
+
+# ---- copies inside tmux ------------------------------------------------------------------------
+
+
+async def test_a_copy_that_cannot_be_handed_to_tmux_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TMUX", "/tmp/tmux-1000/default,4242,0")  # inside tmux, as far as the app can tell
+    monkeypatch.setenv("PATH", str(tmp_path))  # … with no tmux command to run
+    how, reached = await tmux_copy("some text") or ("", True)
+    assert not reached
+    assert how.startswith("but it could not be handed to tmux (the tmux command could not be run: ")
+    assert "add `set -g set-clipboard on` to ~/.tmux.conf" in how and "\n" not in how
+    # a tmux that runs but refuses the text
+    fake = tmp_path / "tmux"
+    fake.write_text("#!/bin/sh\nexit 1\n")
+    fake.chmod(0o755)
+    how, reached = await tmux_copy("some text") or ("", True)
+    assert not reached and how == "but tmux did not take the text; add `set -g set-clipboard on` to ~/.tmux.conf"
+    monkeypatch.delenv("TMUX")
+    assert await tmux_copy("some text") is None, "outside tmux, OSC 52 alone is the copy"
+
+
+async def test_the_copy_notice_is_a_warning_when_tmux_cannot_be_run(
+    shared_daemon: Daemon, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("TMUX", "/tmp/tmux-1000/default,4242,0")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    app = EnclaveApp(shared_daemon.socket, spawn=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_until(pilot, lambda: app.workbench.attached)
+        pane = app.workbench.panes["a1"]
+        before = pane.turn_id
+        await pilot.press(*"something to copy", "enter")
+        await wait_until(pilot, lambda: pane.turn_id != before and pane.state == "idle" and pane.reply_text != "")
+        app.clear_notifications()
+        await pilot.press("alt+c")
+        await wait_until(pilot, lambda: any(n.message.startswith("copied") for n in app._notifications))
+        [notice] = [n for n in app._notifications if n.message.startswith("copied")]
+        assert notice.severity == "warning"
+        assert notice.message.startswith(f"copied a1's last answer ({len(pane.reply_text)} characters), but it could not be handed to tmux")
+        assert "set -g set-clipboard on" in notice.message
+        assert app.clipboard == pane.reply_text, "OSC 52 went out all the same"

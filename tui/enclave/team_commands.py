@@ -20,10 +20,10 @@ class RunTeam:
 
 def parse_team_command(line: str, known: list[str]) -> RunTeam | None:
     """The run a prompt line asks for; None when the line is not a team command."""
-    word, _, rest = line.strip().partition(" ")
+    word, rest = _first_word(line)
     if word != "/team" and word not in ADHOC:
         return None
-    target, _, text = rest.strip().partition(" ")
+    target, text = _first_word(rest)
     if not target or not text.strip():
         raise PromptError(
             f"{word} needs {'a team' if word == '/team' else 'agents'} and a message: {word} {'NAME' if word == '/team' else 'a,b'} TEXT"
@@ -35,3 +35,10 @@ def parse_team_command(line: str, known: list[str]) -> RunTeam | None:
     if unknown:
         raise PromptError(f"no agent named {unknown[0]!r}")
     return RunTeam(text.strip(), kind=ADHOC[word], members=members)
+
+
+def _first_word(text: str) -> tuple[str, str]:
+    """The first word and the rest; any whitespace ends a word (a pasted message may begin on
+    the line after ``/chain a,b``), and the rest keeps its line breaks."""
+    parts = text.split(maxsplit=1)
+    return (parts[0], parts[1]) if len(parts) == 2 else (parts[0] if parts else "", "")

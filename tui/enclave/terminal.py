@@ -12,6 +12,7 @@ type ``^2``.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from enum import Enum
 from typing import cast
@@ -29,29 +30,43 @@ def read_alt_digits() -> None:
         table[f"\x1b{key.value[-1]}"] = (key,)
 
 
+SET_CLIPBOARD_ON = "add `set -g set-clipboard on` to ~/.tmux.conf"
+
+
+class TmuxUnreachable(Exception):
+    """The ``tmux`` command could not be run, or did not answer."""
+
+
 async def tmux_copy(text: str) -> tuple[str, bool] | None:
     """Inside tmux, what a copy needs besides OSC 52, done, and a line for the person with
-    whether it reached the clipboard; None outside tmux or when tmux passes OSC 52 on
-    (``set-clipboard on``).
+    whether it reached the clipboard (a line that goes after "copied …": "through …" when it
+    did, "but …" when it did not or may not have); None outside tmux or when tmux passes
+    OSC 52 on (``set-clipboard on``).
 
     tmux's default ``set-clipboard external`` drops an application's OSC 52, so the text
     goes in through ``tmux load-buffer -w``, which tmux forwards to the terminal's clipboard
-    itself; with ``off`` only tmux's paste buffer gets it.
+    itself; with ``off`` only tmux's paste buffer gets it. When the ``tmux`` command cannot
+    be run at all, nothing is known of where the text went, and the line says so.
     """
     if not os.environ.get("TMUX"):
         return None
-    mode = await _tmux(["show-options", "-gv", "set-clipboard"])
-    if mode is None or mode.strip() == "on":
-        return None
-    if await _tmux(["load-buffer", "-w", "-"], text) is None:
-        return "tmux did not take the text; add `set -g set-clipboard on` to ~/.tmux.conf", False
-    if mode.strip() == "off":
-        return "in tmux's paste buffer only (prefix ] pastes); add `set -g set-clipboard on` to ~/.tmux.conf", False
+    try:
+        mode = await _tmux(["show-options", "-gv", "set-clipboard"])
+        if mode is not None and mode.strip() == "on":
+            return None
+        taken = await _tmux(["load-buffer", "-w", "-"], text)
+    except TmuxUnreachable as exc:
+        return f"but it could not be handed to tmux ({exc}), so it is on the clipboard only if tmux passes it on: {SET_CLIPBOARD_ON}", False
+    if taken is None:
+        return f"but tmux did not take the text; {SET_CLIPBOARD_ON}", False
+    if mode is not None and mode.strip() == "off":
+        return f"but only into tmux's paste buffer (prefix ] pastes it), not the clipboard; {SET_CLIPBOARD_ON}", False
     return "through tmux's paste buffer", True
 
 
 async def _tmux(args: list[str], stdin: str | None = None) -> str | None:
-    """tmux's output, or None when it fails or takes over 2 s."""
+    """tmux's output, or None when it ran and failed; TmuxUnreachable when it could not be run
+    or took over 2 s."""
     try:
         process = await asyncio.create_subprocess_exec(
             "tmux",
@@ -60,7 +75,13 @@ async def _tmux(args: list[str], stdin: str | None = None) -> str | None:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
         )
+    except OSError as exc:
+        raise TmuxUnreachable(f"the tmux command could not be run: {exc.strerror or exc}") from None
+    try:
         out, _ = await asyncio.wait_for(process.communicate(stdin.encode() if stdin is not None else b""), 2)
-    except (OSError, TimeoutError):
-        return None
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+        raise TmuxUnreachable("the tmux command did not answer in 2 s") from None
     return out.decode(errors="replace") if process.returncode == 0 else None

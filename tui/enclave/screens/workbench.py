@@ -233,9 +233,10 @@ class WorkbenchScreen(Screen[None]):
         if not self.panes:
             self.notify(self._empty_text() or "not connected to enclaved yet", severity="warning")
             return
+        message = PromptInput.message(event.value)  # a paste's ⏎ marks are line breaks, for teams too
         try:
-            run = parse_team_command(event.value, list(self.panes))
-            send = parse_prompt(PromptInput.message(event.value), list(self.panes)) if run is None else None
+            run = parse_team_command(message, list(self.panes))
+            send = parse_prompt(message, list(self.panes)) if run is None else None
         except PromptError as exc:
             self.notify(str(exc), severity="error")
             return
@@ -464,4 +465,8 @@ class WorkbenchScreen(Screen[None]):
     async def _copy(self, text: str, what: str) -> None:
         self.app.copy_to_clipboard(text)
         how, reached = await tmux_copy(text) or ("", True)
-        self.notify(f"copied {what} ({len(text)} characters){'; ' + how if how else ''}", severity="information" if reached else "warning")
+        said = f"copied {what} ({len(text)} characters)"
+        if not reached:
+            self.notify(f"{said}, {how}", severity="warning")  # "…, but only into tmux's paste buffer …"
+        else:
+            self.notify(f"{said}; {how}" if how else said)
