@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from enclave_contract import durations
+
 # C0/C1 control characters (ESC included) but newline and tab: model output must not be able
 # to drive the terminal.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -26,13 +28,10 @@ def kept_states(entries: int, size: int, budget: int) -> str:
     return f"{entries} · {human_bytes(size)}/{human_bytes(budget)}" if budget else "-"
 
 
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*")
-
-
 def seconds(text: str) -> float:
     """A duration a person writes (``300s``, ``5m``, ``1.5h``, a bare number is seconds);
     ValueError when it is not one."""
-    m = _DURATION.fullmatch(text)
-    if not m:
-        raise ValueError(f'{text.strip()!r} is not a duration; write it like "300s" or "5m"')
-    return float(m.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[m.group(2) or "s"]
+    value = durations.seconds(text)
+    if value is None:
+        raise ValueError(f"{text.strip()!r} is not a duration; {durations.HOW}")
+    return value

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from enclave_contract import durations
 from enclaved.audit.recorder import Recorder
 from enclaved.audit.records import Entry
 from enclaved.errors import ConfigError, InvalidArgument, NotFound, ResourceExhausted
@@ -154,11 +155,10 @@ def parse_timeout(value: object, where: str) -> float:
     """``"300s"``, ``"5m"``, ``300`` or ``300.0`` as seconds."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", str(value))
-    if not m:
-        raise InvalidArgument(f'{where} timeout: cannot read {value!r}; write it like "300s" or "5m"')
-    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(2) or "s"]
-    return float(m.group(1)) * scale
+    parsed = durations.seconds(str(value))
+    if parsed is None:
+        raise InvalidArgument(f"{where} timeout: cannot read {value!r}; {durations.HOW}")
+    return parsed
 
 
 class TeamBook:
