@@ -13,7 +13,10 @@ returned, so a test can tell how much of the log a client read.
 Two ways to feed ``Chat.Watch``:
 
 - **scripted**: ``events=[...]`` are sent at once, in order, then the stream stays open (and
-  quiet) until the client cancels it or the daemon stops;
+  quiet) until the client cancels it or the daemon stops; ``push_events`` sends more, later, to
+  every Watch open then (a turn that happens while the client looks), and ``scripted_turn``
+  builds one turn's events: started, history trimmed (optional), generating, the reply, and
+  finished with a given finish reason;
 - **synthetic**: ``rate=R`` with ``agents=N`` (agents ``a1``..``aN``): like the real daemon,
   each agent gets one ``TokenDelta`` about every 33 ms (``COALESCE_SECONDS``), R/N/30 tokens on average (the
   fraction carried over), each token a lowercase ASCII word and a space. A turn is
@@ -221,6 +224,7 @@ class ScriptedDaemon:
         self.audit_pages: list[tuple[int, int]] = []  # (offset, limit) of every Audit.Rows call
         self.audit_verifies = 0  # Audit.Verify calls
         self._audit_followers: list[tuple[audit_pb2.AuditQuery, asyncio.Queue[audit_pb2.AuditRecord | None]]] = []
+        self._watchers: list[asyncio.Queue[chat_pb2.ChatEvent | None]] = []  # scripted or quiet Watch streams open
         self._server: grpc.aio.Server | None = None
         self._peers: PeerRegistry | None = None
         self._stopping = asyncio.Event()
@@ -246,6 +250,8 @@ class ScriptedDaemon:
         self._stopping.set()
         for _, queue in self._audit_followers:
             queue.put_nowait(None)  # Follow ends, as Watch does
+        for watcher in self._watchers:
+            watcher.put_nowait(None)
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
@@ -271,6 +277,19 @@ class ScriptedDaemon:
         if marks:
             stats["marks"] = self.marks
         return stats
+
+    @property
+    def watches(self) -> int:
+        """Scripted (or quiet) Watch streams open now: the ones ``push_events`` reaches."""
+        return len(self._watchers)
+
+    def push_events(self, events: Sequence[chat_pb2.ChatEvent]) -> None:
+        """More events, as if they happened now: sent, in order, to every scripted or quiet
+        Watch stream open (each filtered by the agents it asked for), after what it was sent
+        before. Synthetic streams do not take them."""
+        for watcher in self._watchers:
+            for event in events:
+                watcher.put_nowait(event)
 
     @property
     def audit_follows(self) -> int:
@@ -341,6 +360,40 @@ class ScriptedDaemon:
         await context.write(
             chat_pb2.ChatEvent(agent=turn.agent, turn_id=turn.id, phase=chat_pb2.PhaseChanged(phase=chat_pb2.TURN_PHASE_GENERATING))
         )
+
+
+def scripted_turn(
+    agent: str,
+    turn_id: str,
+    user_message: str,
+    reply: str,
+    *,
+    finish_reason: chat_pb2.FinishReason = chat_pb2.FINISH_REASON_END_OF_TURN,
+    dropped_messages: int = 0,
+    model: str = "",
+    prompt_tokens: int = 24,
+    tokens_per_second: float = 40.0,
+) -> list[chat_pb2.ChatEvent]:
+    """One whole turn's Watch events, the same every run: started, ``truncated`` (when
+    ``dropped_messages``: the oldest messages were left out of the prompt), phase generating,
+    the reply in one delta (one token a word), and finished with ``finish_reason`` (max tokens,
+    cancelled, context full, ...), its usage and a fixed generation speed."""
+    tokens = len(reply.split())
+    events = [chat_pb2.ChatEvent(agent=agent, turn_id=turn_id, started=chat_pb2.TurnStarted(model=model, user_message=user_message))]
+    if dropped_messages:
+        trimmed = chat_pb2.HistoryTruncated(dropped_messages=dropped_messages, prompt_tokens=prompt_tokens)
+        events.append(chat_pb2.ChatEvent(agent=agent, turn_id=turn_id, truncated=trimmed))
+    events.append(chat_pb2.ChatEvent(agent=agent, turn_id=turn_id, phase=chat_pb2.PhaseChanged(phase=chat_pb2.TURN_PHASE_GENERATING)))
+    if reply:
+        events.append(chat_pb2.ChatEvent(agent=agent, turn_id=turn_id, delta=chat_pb2.TokenDelta(text=reply, tokens=tokens)))
+    seconds = tokens / tokens_per_second if tokens_per_second else 0.0
+    finished = chat_pb2.TurnFinished(
+        finish_reason=finish_reason,
+        usage=chat_pb2.Usage(prompt_tokens=prompt_tokens, completion_tokens=tokens),
+        timings=chat_pb2.Timings(generation_ms=seconds * 1000, generation_tokens_per_second=tokens_per_second),
+    )
+    events.append(chat_pb2.ChatEvent(agent=agent, turn_id=turn_id, finished=finished))
+    return events
 
 
 def _marker(i: int) -> str:
@@ -427,16 +480,25 @@ class _Chat(chat_pb2_grpc.ChatServicer):
             if name not in known:
                 await context.abort(grpc.StatusCode.NOT_FOUND, f"no agent named {name!r}")
         wanted = set(request.agents or known)
-        if self.d.events is not None:
-            for event in self.d.events:
-                if not event.agent or event.agent in wanted:
-                    await context.write(event)
-        elif self.d.rate is not None:
+        if self.d.rate is not None and self.d.events is None:
             if self.d.first_watch is None:
                 self.d.first_watch = time.monotonic()
             await self.d.synthetic([n for n in known if n in wanted], context)
             return
-        await self.d._until_stopped()
+        # open and quiet until the client cancels or the daemon stops, but for pushed events
+        pushed: asyncio.Queue[chat_pb2.ChatEvent | None] = asyncio.Queue()
+        self.d._watchers.append(pushed)  # before the scripted events: nothing pushed meanwhile is lost
+        try:
+            if self.d._stopping.is_set():
+                return
+            for event in self.d.events or ():
+                if not event.agent or event.agent in wanted:
+                    await context.write(event)
+            while (later := await pushed.get()) is not None:
+                if not later.agent or later.agent in wanted:
+                    await context.write(later)
+        finally:
+            self.d._watchers.remove(pushed)
 
 
 def audit_matches(query: audit_pb2.AuditQuery, record: audit_pb2.AuditRecord) -> bool:
