@@ -289,7 +289,9 @@ class Transcript(ScrollView):
         return [Strip(line, self._width) for line in lines]
 
     def _text(self, text: str, component: str, *, italic: bool = False, rule: bool = False, bold_prefix: str = "") -> list[Strip]:
-        style = self.rich_style + self.get_component_rich_style(component, partial=True)
+        # the whole style: a partial one leaves translucent colours ($text-muted is "auto 60%",
+        # $boost a white overlay) unblended, so they came out white
+        style = self.get_component_rich_style(component)
         if italic:
             style += Style(italic=True)
         body = Text(bold_prefix + text.expandtabs(4), style=style, end="")
@@ -297,7 +299,7 @@ class Transcript(ScrollView):
             body.stylize(Style(bold=True), 0, len(bold_prefix))
         if not rule:
             return self._draw_lines(body)
-        rule_style = self.rich_style + self.get_component_rich_style("transcript--rule", partial=True)
+        rule_style = self.get_component_rich_style("transcript--rule")
         lines = self.app.console.render_lines(body, self._options(self._width - len(_USER_RULE)), style=style)
         return [Strip([Segment(_USER_RULE, rule_style), *line], self._width) for line in lines]
 
