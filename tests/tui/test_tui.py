@@ -99,8 +99,9 @@ async def test_no_daemon_shows_a_banner_not_a_traceback() -> None:
         await pilot.pause()
         # at once, before the first attempt gives up: not a blank screen
         assert banner.has_class("visible") and "connecting to enclaved on" in str(banner.render())
+        assert not banner.has_class("problem")  # news, not an error yet
         await wait_until(pilot, lambda: "not connected" in str(banner.render()), timeout=15)
-        assert "not connected — retrying: no enclaved answers at" in str(banner.render())
+        assert "not connected — retrying: no enclaved answers at" in str(banner.render()) and banner.has_class("problem")
 
 
 def test_prompt_commands() -> None:

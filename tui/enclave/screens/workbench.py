@@ -156,15 +156,16 @@ class WorkbenchScreen(Screen[None]):
         self._show_empty()
 
     def _empty_text(self) -> str:
-        """What to do when there is no agent to talk to ("" when there is)."""
+        """What to do when there is no agent to talk to ("" when there is), in Textual markup
+        (the commands in bold)."""
         if self.panes or not self.attached:
             return ""
         if self.status is not None and not self.status.models:
             return (
-                "No models yet: put a .gguf file in enclaved's models folder (`enclave models` lists "
-                "what it sees), or make a small test model with `enclave make-model models/demo.gguf`."
+                "No models yet: put a .gguf file in enclaved's models folder ([b]enclave models[/b] lists "
+                "what it sees), or make a small test model with [b]enclave make-model models/demo.gguf[/b]."
             )
-        return "No agents yet: alt+n creates one (or `enclave agent put NAME --model MODEL`)."
+        return "No agents yet: alt+n creates one (or [b]enclave agent put NAME --model MODEL[/b])."
 
     def _show_empty(self) -> None:
         text = self._empty_text()
@@ -179,7 +180,7 @@ class WorkbenchScreen(Screen[None]):
         for pane in self.panes.values():
             pane.disconnected()
         state = "disconnected" if message.was_attached else "not connected"
-        self.show_banner(f"{state} — retrying: {message.problem}")
+        self.show_banner(f"{state} — retrying: {message.problem}", problem=True)
 
     @on(SessionNotice)
     def _notice(self, notice: SessionNotice) -> None:
@@ -188,10 +189,12 @@ class WorkbenchScreen(Screen[None]):
         else:
             self.notify(notice.text)
 
-    def show_banner(self, text: str) -> None:
+    def show_banner(self, text: str, *, problem: bool = False) -> None:
+        """A line over the panes on the connection: news ("connecting …") or a ``problem``."""
         banner = self.query_one("#banner", Static)
         banner.update(text)
         banner.set_class(bool(text), "visible")
+        banner.set_class(problem, "problem")
 
     async def _show_agents(self, agents: list[AgentView], fresh: bool = True) -> None:
         """One pane per agent, numbered 1…N in the daemon's order. Panes that stay keep what
