@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import stat
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -147,6 +148,59 @@ async def test_conversations_survive_a_restart(tmp_path: Path) -> None:
         ("assistant", "hi there", "t1", "stop"),
     ]
     assert agents == {"alice": {"model": "tiny", "system": "be brief", "params": {"temperature": 0.2}}, "bob": {"model": "tiny"}}
+
+
+async def test_a_replys_trimmed_history_is_kept_and_rows_without_it_read_as_none_left_out(tmp_path: Path) -> None:
+    """How many oldest messages a reply's prompt left out goes in the row's encrypted body, as
+    ``context_tokens`` does: no column, so a database written before it loads unchanged, and a
+    reply with nothing left out is stored exactly as before (an older daemon reads it too)."""
+    from enclaved.audit.conversations import _message_aad
+    from enclaved.audit.writer import Statement, Writer
+
+    async with await AuditLog.open(tmp_path) as log:
+        conv = log.conversations
+
+        def old_row(position: int, doc: dict[str, object]) -> Callable[[Writer], tuple[list[Statement], None]]:
+            """A message row as a daemon that did not keep ``dropped_messages`` wrote it."""
+
+            def build(w: Writer) -> tuple[list[Statement], None]:
+                message_id, key_id = w.next_message_id(), w.keyring.current
+                body = json.dumps(doc).encode()
+                nonce, ct = w.keyring.encrypt(key_id, body, _message_aad("alice", message_id, key_id, position))
+                return [("INSERT INTO messages VALUES (?, ?, ?, ?, ?)", (message_id, "alice", key_id, nonce, ct))], None
+
+            return build
+
+        await log._writer.submit(old_row(0, {"role": "user", "content": "hello", "turn_id": "t1", "finish_reason": ""}))
+        old_reply = {"role": "assistant", "content": "hi", "turn_id": "t1", "finish_reason": "max_tokens", "context_tokens": 90}
+        await log._writer.submit(old_row(1, old_reply))
+        await conv.save_message("alice", 2, "user", "more", "t2")
+        await conv.save_message("alice", 3, "assistant", "sure", "t2", "end_of_turn", 120, dropped_messages=2)
+        await conv.save_message("alice", 4, "user", "and", "t3")
+        await conv.save_message("alice", 5, "assistant", "so", "t3", "end_of_turn", 130)
+        bodies = await log._db.execute_fetchall("SELECT id, key_id, nonce, body FROM messages ORDER BY id")
+        keyring = log._writer.keyring
+        docs = [json.loads(keyring.decrypt(k, n, b, _message_aad("alice", i, k, p))) for p, (i, k, n, b) in enumerate(bodies)]
+    assert docs[3] == {
+        "role": "assistant",
+        "content": "sure",
+        "turn_id": "t2",
+        "finish_reason": "end_of_turn",
+        "context_tokens": 120,
+        "dropped_messages": 2,
+    }
+    assert set(docs[5]) == set(old_reply), "a reply with nothing left out is stored as before"
+    async with await AuditLog.open(tmp_path) as log:
+        transcript = (await log.conversations.load_transcripts())["alice"]
+    assert not transcript.damage, transcript.damage
+    assert [(m.content, m.finish_reason, m.context_tokens, m.dropped_messages) for m in transcript.messages] == [
+        ("hello", "", 0, 0),
+        ("hi", "max_tokens", 90, 0),
+        ("more", "", 0, 0),
+        ("sure", "end_of_turn", 120, 2),
+        ("and", "", 0, 0),
+        ("so", "end_of_turn", 130, 0),
+    ]
 
 
 async def test_no_plaintext_in_any_file_before_or_after_the_wal_is_checkpointed(tmp_path: Path) -> None:

@@ -411,16 +411,18 @@ def test_a_long_conversation_with_a_remote_agent_leaves_its_oldest_messages_out(
     """The server's context holds 512 tokens; four messages of some 170 tokens each outgrow
     it (without trimming, that server's stream ends with no reply). The engine counts the tokens."""
     paragraph = "The quick brown fox jumps over the lazy dog by the river bank. " * 12
-    trimmed = []
+    trimmed, dropped = [], []
     for i in range(4):
         t = turn(daemon, "long", f"{i}. {paragraph}")
         assert t.code is None and kinds(t.events)[-1] == "finished", t.error
         trimmed += [e.truncated for e in t.events if e.HasField("truncated")]
+        dropped.append(sum(e.truncated.dropped_messages for e in t.events if e.HasField("truncated")))
         assert t.events[-1].finished.usage.prompt_tokens < 512
     assert trimmed, "the history outgrew the context and nothing was left out"
     assert all(tr.dropped_messages % 2 == 0 and 0 < tr.prompt_tokens <= 512 for tr in trimmed)
     transcript = daemon.stubs().agents.GetTranscript(agents_pb2.GetTranscriptRequest(name="long"), timeout=10).messages
     assert len(transcript) == 8  # left out of the prompt, not of the transcript
+    assert [m.dropped_messages for m in transcript[1::2]] == dropped, "each reply keeps how many its prompt left out"
     assert "engine ctx counts tokens at /extras/tokenize/count" in daemon.log
 
 

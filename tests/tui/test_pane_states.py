@@ -4,7 +4,9 @@ the prompt, honest rates and context, and what to do when there is nothing to ta
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from textual import events
@@ -17,7 +19,7 @@ from enclave.views import AgentView, ChatMessage
 from enclave.widgets.agent_pane import ENDINGS, AgentPane
 from enclave.widgets.prompt import PromptInput
 from enclave_contract.v1 import agents_pb2, chat_pb2
-from tests.helpers import Daemon, short_tmpdir, start_daemon, wait_until
+from tests.helpers import Daemon, enclave, short_tmpdir, start_daemon, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -176,6 +178,127 @@ async def test_a_reply_cut_at_max_tokens_is_marked_and_the_context_survives_a_re
         pane = app.workbench.panes["cut"]
         await wait_until(pilot, lambda: f"ctx {used}/" in pane._title(0))
         assert texts(pane, "marker") == [f"— {ENDINGS['max_tokens']}"], "the marker comes back with the transcript"
+
+
+# a 256-token context (llama.cpp's least), a quarter of it kept for the reply: after one reply
+# of 200 tokens the next prompt has no room for the first exchange
+TRIM_CONFIG = """
+[[models]]
+name = "tiny"
+n_ctx = 256
+n_seq_max = 1
+n_threads = 1
+
+[[agents]]
+name = "trim"
+model = "tiny"
+max_tokens = 200
+seed = 7
+"""
+
+TRIMMED = "— 2 oldest messages left out to fit the context"
+
+
+async def test_a_trimmed_history_is_marked_live_and_again_after_the_app_and_the_daemon_restart(
+    daemon_factory: Callable[..., Daemon],
+) -> None:
+    home = short_tmpdir()
+    daemon = daemon_factory(TRIM_CONFIG, home=home)
+    app = EnclaveApp(daemon.socket, spawn=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.workbench.attached)
+        pane = app.workbench.panes["trim"]
+        for message in ("tell me everything", "and then"):
+            await pilot.press(*message, "enter")
+            await wait_until(pilot, lambda message=message: pane.state == "idle" and texts(pane, "user")[-1:] == [message])  # type: ignore[misc]
+            await wait_until(pilot, lambda: len(texts(pane, "reply")) == len(texts(pane, "user")))
+        live = [(e.kind, e.text) for e in pane.body.entries]
+    stored = daemon.stubs().agents.GetTranscript(agents_pb2.GetTranscriptRequest(name="trim"), timeout=10).messages
+    assert [(m.role, m.dropped_messages) for m in stored] == [
+        (agents_pb2.ROLE_USER, 0),
+        (agents_pb2.ROLE_ASSISTANT, 0),
+        (agents_pb2.ROLE_USER, 0),
+        (agents_pb2.ROLE_ASSISTANT, 2),
+    ], "the second prompt left the first exchange out, and its reply says so"
+    cut = f"— {ENDINGS['max_tokens']}"
+    assert [(kind, text if kind == "marker" else "") for kind, text in live] == [
+        ("user", ""),
+        ("reply", ""),
+        ("marker", cut),
+        ("user", ""),
+        ("marker", TRIMMED),  # above the reply whose prompt left them out, as live
+        ("reply", ""),
+        ("marker", cut),
+    ]
+    lines = [json.loads(line) for line in enclave(daemon, "transcript", "trim", "--json").stdout.splitlines()]
+    assert [m["dropped_messages"] for m in lines] == [None, 0, None, 2]
+
+    async def shown_again(socket: Path) -> None:
+        app = EnclaveApp(socket, spawn=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_until(pilot, lambda: app.workbench.attached)
+            pane = app.workbench.panes["trim"]
+            assert [(e.kind, e.text) for e in pane.body.entries] == live, "the transcript reads as it was shown live"
+
+    await shown_again(daemon.socket)
+    assert daemon.stop() == 0
+    restarted = await asyncio.to_thread(daemon_factory, TRIM_CONFIG, home=home)
+    await shown_again(restarted.socket)
+
+
+LONG_CONFIG = """
+[[models]]
+name = "tiny"
+n_ctx = %d
+n_seq_max = 1
+n_threads = 1
+
+[[agents]]
+name = "long"
+model = "tiny"
+max_tokens = 3000
+seed = 7
+"""
+
+
+async def test_a_cancelled_reply_is_marked_live_and_after_the_app_restarts(daemon_factory: Callable[..., Daemon]) -> None:
+    daemon = daemon_factory(LONG_CONFIG % 4096)  # a reply of up to 3000 tokens: it outlasts the key
+    app = EnclaveApp(daemon.socket, spawn=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.workbench.attached)
+        pane = app.workbench.panes["long"]
+        await pilot.press(*"a long story", "enter")
+        await wait_until(pilot, lambda: pane.state == "generating" and pane.reply_text != "")
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: pane.state == "cancelled")
+        assert texts(pane, "marker") == [f"— {ENDINGS['cancelled']}"]
+        live = [(e.kind, e.text) for e in pane.body.entries]
+    stored = daemon.stubs().agents.GetTranscript(agents_pb2.GetTranscriptRequest(name="long"), timeout=10).messages[-1]
+    assert stored.finish_reason == "cancelled" and stored.content
+    app = EnclaveApp(daemon.socket, spawn=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.workbench.attached)
+        assert [(e.kind, e.text) for e in app.workbench.panes["long"].body.entries] == live
+
+
+async def test_a_reply_that_fills_the_context_is_marked_live_and_after_the_app_restarts(daemon_factory: Callable[..., Daemon]) -> None:
+    daemon = daemon_factory(LONG_CONFIG % 256)  # 3000 tokens asked for, 256 in the context
+    app = EnclaveApp(daemon.socket, spawn=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.workbench.attached)
+        pane = app.workbench.panes["long"]
+        await pilot.press(*"fill it up", "enter")
+        await wait_until(pilot, lambda: pane.state == "idle" and pane.reply_text != "")
+        await wait_until(pilot, lambda: texts(pane, "marker") == [f"— {ENDINGS['context_full']}"])
+        await wait_until(pilot, lambda: f"ctx {pane.context_tokens}/256" in pane._title(0))
+        assert pane.context_tokens >= 256, "the reply ran to the end of the context"
+        live = [(e.kind, e.text) for e in pane.body.entries]
+    stored = daemon.stubs().agents.GetTranscript(agents_pb2.GetTranscriptRequest(name="long"), timeout=10).messages[-1]
+    assert stored.finish_reason == "context_full"
+    app = EnclaveApp(daemon.socket, spawn=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.workbench.attached)
+        assert [(e.kind, e.text) for e in app.workbench.panes["long"].body.entries] == live
 
 
 async def test_page_keys_scroll_the_selected_pane_and_new_text_below_is_flagged(shared_daemon: Daemon) -> None:

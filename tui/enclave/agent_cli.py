@@ -113,7 +113,14 @@ def cmd_transcript(client: Client, args: argparse.Namespace) -> int:
     for m in messages:
         role = ROLES.get(m.role, "unknown")
         if args.json:
-            line = {"role": role, "content": m.content, "turn_id": m.turn_id or None, "finish_reason": m.finish_reason or None}
+            line = {
+                "role": role,
+                "content": m.content,
+                "turn_id": m.turn_id or None,
+                "finish_reason": m.finish_reason or None,
+                # a reply's: how many of the oldest messages its prompt left out to fit the context
+                "dropped_messages": m.dropped_messages if m.role == agents_pb2.ROLE_ASSISTANT else None,
+            }
             print(json.dumps(line, ensure_ascii=False))
         else:
             print(f"{role}: {safe_text(m.content)}\n")

@@ -100,7 +100,13 @@ def agent_message(a: AgentView) -> agents_pb2.Agent:
 
 
 def chat_message(m: agents_pb2.TranscriptMessage) -> ChatMessage:
-    return ChatMessage(role=_ROLES.get(m.role, "user"), content=m.content, turn_id=m.turn_id, finish_reason=m.finish_reason)
+    return ChatMessage(
+        role=_ROLES.get(m.role, "user"),
+        content=m.content,
+        turn_id=m.turn_id,
+        finish_reason=m.finish_reason,
+        dropped_messages=m.dropped_messages,
+    )
 
 
 # ---- models and status -----------------------------------------------------------------------

@@ -49,6 +49,7 @@ class ChatMessage:
     content: str
     turn_id: str = ""
     finish_reason: str = ""
+    dropped_messages: int = 0  # a reply's: oldest messages its prompt left out to fit the context
 
 
 @dataclass(frozen=True)

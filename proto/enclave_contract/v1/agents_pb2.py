@@ -24,41 +24,41 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n enclave_contract/v1/agents.proto\x12\nenclave.v1\"\x96\x02\n\x0eSamplingParams\x12\x18\n\x0btemperature\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_k\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x12\n\x05min_p\x18\x04 \x01(\x02H\x03\x88\x01\x01\x12\x1b\n\x0erepeat_penalty\x18\x05 \x01(\x02H\x04\x88\x01\x01\x12\x11\n\x04seed\x18\x06 \x01(\rH\x05\x88\x01\x01\x12\x0c\n\x04stop\x18\x07 \x03(\t\x12\x17\n\nmax_tokens\x18\x08 \x01(\x05H\x06\x88\x01\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_kB\x08\n\x06_top_pB\x08\n\x06_min_pB\x11\n\x0f_repeat_penaltyB\x07\n\x05_seedB\r\n\x0b_max_tokens\"\xba\x01\n\x05\x41gent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06system\x18\x03 \x01(\t\x12,\n\x08sampling\x18\x04 \x01(\x0b\x32\x1a.enclave.v1.SamplingParams\x12\r\n\x05turns\x18\x05 \x01(\x05\x12\x0c\n\x04\x62usy\x18\x06 \x01(\x08\x12\x16\n\x0e\x63ontext_tokens\x18\x07 \x01(\x05\x12\x0e\n\x06\x64\x61mage\x18\x08 \x01(\t\x12\x11\n\tfallbacks\x18\t \x03(\t\"l\n\x11TranscriptMessage\x12\x1e\n\x04role\x18\x01 \x01(\x0e\x32\x10.enclave.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0f\n\x07turn_id\x18\x03 \x01(\t\x12\x15\n\rfinish_reason\x18\x04 \x01(\t\"\x13\n\x11ListAgentsRequest\"7\n\x12ListAgentsResponse\x12!\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x11.enclave.v1.Agent\"3\n\x0fPutAgentRequest\x12 \n\x05\x61gent\x18\x01 \x01(\x0b\x32\x11.enclave.v1.Agent\"E\n\x10PutAgentResponse\x12 \n\x05\x61gent\x18\x01 \x01(\x0b\x32\x11.enclave.v1.Agent\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\"\n\x12\x44\x65leteAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteAgentResponse\"$\n\x14GetTranscriptRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"H\n\x15GetTranscriptResponse\x12/\n\x08messages\x18\x01 \x03(\x0b\x32\x1d.enclave.v1.TranscriptMessage\"&\n\x16\x43learTranscriptRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x19\n\x17\x43learTranscriptResponse*P\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03\x32\x9e\x03\n\x06\x41gents\x12K\n\nListAgents\x12\x1d.enclave.v1.ListAgentsRequest\x1a\x1e.enclave.v1.ListAgentsResponse\x12\x45\n\x08PutAgent\x12\x1b.enclave.v1.PutAgentRequest\x1a\x1c.enclave.v1.PutAgentResponse\x12N\n\x0b\x44\x65leteAgent\x12\x1e.enclave.v1.DeleteAgentRequest\x1a\x1f.enclave.v1.DeleteAgentResponse\x12T\n\rGetTranscript\x12 .enclave.v1.GetTranscriptRequest\x1a!.enclave.v1.GetTranscriptResponse\x12Z\n\x0f\x43learTranscript\x12\".enclave.v1.ClearTranscriptRequest\x1a#.enclave.v1.ClearTranscriptResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n enclave_contract/v1/agents.proto\x12\nenclave.v1\"\x96\x02\n\x0eSamplingParams\x12\x18\n\x0btemperature\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_k\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x12\n\x05min_p\x18\x04 \x01(\x02H\x03\x88\x01\x01\x12\x1b\n\x0erepeat_penalty\x18\x05 \x01(\x02H\x04\x88\x01\x01\x12\x11\n\x04seed\x18\x06 \x01(\rH\x05\x88\x01\x01\x12\x0c\n\x04stop\x18\x07 \x03(\t\x12\x17\n\nmax_tokens\x18\x08 \x01(\x05H\x06\x88\x01\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_kB\x08\n\x06_top_pB\x08\n\x06_min_pB\x11\n\x0f_repeat_penaltyB\x07\n\x05_seedB\r\n\x0b_max_tokens\"\xba\x01\n\x05\x41gent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06system\x18\x03 \x01(\t\x12,\n\x08sampling\x18\x04 \x01(\x0b\x32\x1a.enclave.v1.SamplingParams\x12\r\n\x05turns\x18\x05 \x01(\x05\x12\x0c\n\x04\x62usy\x18\x06 \x01(\x08\x12\x16\n\x0e\x63ontext_tokens\x18\x07 \x01(\x05\x12\x0e\n\x06\x64\x61mage\x18\x08 \x01(\t\x12\x11\n\tfallbacks\x18\t \x03(\t\"\x86\x01\n\x11TranscriptMessage\x12\x1e\n\x04role\x18\x01 \x01(\x0e\x32\x10.enclave.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0f\n\x07turn_id\x18\x03 \x01(\t\x12\x15\n\rfinish_reason\x18\x04 \x01(\t\x12\x18\n\x10\x64ropped_messages\x18\x05 \x01(\x05\"\x13\n\x11ListAgentsRequest\"7\n\x12ListAgentsResponse\x12!\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x11.enclave.v1.Agent\"3\n\x0fPutAgentRequest\x12 \n\x05\x61gent\x18\x01 \x01(\x0b\x32\x11.enclave.v1.Agent\"E\n\x10PutAgentResponse\x12 \n\x05\x61gent\x18\x01 \x01(\x0b\x32\x11.enclave.v1.Agent\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\"\n\x12\x44\x65leteAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteAgentResponse\"$\n\x14GetTranscriptRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"H\n\x15GetTranscriptResponse\x12/\n\x08messages\x18\x01 \x03(\x0b\x32\x1d.enclave.v1.TranscriptMessage\"&\n\x16\x43learTranscriptRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x19\n\x17\x43learTranscriptResponse*P\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03\x32\x9e\x03\n\x06\x41gents\x12K\n\nListAgents\x12\x1d.enclave.v1.ListAgentsRequest\x1a\x1e.enclave.v1.ListAgentsResponse\x12\x45\n\x08PutAgent\x12\x1b.enclave.v1.PutAgentRequest\x1a\x1c.enclave.v1.PutAgentResponse\x12N\n\x0b\x44\x65leteAgent\x12\x1e.enclave.v1.DeleteAgentRequest\x1a\x1f.enclave.v1.DeleteAgentResponse\x12T\n\rGetTranscript\x12 .enclave.v1.GetTranscriptRequest\x1a!.enclave.v1.GetTranscriptResponse\x12Z\n\x0f\x43learTranscript\x12\".enclave.v1.ClearTranscriptRequest\x1a#.enclave.v1.ClearTranscriptResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'enclave_contract.v1.agents_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=1068
-  _globals['_ROLE']._serialized_end=1148
+  _globals['_ROLE']._serialized_start=1095
+  _globals['_ROLE']._serialized_end=1175
   _globals['_SAMPLINGPARAMS']._serialized_start=49
   _globals['_SAMPLINGPARAMS']._serialized_end=327
   _globals['_AGENT']._serialized_start=330
   _globals['_AGENT']._serialized_end=516
-  _globals['_TRANSCRIPTMESSAGE']._serialized_start=518
-  _globals['_TRANSCRIPTMESSAGE']._serialized_end=626
-  _globals['_LISTAGENTSREQUEST']._serialized_start=628
-  _globals['_LISTAGENTSREQUEST']._serialized_end=647
-  _globals['_LISTAGENTSRESPONSE']._serialized_start=649
-  _globals['_LISTAGENTSRESPONSE']._serialized_end=704
-  _globals['_PUTAGENTREQUEST']._serialized_start=706
-  _globals['_PUTAGENTREQUEST']._serialized_end=757
-  _globals['_PUTAGENTRESPONSE']._serialized_start=759
-  _globals['_PUTAGENTRESPONSE']._serialized_end=828
-  _globals['_DELETEAGENTREQUEST']._serialized_start=830
-  _globals['_DELETEAGENTREQUEST']._serialized_end=864
-  _globals['_DELETEAGENTRESPONSE']._serialized_start=866
-  _globals['_DELETEAGENTRESPONSE']._serialized_end=887
-  _globals['_GETTRANSCRIPTREQUEST']._serialized_start=889
-  _globals['_GETTRANSCRIPTREQUEST']._serialized_end=925
-  _globals['_GETTRANSCRIPTRESPONSE']._serialized_start=927
-  _globals['_GETTRANSCRIPTRESPONSE']._serialized_end=999
-  _globals['_CLEARTRANSCRIPTREQUEST']._serialized_start=1001
-  _globals['_CLEARTRANSCRIPTREQUEST']._serialized_end=1039
-  _globals['_CLEARTRANSCRIPTRESPONSE']._serialized_start=1041
-  _globals['_CLEARTRANSCRIPTRESPONSE']._serialized_end=1066
-  _globals['_AGENTS']._serialized_start=1151
-  _globals['_AGENTS']._serialized_end=1565
+  _globals['_TRANSCRIPTMESSAGE']._serialized_start=519
+  _globals['_TRANSCRIPTMESSAGE']._serialized_end=653
+  _globals['_LISTAGENTSREQUEST']._serialized_start=655
+  _globals['_LISTAGENTSREQUEST']._serialized_end=674
+  _globals['_LISTAGENTSRESPONSE']._serialized_start=676
+  _globals['_LISTAGENTSRESPONSE']._serialized_end=731
+  _globals['_PUTAGENTREQUEST']._serialized_start=733
+  _globals['_PUTAGENTREQUEST']._serialized_end=784
+  _globals['_PUTAGENTRESPONSE']._serialized_start=786
+  _globals['_PUTAGENTRESPONSE']._serialized_end=855
+  _globals['_DELETEAGENTREQUEST']._serialized_start=857
+  _globals['_DELETEAGENTREQUEST']._serialized_end=891
+  _globals['_DELETEAGENTRESPONSE']._serialized_start=893
+  _globals['_DELETEAGENTRESPONSE']._serialized_end=914
+  _globals['_GETTRANSCRIPTREQUEST']._serialized_start=916
+  _globals['_GETTRANSCRIPTREQUEST']._serialized_end=952
+  _globals['_GETTRANSCRIPTRESPONSE']._serialized_start=954
+  _globals['_GETTRANSCRIPTRESPONSE']._serialized_end=1026
+  _globals['_CLEARTRANSCRIPTREQUEST']._serialized_start=1028
+  _globals['_CLEARTRANSCRIPTREQUEST']._serialized_end=1066
+  _globals['_CLEARTRANSCRIPTRESPONSE']._serialized_start=1068
+  _globals['_CLEARTRANSCRIPTRESPONSE']._serialized_end=1093
+  _globals['_AGENTS']._serialized_start=1178
+  _globals['_AGENTS']._serialized_end=1592
 # @@protoc_insertion_point(module_scope)

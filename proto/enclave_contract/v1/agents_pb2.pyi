@@ -61,16 +61,18 @@ class Agent(_message.Message):
     def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., system: _Optional[str] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., turns: _Optional[int] = ..., busy: _Optional[bool] = ..., context_tokens: _Optional[int] = ..., damage: _Optional[str] = ..., fallbacks: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TranscriptMessage(_message.Message):
-    __slots__ = ("role", "content", "turn_id", "finish_reason")
+    __slots__ = ("role", "content", "turn_id", "finish_reason", "dropped_messages")
     ROLE_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     TURN_ID_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_MESSAGES_FIELD_NUMBER: _ClassVar[int]
     role: Role
     content: str
     turn_id: str
     finish_reason: str
-    def __init__(self, role: _Optional[_Union[Role, str]] = ..., content: _Optional[str] = ..., turn_id: _Optional[str] = ..., finish_reason: _Optional[str] = ...) -> None: ...
+    dropped_messages: int
+    def __init__(self, role: _Optional[_Union[Role, str]] = ..., content: _Optional[str] = ..., turn_id: _Optional[str] = ..., finish_reason: _Optional[str] = ..., dropped_messages: _Optional[int] = ...) -> None: ...
 
 class ListAgentsRequest(_message.Message):
     __slots__ = ()

@@ -39,6 +39,7 @@ class TranscriptMessage:
     turn_id: str
     finish_reason: str = ""
     context_tokens: int = 0  # a reply's: how full the context was when it ended (0: not kept)
+    dropped_messages: int = 0  # a reply's: oldest messages its prompt left out (0: none, or not kept)
 
 
 @dataclass
@@ -82,12 +83,23 @@ class Conversations:
         self._keyring = keyring
 
     async def save_message(
-        self, agent: str, position: int, role: str, content: str, turn_id: str, finish_reason: str = "", context_tokens: int = 0
+        self,
+        agent: str,
+        position: int,
+        role: str,
+        content: str,
+        turn_id: str,
+        finish_reason: str = "",
+        context_tokens: int = 0,
+        dropped_messages: int = 0,
     ) -> None:
         """Store message ``position`` (0-based, since the last clear) of ``agent``'s transcript;
-        returns once it is on disk."""
-        doc = {"role": role, "content": content, "turn_id": turn_id, "finish_reason": finish_reason}
-        body = _json({**doc, "context_tokens": context_tokens} if context_tokens else doc)
+        returns once it is on disk. A reply's figures (``context_tokens``, ``dropped_messages``)
+        go in its encrypted body only when not 0; a row without them reads as 0, so rows
+        written before they were kept load as they are (no column, no migration)."""
+        doc: dict[str, Any] = {"role": role, "content": content, "turn_id": turn_id, "finish_reason": finish_reason}
+        figures = {"context_tokens": context_tokens, "dropped_messages": dropped_messages}
+        body = _json({**doc, **{k: v for k, v in figures.items() if v}})
 
         def build(w: Writer) -> tuple[list[Statement], None]:
             message_id, key_id = w.next_message_id(), w.keyring.current
@@ -125,7 +137,14 @@ class Conversations:
                     continue
                 t.next_position += 1
             t.messages.append(
-                TranscriptMessage(doc["role"], doc["content"], doc["turn_id"], doc["finish_reason"], doc.get("context_tokens", 0))
+                TranscriptMessage(
+                    doc["role"],
+                    doc["content"],
+                    doc["turn_id"],
+                    doc["finish_reason"],
+                    doc.get("context_tokens", 0),
+                    doc.get("dropped_messages", 0),
+                )
             )
         heads = await fetch_all(self._reader, "SELECT agent, key_id, nonce, body FROM transcript_heads")
         headed = set()

@@ -61,6 +61,7 @@ class Message:
     content: str
     turn_id: str
     finish_reason: str = ""
+    dropped_messages: int = 0  # an assistant reply's: oldest messages its prompt left out to fit
     # an assistant reply's tokens as the model generated them (in memory only): the next
     # prompt reuses them, so it begins with exactly what the agent's KV sequence holds
     tokens: tuple[int, ...] = field(default=(), compare=False, repr=False)
@@ -205,7 +206,7 @@ class AgentBook:
             agent = self._agents.get(name)
             if agent is None:
                 continue
-            agent.history = [Message(m.role, m.content, m.turn_id, m.finish_reason) for m in transcript.messages]
+            agent.history = [Message(m.role, m.content, m.turn_id, m.finish_reason, m.dropped_messages) for m in transcript.messages]
             agent.stored, agent.damage = transcript.next_position, transcript.damage
             # how full its context was after its last reply, so clients see it before it speaks
             agent.context_tokens = next((m.context_tokens for m in reversed(transcript.messages) if m.context_tokens), 0)

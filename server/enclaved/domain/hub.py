@@ -133,6 +133,7 @@ class LiveTurn:
     text: str = ""
     tokens: int = 0
     served: Served | None = None
+    truncated: Truncated | None = None
     run: str = ""
     step: int = 0
 
@@ -140,6 +141,8 @@ class LiveTurn:
         bodies: list[Body] = [self.started]
         if self.served is not None:
             bodies.append(self.served)
+        if self.truncated is not None:
+            bodies.append(self.truncated)
         if self.phase is not Phase.QUEUED:
             bodies.append(PhaseChanged(self.phase))
         if self.text or self.tokens:
@@ -240,6 +243,8 @@ class EventHub:
                 live.phase = body.phase
             elif isinstance(body, Served):
                 live.served = body
+            elif isinstance(body, Truncated):
+                live.truncated = body
             elif isinstance(body, Delta):
                 live.text += body.text
                 live.tokens += body.tokens

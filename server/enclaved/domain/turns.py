@@ -58,6 +58,7 @@ class Turn:
     task: asyncio.Task[None] | None = None
     stop: Callable[[], None] | None = None  # cancels its request in the engine serving it
     served: Served | None = None  # set when a remote model or a fallback serves it
+    dropped: int = 0  # oldest history messages its prompt left out to fit (kept with the reply)
     cancelled: bool = False
     ended: bool = False  # its terminal event (TurnResult or TurnFailed) was published
     done: asyncio.Event = field(default_factory=asyncio.Event)  # its task has finished
@@ -256,6 +257,7 @@ class TurnManager:
         except asyncio.CancelledError:
             await asyncio.wait([tokenizing])  # the model must outlive the thread that reads it
             raise
+        turn.dropped = prompt.dropped_messages
         if prompt.dropped_messages:
             self._publish(turn, Truncated(prompt.dropped_messages, len(prompt.tokens)))
 
@@ -309,6 +311,7 @@ class TurnManager:
             prompt = await build_remote_prompt(self.models.remote, name, agent.system, history, turn.message, limit)
         except NotFound as exc:
             raise _Unserved(exc) from None
+        turn.dropped = prompt.dropped_messages
         if prompt.dropped_messages:
             self._publish(turn, Truncated(prompt.dropped_messages, prompt.tokens))
         events: asyncio.Queue[eng.EngineEvent] = asyncio.Queue()
@@ -386,7 +389,7 @@ class TurnManager:
         # the generated tokens are the reply exactly unless a stop string or a cancel cut it
         whole = result.finish in (eng.Finish.END_OF_TURN, eng.Finish.MAX_TOKENS, eng.Finish.CONTEXT_FULL)
         finish = "interrupted" if broken else result.finish.value
-        answer = Message("assistant", reply, turn.id, finish, tokens=result.tokens if whole else ())
+        answer = Message("assistant", reply, turn.id, finish, turn.dropped, tokens=result.tokens if whole else ())
         kept = said and not agent.deleting and not turn.options.fresh
         exchange = [Message("user", turn.message, turn.id), answer] if kept else []
         context_tokens = result.prompt_tokens + result.completion_tokens
@@ -395,7 +398,14 @@ class TurnManager:
         await asyncio.gather(
             *(
                 store.save_message(
-                    agent.name, agent.stored + i, m.role, m.content, m.turn_id, m.finish_reason, context_tokens * (m is answer)
+                    agent.name,
+                    agent.stored + i,
+                    m.role,
+                    m.content,
+                    m.turn_id,
+                    m.finish_reason,
+                    context_tokens * (m is answer),
+                    m.dropped_messages,
                 )
                 for i, m in enumerate(exchange)
             ),

@@ -161,7 +161,9 @@ def agent_params(s: agents_pb2.SamplingParams) -> AgentParams:
 
 
 def transcript_message(m: Message) -> agents_pb2.TranscriptMessage:
-    return agents_pb2.TranscriptMessage(role=_ROLE[m.role], content=m.content, turn_id=m.turn_id, finish_reason=m.finish_reason)
+    return agents_pb2.TranscriptMessage(
+        role=_ROLE[m.role], content=m.content, turn_id=m.turn_id, finish_reason=m.finish_reason, dropped_messages=m.dropped_messages
+    )
 
 
 def chat_event(ev: hub.TurnEvent) -> chat_pb2.ChatEvent:

@@ -174,6 +174,8 @@ class AgentPane(Vertical):
             if m.role == "user":
                 shown.append(("user", m.content))
             elif m.role == "assistant":
+                if m.dropped_messages:  # above the reply, as it was shown live
+                    shown.append(("marker", _trimmed(m.dropped_messages)))
                 shown.append(("reply", m.content))
                 self._reply = m.content
                 if m.finish_reason in ENDINGS:
@@ -217,8 +219,7 @@ class AgentPane(Vertical):
             if event.reason:
                 self._add_message(f"— answered by {event.model}: {event.reason}", "marker")
         elif isinstance(event, TurnTrimmed):
-            noun = "message" if event.dropped_messages == 1 else "messages"
-            self._add_message(f"— {event.dropped_messages} oldest {noun} left out to fit the context", "marker")
+            self._add_message(_trimmed(event.dropped_messages), "marker")
         elif isinstance(event, TurnDelta):
             # the rate counts from the first text seen: a pane that joins a turn in progress
             # gets its text so far in one delta, which must not count as instant tokens
@@ -280,6 +281,11 @@ class AgentPane(Vertical):
 
 def _marker(finish_reason: str) -> str:
     return f"— {ENDINGS[finish_reason]}"
+
+
+def _trimmed(dropped: int) -> str:
+    """The marker above a reply whose prompt left out the ``dropped`` oldest messages."""
+    return f"— {dropped} oldest {'message' if dropped == 1 else 'messages'} left out to fit the context"
 
 
 def _settled(text: str) -> int:
