@@ -113,6 +113,8 @@ async def test_the_header_leaves_out_whole_parts_when_narrow() -> None:
             assert set(title.split(" · ")) <= set(whole.split(" · ")), "no part is cut in the middle"
             assert title.startswith("3  reviewer · idle") or title.startswith("3  reviewer · smollm2")
         assert pane._title(40) == "3  reviewer · idle · transcript damaged"
+        # a less telling part that still fits stays where a more telling one did not fit
+        assert pane._title(50) == "3  reviewer · idle · 48 tok/s · transcript damaged"
 
 
 async def test_prompt_history_walks_back_and_returns_to_the_draft() -> None:

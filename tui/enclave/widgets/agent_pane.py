@@ -83,7 +83,8 @@ class AgentPane(Vertical):
 
     def _title(self, width: int = 0) -> str:
         """The header line; where it does not fit ``width``, whole parts are left out, least
-        telling first, so that no number is ever cut in half."""
+        telling first, so that no number is ever cut in half (a shorter, less telling part that
+        still fits stays)."""
         used = self.context_tokens + self._tokens
         parts = [  # (part, priority: higher stays longer)
             (f"{self.index}  {self.agent.name}", 9),
@@ -94,10 +95,17 @@ class AgentPane(Vertical):
             ("transcript damaged" if self.agent.damage else "", 7),
             ("↓ new text below" if self.new_below else "", 6),
         ]
-        shown = [(text, rank) for text, rank in parts if text]
-        while width and len(shown) > 1 and len(" · ".join(t for t, _ in shown)) > width:
-            shown.remove(min(shown, key=lambda part: part[1]))
-        return " · ".join(t for t, _ in shown)
+        shown = [(i, text, rank) for i, (text, rank) in enumerate(parts) if text]
+        if not width:
+            return " · ".join(text for _, text, _ in shown)
+        kept: set[int] = set()
+        length = 0
+        for i, text, _ in sorted(shown, key=lambda part: -part[2]):  # the name first, and it always stays
+            more = len(text) + (len(" · ") if kept else 0)
+            if not kept or length + more <= width:
+                kept.add(i)
+                length += more
+        return " · ".join(text for i, text, _ in shown if i in kept)
 
     def _scrolled(self) -> None:
         if self.new_below and self.body.is_vertical_scroll_end:
@@ -108,13 +116,13 @@ class AgentPane(Vertical):
         """Scroll the conversation: ``page_up``, ``page_down``, ``top`` or ``bottom`` (which
         follows new text again)."""
         if where == "page_up":
-            self.body.scroll_page_up(animate=False)
+            self.body.scroll_page_up(animate=False, force=True)  # force: before a layout has shown the scrollbar too
         elif where == "page_down":
-            self.body.scroll_page_down(animate=False)
+            self.body.scroll_page_down(animate=False, force=True)
         elif where == "top":
-            self.body.scroll_home(animate=False)
+            self.body.scroll_home(animate=False, force=True)
         else:
-            self.body.scroll_end(animate=False)
+            self.body.scroll_end(animate=False, force=True)
 
     def set_agent(self, agent: AgentView) -> None:
         """The agent as the daemon holds it now (another client may have edited it)."""
