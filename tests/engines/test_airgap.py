@@ -74,7 +74,10 @@ def test_a_bad_engine_block_stops_the_daemon_with_one_line_naming_the_field(tmp_
     key.write_text("sk-ZEBRA-7731-secret\n")
     key.chmod(0o600)
     config = f'[[engines]]\nname = "gpu"\nurls = ["http://10.0.0.5:8000/v1"]\napi_key_file = "{key}"\nidle_timeout = "forever"\n'
-    d = spawn_daemon(short_tmpdir(), REAL_MODELS, config)
+    home = short_tmpdir()
+    d = spawn_daemon(home, REAL_MODELS, config)
     assert d.proc.wait(timeout=30) == 2
     lines = d.log.strip().splitlines()
-    assert lines == ['enclaved: [[engines]] \'gpu\' idle_timeout: cannot read \'forever\'; write it like "2s", "500ms" or "1m"']
+    assert lines == [
+        f'enclaved: [[engines]] \'gpu\' idle_timeout: cannot read \'forever\'; write it like "2s", "500ms" or "1m" (in {home / "enclave.toml"})'
+    ]

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from enclave_contract import durations
 from enclaved.engine.remote.settings import EngineSettings, Tls
 from enclaved.errors import ConfigError
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_SCALE = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _TIMES = ("connect_timeout", "first_token_timeout", "idle_timeout", "total_timeout", "retry_time", "backoff", "health_interval")
 _KNOWN = {"name", "kind", "urls", "api_key_file", "models", "max_concurrency", "retries", "breaker", "tls", "context", *_TIMES}
@@ -33,10 +32,10 @@ def parse_duration(value: object, where: str) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
     else:
-        m = _DURATION.match(str(value))
-        if not m:
+        parsed = durations.seconds(str(value))
+        if parsed is None:
             raise ConfigError(f'{where}: cannot read {value!r}; write it like "2s", "500ms" or "1m"')
-        seconds = float(m.group(1)) * _SCALE[m.group(2)]
+        seconds = parsed
     if seconds <= 0:
         raise ConfigError(f"{where}: must be above 0, not {value!r}")
     return seconds
