@@ -199,6 +199,10 @@ async def test_models_panel_shows_live_status_and_loads_and_unloads(shared_daemo
         await pilot.press("u")
         await wait_until(pilot, lambda: panel.get_cell("small", "state") == "available")
         assert model_state(shared_daemon, "small") == models_pb2.MODEL_STATE_AVAILABLE
+        await pilot.press("enter")  # Enter loads too, though the footer names only `l`
+        await wait_until(pilot, lambda: panel.get_cell("small", "state") == "loaded")
+        await pilot.press("u")
+        await wait_until(pilot, lambda: panel.get_cell("small", "state") == "available")
         await pilot.press("escape")
         assert not panel.display and app.workbench.query_one("#prompt").has_focus
 
@@ -584,6 +588,37 @@ async def test_esc_with_text_in_the_prompt_leaves_the_turn_running(daemon_factor
         await pilot.press("escape")
         await wait_until(pilot, lambda: pane.state == "cancelled")
         assert transcript_of(daemon, "solo")[-1].finish_reason == "cancelled"
+
+
+PAIR_CONFIG = (
+    SOLO_CONFIG
+    + """
+[[agents]]
+name = "second"
+model = "tiny"
+max_tokens = 3000
+"""
+)
+
+
+async def test_esc_cancels_a_team_run_whichever_pane_is_selected(daemon_factory: Callable[..., Daemon]) -> None:
+    daemon = daemon_factory(PAIR_CONFIG)
+    app = EnclaveApp(daemon.socket, spawn=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.workbench.attached)
+        bar = app.workbench.query_one(RunBar)
+        speaker = app.workbench.panes["solo"]
+        await pilot.press(*"/chain solo,second a long story", "enter")
+        await wait_until(pilot, lambda: speaker.state == "generating" and speaker.reply_text != "")
+        await pilot.press("alt+2")  # the pane of the member whose turn has not come
+        assert app.workbench.selected_pane.agent.name == "second" and bar.live_run
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: bar.line.startswith("■"))
+        assert " · cancelled · 1 turn, " in bar.line, bar.line
+        assert speaker.state == "cancelled"
+        assert [m for m in transcript_of(daemon, "second") if m.role == agents_pb2.ROLE_USER] == [], (
+            "the run stopped before its second turn"
+        )
 
 
 async def test_a_message_pending_when_the_daemon_is_killed_is_back_with_up(daemon_factory: Callable[..., Daemon]) -> None:

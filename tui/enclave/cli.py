@@ -24,7 +24,7 @@ from enclave.keys_cli import add_parser as add_keys_parser
 from enclave.service import add_parser as add_service_parser
 from enclave.service import cmd_service
 from enclave.team_cli import add_parsers as add_team_parsers
-from enclave.text import human_bytes, kept_states, safe_text
+from enclave.text import human_bytes, kept_states, plural, safe_text
 from enclave_contract.paths import resolve_socket
 from enclave_contract.v1 import agents_pb2, chat_pb2, models_pb2, status_pb2, teams_pb2
 
@@ -241,7 +241,7 @@ def cmd_cancel(client: Client, args: argparse.Namespace) -> int:
     else:
         raise ClientError("usage: enclave cancel TURN_ID | --agent NAME | --all | --run RUN_ID")
     ids = client.chat.Cancel(req, timeout=30).cancelled_turn_ids
-    print(f"cancelled {len(ids)} turn{'s' if len(ids) != 1 else ''}" + (f": {', '.join(ids)}" if ids else ""))
+    print(f"cancelled {plural(len(ids), 'turn')}" + (f": {', '.join(ids)}" if ids else ""))
     return 0
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from google.protobuf import json_format
 
 from enclave.client import Client, ClientError
-from enclave.text import safe_text, seconds
+from enclave.text import plural, safe_text, seconds
 from enclave_contract.v1 import chat_pb2, teams_pb2
 
 KINDS = ("chain", "roundtable", "director", "escalate")
@@ -205,6 +205,9 @@ def _follow(events: Iterable[chat_pb2.ChatEvent], as_json: bool) -> int:
             reason = chat_pb2.RunEnd.Name(end.reason).removeprefix("RUN_END_").lower()
             if not as_json:
                 tokens = end.usage.completion_tokens
-                print(f"enclave: run ended: {reason} ({end.turns} turns, {tokens} tokens): {safe_text(end.message)}", file=sys.stderr)
+                print(
+                    f"enclave: run ended: {reason} ({plural(end.turns, 'turn')}, {plural(tokens, 'token')}): {safe_text(end.message)}",
+                    file=sys.stderr,
+                )
             return 0 if reason in CLEAN_ENDS else 1
     raise ClientError("the run's stream ended before the run did; see `enclave audit tail`")

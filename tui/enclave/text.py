@@ -23,6 +23,11 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} GiB"
 
 
+def plural(n: int, word: str) -> str:
+    """``1 turn``, ``2 turns``, ``0 turns``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def kept_states(entries: int, size: int, budget: int) -> str:
     """The state cache in a few characters: ``3 · 48.0 MiB/256.0 MiB``; ``-`` when it is off."""
     return f"{entries} · {human_bytes(size)}/{human_bytes(budget)}" if budget else "-"

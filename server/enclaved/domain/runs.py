@@ -301,16 +301,12 @@ class RunManager:
         await self.turns.launch(turn)
         try:
             await turn.done.wait()
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # the run was cancelled: the turn it cut still counts
             self.turns.cancel(turn)
             await _outlast(turn.done.wait())
+            _count(run, turn, member)
             raise
-        if member:
-            run.turns += 1
-        if turn.result is not None:
-            run.prompt_tokens += turn.result.prompt_tokens
-            run.completion_tokens += turn.result.completion_tokens
-            run.cached_prompt_tokens += turn.result.cached_prompt_tokens
+        _count(run, turn, member)
         self._check_agent(run, name)
         if turn.error is not None:
             raise Ended(RunEnd.ERROR, f"{name}: {turn.error.message}")
@@ -384,6 +380,16 @@ def parse_verdict(reply: str) -> tuple[bool, str]:
     if verdict == "block":
         return False, reason
     return False, "the guard's answer was not a verdict, so it blocks"
+
+
+def _count(run: Run, turn: Turn, member: bool) -> None:
+    """Add an ended turn to the run's totals (its tokens were spent, however it ended)."""
+    if member:
+        run.turns += 1
+    if turn.result is not None:
+        run.prompt_tokens += turn.result.prompt_tokens
+        run.completion_tokens += turn.result.completion_tokens
+        run.cached_prompt_tokens += turn.result.cached_prompt_tokens
 
 
 async def _outlast(waiting: Awaitable[object]) -> None:

@@ -344,12 +344,17 @@ class WorkbenchScreen(Screen[None]):
 
     @work(group="cancel")
     async def action_cancel_selected(self) -> None:
-        """Cancel the selected agent's turn; not while the person is typing (Esc then only
-        leaves the text alone: clear the line first, or use alt+x)."""
+        """Cancel the team run going on, if any, and the selected agent's turn; not while the
+        person is typing (Esc then only leaves the text alone: clear the line first, or use
+        alt+x). The run is cancelled whichever pane is selected: its speaker moves from pane
+        to pane, so the person cannot be asked to chase it."""
         prompt = self.query_one("#prompt", PromptInput)
         if prompt.has_focus and prompt.value:
             self.notify("Esc cancels a turn when the prompt is empty; alt+x cancels every turn", severity="warning")
             return
+        run = self.query_one(RunBar).live_run
+        if run:
+            await self._done(self.client.cancel_run(run))
         if self.panes:
             await self._call(self.client.cancel(self.selected_pane.agent.name))
 

@@ -9,7 +9,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
-from enclave.text import human_bytes, kept_states
+from enclave.text import human_bytes, kept_states, plural
 from enclave.views import StatusView
 
 COLUMNS = (
@@ -38,7 +38,8 @@ class ModelPanel(DataTable[str]):
     """One row per model; ``l``/Enter loads the highlighted model, ``u`` unloads it, Esc closes."""
 
     BINDINGS = [
-        Binding("l,enter", "load", "Load model", id="models.load"),
+        Binding("l", "load", "Load model", id="models.load"),
+        Binding("enter", "load", "Load model", show=False),  # the footer says `l`, as the README
         Binding("u", "unload", "Unload model", id="models.unload"),
         Binding("escape", "screen.toggle_models", "Close", id="models.close"),
     ]
@@ -86,9 +87,7 @@ class ModelPanel(DataTable[str]):
             else:
                 self.add_row(*cells, key=m.name)
         budget = f" · budget {human_bytes(snapshot.memory_budget_bytes)}" if snapshot.memory_budget_bytes else ""
-        self.border_subtitle = (
-            f"enclaved {snapshot.version} · {snapshot.agents} agents · {snapshot.active_turns} turns{budget} · l load · u unload"
-        )
+        self.border_subtitle = f"enclaved {snapshot.version} · {plural(snapshot.agents, 'agent')} · {plural(snapshot.active_turns, 'turn')}{budget} · l load · u unload"
 
     @property
     def highlighted_model(self) -> str | None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from rich.text import Text
 from textual.widgets import Static
 
-from enclave.text import safe_text
+from enclave.text import plural, safe_text
 from enclave.views import RunView
 
 
@@ -61,6 +61,12 @@ class RunBar(Static):
         self._show()
 
     @property
+    def live_run(self) -> str:
+        """The id of the run shown while it goes on, else ''."""
+        run = self.runs.get(self.current)
+        return self.current if run is not None and run.ended is None else ""
+
+    @property
     def line(self) -> str:
         run = self.runs.get(self.current)
         if run is None:
@@ -69,7 +75,7 @@ class RunBar(Static):
         head = f"run {s.run_id} · {s.team} ({s.kind}: {', '.join(s.members)})"
         if run.ended is not None:
             e = run.ended
-            return f"■ {head} · {e.end} · {e.turns} turns, {e.tokens} tokens · {e.reason}"
+            return f"■ {head} · {e.end} · {plural(e.turns, 'turn')}, {plural(e.tokens, 'token')} · {e.reason}"
         parts = [f"▶ {head}", f"step {run.step}"]
         if s.kind == "roundtable" and s.members:
             parts.append(f"round {max(run.turns - 1, 0) // len(s.members) + 1}")
