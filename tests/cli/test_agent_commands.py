@@ -79,13 +79,18 @@ def test_status_watch_redraws_in_place_on_a_terminal_and_streams_json_lines_othe
     os.close(child)
     seen = b""
     try:
-        while seen.count(b"\x1b[H\x1b[2J") < 2:
+        while seen.count(b"\x1b[H") < 3:
             seen += os.read(main, 65536)
     finally:
         proc.kill()
         proc.wait()
         os.close(main)
     assert b"MODEL" in seen
+    # the screen is cleared once; later frames overwrite it line by line (a clear a frame
+    # would push every frame into tmux's scrollback)
+    assert seen.count(b"\x1b[2J") == 1 and seen.startswith(b"\x1b[H\x1b[2J")
+    frame = seen.split(b"\x1b[H")[2]
+    assert b"MODEL" in frame and frame.endswith(b"\x1b[J") and b"\x1b[K\r\n" in frame
 
     piped = subprocess.Popen([*cmd, "--json"], stdout=subprocess.PIPE)
     assert piped.stdout is not None

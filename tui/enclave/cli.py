@@ -7,6 +7,8 @@ Failures exit non-zero with one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import sys
 from collections.abc import Iterable
@@ -247,42 +249,59 @@ def cmd_cancel(client: Client, args: argparse.Namespace) -> int:
 
 def cmd_status(client: Client, args: argparse.Namespace) -> int:
     redraw = args.watch and not args.json and sys.stdout.isatty()  # like top: in place, on a terminal
-    for snap in client.status.Status(status_pb2.StatusRequest(once=not args.watch, interval_seconds=args.interval)):
+    snapshots = client.status.Status(status_pb2.StatusRequest(once=not args.watch, interval_seconds=args.interval))
+    for frame, snap in enumerate(snapshots):
         if args.json:
             print(json.dumps(to_dict(snap)), flush=True)  # one JSON object a line
-            continue
-        if redraw:
-            sys.stdout.write("\x1b[H\x1b[2J")
-        print(f"enclaved {snap.version}  up {snap.uptime_seconds:.0f}s  agents {snap.agents}  active turns {snap.active_turns}")
-        rows = [["MODEL", "STATE", "MEMORY", "CTX/AGENT", "SLOTS", "ACTIVE", "QUEUED", "TOK/S", "PROMPT TOK/S", "KEPT"]]
-        for m in snap.models:
-            rows.append(
-                [
-                    m.name,
-                    short_enum(models_pb2.ModelState.Name(m.state)),
-                    human_bytes(m.memory_bytes) if m.memory_bytes else "-",
-                    str(m.context_size),
-                    str(m.sequence_slots),
-                    str(m.active_sequences),
-                    str(m.queued_requests),
-                    f"{m.decode_tokens_per_second:.1f}",
-                    f"{m.prompt_tokens_per_second:.1f}",
-                    kept_states(m.state_cache_entries, m.state_cache_bytes, m.state_cache_budget_bytes),
-                ]
-            )
-        print_table(rows)
-        for m in snap.models:
-            print_replicas(m.name, m.replicas)
-            if m.problem:
-                print(f"{m.name}: {m.problem}")
-        timed = [m for m in snap.models if m.HasField("turn")]
-        if timed:
-            print()
-            latency = [["MODEL", "FIRST TOKEN p50/p95/p99", "TURN p50/p95/p99"]]
-            latency += [[m.name, _percentiles(m.first_token), _percentiles(m.turn)] for m in timed]
-            print_table(latency)
-        sys.stdout.flush()
+        elif redraw:
+            text = io.StringIO()
+            with contextlib.redirect_stdout(text):
+                _print_status(snap)
+            sys.stdout.write(_over_the_last(text.getvalue(), first=frame == 0))
+            sys.stdout.flush()
+        else:
+            _print_status(snap)
+            sys.stdout.flush()
     return 0
+
+
+def _over_the_last(text: str, first: bool) -> str:
+    """A frame that overwrites the one before from the top left: each line wiped to its end,
+    the rest of the screen below. The screen is cleared once, for the first frame only: a clear
+    for each would push every frame into the terminal's (and tmux's) scrollback."""
+    lines = "".join(f"{line}\x1b[K\n" for line in text.splitlines())
+    return ("\x1b[H\x1b[2J" if first else "\x1b[H") + lines + "\x1b[J"
+
+
+def _print_status(snap: status_pb2.StatusSnapshot) -> None:
+    print(f"enclaved {snap.version}  up {snap.uptime_seconds:.0f}s  agents {snap.agents}  active turns {snap.active_turns}")
+    rows = [["MODEL", "STATE", "MEMORY", "CTX/AGENT", "SLOTS", "ACTIVE", "QUEUED", "TOK/S", "PROMPT TOK/S", "KEPT"]]
+    for m in snap.models:
+        rows.append(
+            [
+                m.name,
+                short_enum(models_pb2.ModelState.Name(m.state)),
+                human_bytes(m.memory_bytes) if m.memory_bytes else "-",
+                str(m.context_size),
+                str(m.sequence_slots),
+                str(m.active_sequences),
+                str(m.queued_requests),
+                f"{m.decode_tokens_per_second:.1f}",
+                f"{m.prompt_tokens_per_second:.1f}",
+                kept_states(m.state_cache_entries, m.state_cache_bytes, m.state_cache_budget_bytes),
+            ]
+        )
+    print_table(rows, sys.stdout)  # sys.stdout as it is now: the redraw captures it
+    for m in snap.models:
+        print_replicas(m.name, m.replicas)
+        if m.problem:
+            print(f"{m.name}: {m.problem}")
+    timed = [m for m in snap.models if m.HasField("turn")]
+    if timed:
+        print()
+        latency = [["MODEL", "FIRST TOKEN p50/p95/p99", "TURN p50/p95/p99"]]
+        latency += [[m.name, _percentiles(m.first_token), _percentiles(m.turn)] for m in timed]
+        print_table(latency, sys.stdout)
 
 
 def _percentiles(p: status_pb2.Latency) -> str:
