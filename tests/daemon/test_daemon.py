@@ -166,6 +166,8 @@ def test_chat_streams_one_turn_and_keeps_the_transcript(shared_daemon: Daemon) -
     assert done.usage.completion_tokens == 40
     assert sum(e.delta.tokens for e in events if e.HasField("delta")) == 40
     assert done.usage.prompt_tokens > 5
+    assert events[1].phase.prompt_tokens == 0, "the prompt's length is said once it is read"
+    assert events[2].phase.prompt_tokens == done.usage.prompt_tokens
     t = done.timings
     assert t.time_to_first_token_ms > 0 and t.generation_tokens_per_second > 0 and t.prompt_tokens_per_second > 0
 
@@ -268,6 +270,7 @@ def test_a_watcher_that_attaches_mid_turn_joins_it(shared_daemon: Daemon) -> Non
     late_events = [next(late) for _ in range(3)]
     assert late_events[0].HasField("started") and late_events[0].turn_id == turn_id
     assert late_events[1].phase.phase == chat_pb2.TURN_PHASE_GENERATING
+    assert late_events[1].phase.prompt_tokens > 0, "a late watcher learns the prompt's length too"
     assert late_events[2].HasField("delta") and late_events[2].delta.text, "the text so far comes first"
     stubs.chat.Cancel(chat_pb2.CancelRequest(agent="long"), timeout=10)
     rest = []

@@ -621,6 +621,43 @@ async def test_esc_cancels_a_team_run_whichever_pane_is_selected(daemon_factory:
         )
 
 
+TRIM_CONFIG = """
+[[models]]
+name = "tiny"
+n_ctx = 2048
+n_seq_max = 1
+n_threads = 2
+
+[[agents]]
+name = "solo"
+model = "tiny"
+max_tokens = 1500
+"""
+
+
+async def test_while_a_reply_streams_the_header_counts_its_own_prompt_not_the_history_before(
+    daemon_factory: Callable[..., Daemon],
+) -> None:
+    daemon = daemon_factory(TRIM_CONFIG)  # a second reply of 1500 tokens no longer fits beside the first
+    app = EnclaveApp(daemon.socket, spawn=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_until(pilot, lambda: app.workbench.attached)
+        pane = app.workbench.panes["solo"]
+        await wait_until(pilot, lambda: pane.context_size == 2048)
+        await pilot.press(*"first", "enter")
+        await wait_until(pilot, lambda: pane.state == "idle" and pane.reply_text != "", timeout=60)
+        history = pane.context_tokens
+        assert history > 1500
+        await pilot.press(*"second", "enter")  # the first exchange no longer fits: it is left out
+        await wait_until(pilot, lambda: pane.state == "generating" and pane._tokens > 20)
+        used = int(re.search(r"ctx (\d+)/2048", pane._title()).group(1))  # type: ignore[union-attr]
+        assert 0 < pane._prompt_tokens < history, "the trimmed prompt, from the daemon"
+        assert used == pane._prompt_tokens + pane._tokens < history, pane._title()
+        await wait_until(pilot, lambda: pane.state == "idle", timeout=60)
+        assert transcript_of(daemon, "solo")[-1].dropped_messages == 2
+        assert f"ctx {min(agents_of(daemon)['solo'].context_tokens, 2048)}/2048" in pane._title()
+
+
 async def test_a_message_pending_when_the_daemon_is_killed_is_back_with_up(daemon_factory: Callable[..., Daemon]) -> None:
     daemon = daemon_factory(SOLO_CONFIG)
     app = EnclaveApp(daemon.socket, spawn=False)

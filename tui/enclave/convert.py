@@ -171,7 +171,7 @@ def watch_event(e: chat_pb2.ChatEvent) -> WatchEvent | None:
     if kind in ("run_started", "guard_verdict", "run_finished"):
         return RunUpdate(run_view(e))
     if kind == "phase":
-        return TurnPhase(e.agent, e.turn_id, _PHASES.get(e.phase.phase, "queued"))
+        return TurnPhase(e.agent, e.turn_id, _PHASES.get(e.phase.phase, "queued"), e.phase.prompt_tokens)
     if kind == "delta":
         return TurnDelta(e.agent, e.turn_id, e.delta.text, e.delta.tokens)
     if kind == "served":

@@ -40,9 +40,12 @@ class TurnStarted(TurnEvent):
 
 
 class TurnPhase(TurnEvent):
-    def __init__(self, agent: str, turn_id: str, phase: Phase) -> None:
+    """``prompt_tokens``: once generating, what the prompt takes of the context (0: not said)."""
+
+    def __init__(self, agent: str, turn_id: str, phase: Phase, prompt_tokens: int = 0) -> None:
         super().__init__(agent, turn_id)
         self.phase = phase
+        self.prompt_tokens = prompt_tokens
 
 
 class TurnDelta(TurnEvent):

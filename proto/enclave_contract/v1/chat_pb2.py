@@ -25,19 +25,19 @@ _sym_db = _symbol_database.Default()
 from enclave_contract.v1 import agents_pb2 as enclave__contract_dot_v1_dot_agents__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x65nclave_contract/v1/chat.proto\x12\nenclave.v1\x1a enclave_contract/v1/agents.proto\"=\n\x0b\x43hatRequest\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tach\x18\x03 \x01(\x08\"C\n\x10\x42roadcastRequest\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x0e\n\x06\x61gents\x18\x02 \x03(\t\x12\x0e\n\x06\x64\x65tach\x18\x03 \x01(\x08\"\x1e\n\x0cWatchRequest\x12\x0e\n\x06\x61gents\x18\x01 \x03(\t\"L\n\rCancelRequest\x12\x11\n\x07turn_id\x18\x01 \x01(\tH\x00\x12\x0f\n\x05\x61gent\x18\x02 \x01(\tH\x00\x12\r\n\x03\x61ll\x18\x03 \x01(\x08H\x00\x42\x08\n\x06target\",\n\x0e\x43\x61ncelResponse\x12\x1a\n\x12\x63\x61ncelled_turn_ids\x18\x01 \x03(\t\"@\n\x0bTurnStarted\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x0cuser_message\x18\x02 \x01(\t\x12\x0c\n\x04held\x18\n \x01(\x08\"4\n\x0cPhaseChanged\x12$\n\x05phase\x18\x01 \x01(\x0e\x32\x15.enclave.v1.TurnPhase\"*\n\nTokenDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x01(\x05\"C\n\x10HistoryTruncated\x12\x18\n\x10\x64ropped_messages\x18\x01 \x01(\x05\x12\x15\n\rprompt_tokens\x18\x02 \x01(\x05\"W\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12\x1c\n\x14\x63\x61\x63hed_prompt_tokens\x18\x03 \x01(\x05\"\xad\x01\n\x07Timings\x12\x10\n\x08queue_ms\x18\x01 \x01(\x01\x12\x1e\n\x16time_to_first_token_ms\x18\x02 \x01(\x01\x12\x11\n\tprompt_ms\x18\x03 \x01(\x01\x12\x15\n\rgeneration_ms\x18\x04 \x01(\x01\x12 \n\x18prompt_tokens_per_second\x18\x05 \x01(\x01\x12$\n\x1cgeneration_tokens_per_second\x18\x06 \x01(\x01\"\x87\x01\n\x0cTurnFinished\x12/\n\rfinish_reason\x18\x01 \x01(\x0e\x32\x18.enclave.v1.FinishReason\x12 \n\x05usage\x18\x02 \x01(\x0b\x32\x11.enclave.v1.Usage\x12$\n\x07timings\x18\x03 \x01(\x0b\x32\x13.enclave.v1.Timings\"*\n\tTurnError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xd3\x01\n\x0c\x41gentChanged\x12/\n\x06\x63hange\x18\x01 \x01(\x0e\x32\x1f.enclave.v1.AgentChanged.Change\x12 \n\x05\x61gent\x18\x02 \x01(\x0b\x32\x11.enclave.v1.Agent\"p\n\x06\x43hange\x12\x16\n\x12\x43HANGE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x43HANGE_CREATED\x10\x01\x12\x12\n\x0e\x43HANGE_UPDATED\x10\x02\x12\x12\n\x0e\x43HANGE_DELETED\x10\x03\x12\x12\n\x0e\x43HANGE_CLEARED\x10\x04\"M\n\x0bModelServed\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\x12\x0f\n\x07replica\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\xcb\x04\n\tChatEvent\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x0f\n\x07turn_id\x18\x02 \x01(\t\x12*\n\x07started\x18\n \x01(\x0b\x32\x17.enclave.v1.TurnStartedH\x00\x12)\n\x05phase\x18\x0b \x01(\x0b\x32\x18.enclave.v1.PhaseChangedH\x00\x12\'\n\x05\x64\x65lta\x18\x0c \x01(\x0b\x32\x16.enclave.v1.TokenDeltaH\x00\x12\x31\n\ttruncated\x18\r \x01(\x0b\x32\x1c.enclave.v1.HistoryTruncatedH\x00\x12,\n\x08\x66inished\x18\x0e \x01(\x0b\x32\x18.enclave.v1.TurnFinishedH\x00\x12&\n\x05\x65rror\x18\x0f \x01(\x0b\x32\x15.enclave.v1.TurnErrorH\x00\x12\x31\n\ragent_changed\x18\x10 \x01(\x0b\x32\x18.enclave.v1.AgentChangedH\x00\x12)\n\x06served\x18\x11 \x01(\x0b\x32\x17.enclave.v1.ModelServedH\x00\x12-\n\x0brun_started\x18( \x01(\x0b\x32\x16.enclave.v1.RunStartedH\x00\x12\x31\n\rguard_verdict\x18) \x01(\x0b\x32\x18.enclave.v1.GuardVerdictH\x00\x12/\n\x0crun_finished\x18* \x01(\x0b\x32\x17.enclave.v1.RunFinishedH\x00\x12\x0e\n\x06run_id\x18+ \x01(\t\x12\x0c\n\x04step\x18, \x01(\x05\x42\x06\n\x04kind\"\x8a\x01\n\nRunStarted\x12\x0c\n\x04team\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07members\x18\x03 \x03(\t\x12\x11\n\tmax_turns\x18\x04 \x01(\x05\x12\x12\n\nmax_tokens\x18\x05 \x01(\x05\x12\x17\n\x0ftimeout_seconds\x18\x06 \x01(\x01\x12\x0f\n\x07message\x18\x07 \x01(\t\"]\n\x0cGuardVerdict\x12\r\n\x05guard\x18\x01 \x01(\t\x12\x0f\n\x07\x63hecked\x18\x02 \x01(\t\x12\x0f\n\x07\x61llowed\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0c\n\x04held\x18\x05 \x01(\x08\"\xad\x01\n\x0bRunFinished\x12\"\n\x06reason\x18\x01 \x01(\x0e\x32\x12.enclave.v1.RunEnd\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05turns\x18\x03 \x01(\x05\x12 \n\x05usage\x18\x04 \x01(\x0b\x32\x11.enclave.v1.Usage\x12\x12\n\nelapsed_ms\x18\x05 \x01(\x01\x12\x14\n\x0c\x61nswer_agent\x18\x06 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x07 \x01(\t*q\n\tTurnPhase\x12\x1a\n\x16TURN_PHASE_UNSPECIFIED\x10\x00\x12\x15\n\x11TURN_PHASE_QUEUED\x10\x01\x12\x16\n\x12TURN_PHASE_PREFILL\x10\x02\x12\x19\n\x15TURN_PHASE_GENERATING\x10\x03*\xc6\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x46INISH_REASON_END_OF_TURN\x10\x01\x12\x1c\n\x18\x46INISH_REASON_MAX_TOKENS\x10\x02\x12\x1d\n\x19\x46INISH_REASON_STOP_STRING\x10\x03\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x04\x12\x1e\n\x1a\x46INISH_REASON_CONTEXT_FULL\x10\x05*\xcd\x01\n\x06RunEnd\x12\x17\n\x13RUN_END_UNSPECIFIED\x10\x00\x12\x10\n\x0cRUN_END_DONE\x10\x01\x12\x15\n\x11RUN_END_STOP_TEXT\x10\x02\x12\x15\n\x11RUN_END_MAX_TURNS\x10\x03\x12\x16\n\x12RUN_END_MAX_TOKENS\x10\x04\x12\x13\n\x0fRUN_END_TIMEOUT\x10\x05\x12\x13\n\x0fRUN_END_BLOCKED\x10\x06\x12\x15\n\x11RUN_END_CANCELLED\x10\x07\x12\x11\n\rRUN_END_ERROR\x10\x08\x32\x81\x02\n\x04\x43hat\x12\x38\n\x04\x43hat\x12\x17.enclave.v1.ChatRequest\x1a\x15.enclave.v1.ChatEvent0\x01\x12\x42\n\tBroadcast\x12\x1c.enclave.v1.BroadcastRequest\x1a\x15.enclave.v1.ChatEvent0\x01\x12:\n\x05Watch\x12\x18.enclave.v1.WatchRequest\x1a\x15.enclave.v1.ChatEvent0\x01\x12?\n\x06\x43\x61ncel\x12\x19.enclave.v1.CancelRequest\x1a\x1a.enclave.v1.CancelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x65nclave_contract/v1/chat.proto\x12\nenclave.v1\x1a enclave_contract/v1/agents.proto\"=\n\x0b\x43hatRequest\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tach\x18\x03 \x01(\x08\"C\n\x10\x42roadcastRequest\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x0e\n\x06\x61gents\x18\x02 \x03(\t\x12\x0e\n\x06\x64\x65tach\x18\x03 \x01(\x08\"\x1e\n\x0cWatchRequest\x12\x0e\n\x06\x61gents\x18\x01 \x03(\t\"L\n\rCancelRequest\x12\x11\n\x07turn_id\x18\x01 \x01(\tH\x00\x12\x0f\n\x05\x61gent\x18\x02 \x01(\tH\x00\x12\r\n\x03\x61ll\x18\x03 \x01(\x08H\x00\x42\x08\n\x06target\",\n\x0e\x43\x61ncelResponse\x12\x1a\n\x12\x63\x61ncelled_turn_ids\x18\x01 \x03(\t\"@\n\x0bTurnStarted\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x0cuser_message\x18\x02 \x01(\t\x12\x0c\n\x04held\x18\n \x01(\x08\"K\n\x0cPhaseChanged\x12$\n\x05phase\x18\x01 \x01(\x0e\x32\x15.enclave.v1.TurnPhase\x12\x15\n\rprompt_tokens\x18\x02 \x01(\x05\"*\n\nTokenDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x01(\x05\"C\n\x10HistoryTruncated\x12\x18\n\x10\x64ropped_messages\x18\x01 \x01(\x05\x12\x15\n\rprompt_tokens\x18\x02 \x01(\x05\"W\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12\x1c\n\x14\x63\x61\x63hed_prompt_tokens\x18\x03 \x01(\x05\"\xad\x01\n\x07Timings\x12\x10\n\x08queue_ms\x18\x01 \x01(\x01\x12\x1e\n\x16time_to_first_token_ms\x18\x02 \x01(\x01\x12\x11\n\tprompt_ms\x18\x03 \x01(\x01\x12\x15\n\rgeneration_ms\x18\x04 \x01(\x01\x12 \n\x18prompt_tokens_per_second\x18\x05 \x01(\x01\x12$\n\x1cgeneration_tokens_per_second\x18\x06 \x01(\x01\"\x87\x01\n\x0cTurnFinished\x12/\n\rfinish_reason\x18\x01 \x01(\x0e\x32\x18.enclave.v1.FinishReason\x12 \n\x05usage\x18\x02 \x01(\x0b\x32\x11.enclave.v1.Usage\x12$\n\x07timings\x18\x03 \x01(\x0b\x32\x13.enclave.v1.Timings\"*\n\tTurnError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xd3\x01\n\x0c\x41gentChanged\x12/\n\x06\x63hange\x18\x01 \x01(\x0e\x32\x1f.enclave.v1.AgentChanged.Change\x12 \n\x05\x61gent\x18\x02 \x01(\x0b\x32\x11.enclave.v1.Agent\"p\n\x06\x43hange\x12\x16\n\x12\x43HANGE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x43HANGE_CREATED\x10\x01\x12\x12\n\x0e\x43HANGE_UPDATED\x10\x02\x12\x12\n\x0e\x43HANGE_DELETED\x10\x03\x12\x12\n\x0e\x43HANGE_CLEARED\x10\x04\"M\n\x0bModelServed\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\x12\x0f\n\x07replica\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\xcb\x04\n\tChatEvent\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x0f\n\x07turn_id\x18\x02 \x01(\t\x12*\n\x07started\x18\n \x01(\x0b\x32\x17.enclave.v1.TurnStartedH\x00\x12)\n\x05phase\x18\x0b \x01(\x0b\x32\x18.enclave.v1.PhaseChangedH\x00\x12\'\n\x05\x64\x65lta\x18\x0c \x01(\x0b\x32\x16.enclave.v1.TokenDeltaH\x00\x12\x31\n\ttruncated\x18\r \x01(\x0b\x32\x1c.enclave.v1.HistoryTruncatedH\x00\x12,\n\x08\x66inished\x18\x0e \x01(\x0b\x32\x18.enclave.v1.TurnFinishedH\x00\x12&\n\x05\x65rror\x18\x0f \x01(\x0b\x32\x15.enclave.v1.TurnErrorH\x00\x12\x31\n\ragent_changed\x18\x10 \x01(\x0b\x32\x18.enclave.v1.AgentChangedH\x00\x12)\n\x06served\x18\x11 \x01(\x0b\x32\x17.enclave.v1.ModelServedH\x00\x12-\n\x0brun_started\x18( \x01(\x0b\x32\x16.enclave.v1.RunStartedH\x00\x12\x31\n\rguard_verdict\x18) \x01(\x0b\x32\x18.enclave.v1.GuardVerdictH\x00\x12/\n\x0crun_finished\x18* \x01(\x0b\x32\x17.enclave.v1.RunFinishedH\x00\x12\x0e\n\x06run_id\x18+ \x01(\t\x12\x0c\n\x04step\x18, \x01(\x05\x42\x06\n\x04kind\"\x8a\x01\n\nRunStarted\x12\x0c\n\x04team\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07members\x18\x03 \x03(\t\x12\x11\n\tmax_turns\x18\x04 \x01(\x05\x12\x12\n\nmax_tokens\x18\x05 \x01(\x05\x12\x17\n\x0ftimeout_seconds\x18\x06 \x01(\x01\x12\x0f\n\x07message\x18\x07 \x01(\t\"]\n\x0cGuardVerdict\x12\r\n\x05guard\x18\x01 \x01(\t\x12\x0f\n\x07\x63hecked\x18\x02 \x01(\t\x12\x0f\n\x07\x61llowed\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0c\n\x04held\x18\x05 \x01(\x08\"\xad\x01\n\x0bRunFinished\x12\"\n\x06reason\x18\x01 \x01(\x0e\x32\x12.enclave.v1.RunEnd\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05turns\x18\x03 \x01(\x05\x12 \n\x05usage\x18\x04 \x01(\x0b\x32\x11.enclave.v1.Usage\x12\x12\n\nelapsed_ms\x18\x05 \x01(\x01\x12\x14\n\x0c\x61nswer_agent\x18\x06 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x07 \x01(\t*q\n\tTurnPhase\x12\x1a\n\x16TURN_PHASE_UNSPECIFIED\x10\x00\x12\x15\n\x11TURN_PHASE_QUEUED\x10\x01\x12\x16\n\x12TURN_PHASE_PREFILL\x10\x02\x12\x19\n\x15TURN_PHASE_GENERATING\x10\x03*\xc6\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x46INISH_REASON_END_OF_TURN\x10\x01\x12\x1c\n\x18\x46INISH_REASON_MAX_TOKENS\x10\x02\x12\x1d\n\x19\x46INISH_REASON_STOP_STRING\x10\x03\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x04\x12\x1e\n\x1a\x46INISH_REASON_CONTEXT_FULL\x10\x05*\xcd\x01\n\x06RunEnd\x12\x17\n\x13RUN_END_UNSPECIFIED\x10\x00\x12\x10\n\x0cRUN_END_DONE\x10\x01\x12\x15\n\x11RUN_END_STOP_TEXT\x10\x02\x12\x15\n\x11RUN_END_MAX_TURNS\x10\x03\x12\x16\n\x12RUN_END_MAX_TOKENS\x10\x04\x12\x13\n\x0fRUN_END_TIMEOUT\x10\x05\x12\x13\n\x0fRUN_END_BLOCKED\x10\x06\x12\x15\n\x11RUN_END_CANCELLED\x10\x07\x12\x11\n\rRUN_END_ERROR\x10\x08\x32\x81\x02\n\x04\x43hat\x12\x38\n\x04\x43hat\x12\x17.enclave.v1.ChatRequest\x1a\x15.enclave.v1.ChatEvent0\x01\x12\x42\n\tBroadcast\x12\x1c.enclave.v1.BroadcastRequest\x1a\x15.enclave.v1.ChatEvent0\x01\x12:\n\x05Watch\x12\x18.enclave.v1.WatchRequest\x1a\x15.enclave.v1.ChatEvent0\x01\x12?\n\x06\x43\x61ncel\x12\x19.enclave.v1.CancelRequest\x1a\x1a.enclave.v1.CancelResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'enclave_contract.v1.chat_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TURNPHASE']._serialized_start=2343
-  _globals['_TURNPHASE']._serialized_end=2456
-  _globals['_FINISHREASON']._serialized_start=2459
-  _globals['_FINISHREASON']._serialized_end=2657
-  _globals['_RUNEND']._serialized_start=2660
-  _globals['_RUNEND']._serialized_end=2865
+  _globals['_TURNPHASE']._serialized_start=2366
+  _globals['_TURNPHASE']._serialized_end=2479
+  _globals['_FINISHREASON']._serialized_start=2482
+  _globals['_FINISHREASON']._serialized_end=2680
+  _globals['_RUNEND']._serialized_start=2683
+  _globals['_RUNEND']._serialized_end=2888
   _globals['_CHATREQUEST']._serialized_start=80
   _globals['_CHATREQUEST']._serialized_end=141
   _globals['_BROADCASTREQUEST']._serialized_start=143
@@ -51,33 +51,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TURNSTARTED']._serialized_start=368
   _globals['_TURNSTARTED']._serialized_end=432
   _globals['_PHASECHANGED']._serialized_start=434
-  _globals['_PHASECHANGED']._serialized_end=486
-  _globals['_TOKENDELTA']._serialized_start=488
-  _globals['_TOKENDELTA']._serialized_end=530
-  _globals['_HISTORYTRUNCATED']._serialized_start=532
-  _globals['_HISTORYTRUNCATED']._serialized_end=599
-  _globals['_USAGE']._serialized_start=601
-  _globals['_USAGE']._serialized_end=688
-  _globals['_TIMINGS']._serialized_start=691
-  _globals['_TIMINGS']._serialized_end=864
-  _globals['_TURNFINISHED']._serialized_start=867
-  _globals['_TURNFINISHED']._serialized_end=1002
-  _globals['_TURNERROR']._serialized_start=1004
-  _globals['_TURNERROR']._serialized_end=1046
-  _globals['_AGENTCHANGED']._serialized_start=1049
-  _globals['_AGENTCHANGED']._serialized_end=1260
-  _globals['_AGENTCHANGED_CHANGE']._serialized_start=1148
-  _globals['_AGENTCHANGED_CHANGE']._serialized_end=1260
-  _globals['_MODELSERVED']._serialized_start=1262
-  _globals['_MODELSERVED']._serialized_end=1339
-  _globals['_CHATEVENT']._serialized_start=1342
-  _globals['_CHATEVENT']._serialized_end=1929
-  _globals['_RUNSTARTED']._serialized_start=1932
-  _globals['_RUNSTARTED']._serialized_end=2070
-  _globals['_GUARDVERDICT']._serialized_start=2072
-  _globals['_GUARDVERDICT']._serialized_end=2165
-  _globals['_RUNFINISHED']._serialized_start=2168
-  _globals['_RUNFINISHED']._serialized_end=2341
-  _globals['_CHAT']._serialized_start=2868
-  _globals['_CHAT']._serialized_end=3125
+  _globals['_PHASECHANGED']._serialized_end=509
+  _globals['_TOKENDELTA']._serialized_start=511
+  _globals['_TOKENDELTA']._serialized_end=553
+  _globals['_HISTORYTRUNCATED']._serialized_start=555
+  _globals['_HISTORYTRUNCATED']._serialized_end=622
+  _globals['_USAGE']._serialized_start=624
+  _globals['_USAGE']._serialized_end=711
+  _globals['_TIMINGS']._serialized_start=714
+  _globals['_TIMINGS']._serialized_end=887
+  _globals['_TURNFINISHED']._serialized_start=890
+  _globals['_TURNFINISHED']._serialized_end=1025
+  _globals['_TURNERROR']._serialized_start=1027
+  _globals['_TURNERROR']._serialized_end=1069
+  _globals['_AGENTCHANGED']._serialized_start=1072
+  _globals['_AGENTCHANGED']._serialized_end=1283
+  _globals['_AGENTCHANGED_CHANGE']._serialized_start=1171
+  _globals['_AGENTCHANGED_CHANGE']._serialized_end=1283
+  _globals['_MODELSERVED']._serialized_start=1285
+  _globals['_MODELSERVED']._serialized_end=1362
+  _globals['_CHATEVENT']._serialized_start=1365
+  _globals['_CHATEVENT']._serialized_end=1952
+  _globals['_RUNSTARTED']._serialized_start=1955
+  _globals['_RUNSTARTED']._serialized_end=2093
+  _globals['_GUARDVERDICT']._serialized_start=2095
+  _globals['_GUARDVERDICT']._serialized_end=2188
+  _globals['_RUNFINISHED']._serialized_start=2191
+  _globals['_RUNFINISHED']._serialized_end=2364
+  _globals['_CHAT']._serialized_start=2891
+  _globals['_CHAT']._serialized_end=3148
 # @@protoc_insertion_point(module_scope)

@@ -108,10 +108,12 @@ class TurnStarted(_message.Message):
     def __init__(self, model: _Optional[str] = ..., user_message: _Optional[str] = ..., held: _Optional[bool] = ...) -> None: ...
 
 class PhaseChanged(_message.Message):
-    __slots__ = ("phase",)
+    __slots__ = ("phase", "prompt_tokens")
     PHASE_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     phase: TurnPhase
-    def __init__(self, phase: _Optional[_Union[TurnPhase, str]] = ...) -> None: ...
+    prompt_tokens: int
+    def __init__(self, phase: _Optional[_Union[TurnPhase, str]] = ..., prompt_tokens: _Optional[int] = ...) -> None: ...
 
 class TokenDelta(_message.Message):
     __slots__ = ("text", "tokens")

@@ -36,6 +36,7 @@ class Started:
 @dataclass(frozen=True)
 class PhaseChanged:
     phase: Phase
+    prompt_tokens: int = 0  # from GENERATING on: what the prompt takes of the context
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,7 @@ class LiveTurn:
     turn_id: str
     started: Started
     phase: Phase = Phase.QUEUED
+    prompt_tokens: int = 0
     text: str = ""
     tokens: int = 0
     served: Served | None = None
@@ -144,7 +146,7 @@ class LiveTurn:
         if self.truncated is not None:
             bodies.append(self.truncated)
         if self.phase is not Phase.QUEUED:
-            bodies.append(PhaseChanged(self.phase))
+            bodies.append(PhaseChanged(self.phase, self.prompt_tokens))
         if self.text or self.tokens:
             bodies.append(Delta(self.text, self.tokens))
         return [TurnEvent(self.agent, self.turn_id, body, self.run, self.step) for body in bodies]
@@ -240,7 +242,7 @@ class EventHub:
         live = self._live.get(event.turn_id)
         if live is not None:
             if isinstance(body, PhaseChanged):
-                live.phase = body.phase
+                live.phase, live.prompt_tokens = body.phase, body.prompt_tokens or live.prompt_tokens
             elif isinstance(body, Served):
                 live.served = body
             elif isinstance(body, Truncated):

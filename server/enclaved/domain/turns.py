@@ -288,7 +288,7 @@ class TurnManager:
             if isinstance(ev, eng.Admitted):
                 self._publish(turn, PhaseChanged(Phase.PREFILL))
             elif isinstance(ev, eng.Generating):
-                self._publish(turn, PhaseChanged(Phase.GENERATING))
+                self._publish(turn, PhaseChanged(Phase.GENERATING, len(prompt.tokens)))
             elif isinstance(ev, eng.Text):
                 reply.append(ev.text)
                 if not options.hold:
@@ -337,7 +337,7 @@ class TurnManager:
             elif isinstance(ev, eng.Generating):
                 turn.served = Served(name, engine.name, request.replica, reason)
                 self._publish(turn, turn.served)
-                self._publish(turn, PhaseChanged(Phase.GENERATING))
+                self._publish(turn, PhaseChanged(Phase.GENERATING, prompt.tokens))
             elif isinstance(ev, eng.Text):
                 reply.append(ev.text)
                 if not turn.options.hold:  # a guard holds the reply until it allows it

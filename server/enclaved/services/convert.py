@@ -174,7 +174,7 @@ def chat_event(ev: hub.TurnEvent) -> chat_pb2.ChatEvent:
     elif isinstance(b, hub.Started):
         out.started.CopyFrom(chat_pb2.TurnStarted(model=b.model, user_message=b.user_message, held=b.held))
     elif isinstance(b, hub.PhaseChanged):
-        out.phase.phase = _PHASE[b.phase]
+        out.phase.CopyFrom(chat_pb2.PhaseChanged(phase=_PHASE[b.phase], prompt_tokens=b.prompt_tokens))
     elif isinstance(b, hub.Delta):
         out.delta.CopyFrom(chat_pb2.TokenDelta(text=b.text, tokens=b.tokens))
     elif isinstance(b, hub.Truncated):

@@ -57,7 +57,8 @@ class AgentPane(Vertical):
         self._held = False  # the turn's reply waits for a team guard's verdict
         self._pending = ""  # text received but not yet written to the transcript
         self._unsettled = ""  # text of the block being written, shown in the tail
-        self._tokens = 0
+        self._tokens = 0  # generated in the turn in progress
+        self._prompt_tokens = 0  # the prompt of the turn in progress, once the daemon says
         self._rate_from: tuple[float, int] | None = None  # (time, tokens) at the first text seen
         self.tokens_per_second = 0.0
         self.new_below = False  # text arrived while the person was scrolled up
@@ -85,7 +86,12 @@ class AgentPane(Vertical):
         """The header line; where it does not fit ``width``, whole parts are left out, least
         telling first, so that no number is ever cut in half (a shorter, less telling part that
         still fits stays)."""
-        used = self.context_tokens + self._tokens
+        # in a turn, its prompt (the history as trimmed, and the message) and the tokens so
+        # far; the model's context holds no more than its size (a reply stopped by a full
+        # context has sampled one token it never stored)
+        used = (self._prompt_tokens or self.context_tokens) + self._tokens
+        if self.context_size:
+            used = min(used, self.context_size)
         parts = [  # (part, priority: higher stays longer)
             (f"{self.index}  {self.agent.name}", 9),
             (f"{self.served_by} for {self.agent.model}" if self.served_by else self.agent.model, 2),
@@ -175,7 +181,7 @@ class AgentPane(Vertical):
     def show_transcript(self, messages: list[ChatMessage]) -> None:
         """Show the conversation as the daemon holds it, replacing whatever the pane showed."""
         self._finish_stream()
-        self._reply, self._tokens, self.tokens_per_second = "", 0, 0.0
+        self._reply, self._tokens, self._prompt_tokens, self.tokens_per_second = "", 0, 0, 0.0
         self.state = "idle"
         shown: list[tuple[str, str]] = []  # (kind, text); the system prompt comes from the agent
         for m in messages:
@@ -212,6 +218,7 @@ class AgentPane(Vertical):
             self.turn_id, self.state = event.turn_id, "queued"
             self._held = event.held
             self._reply, self._tokens, self._rate_from, self.tokens_per_second = "", 0, None, 0.0
+            self._prompt_tokens = 0
             self.served_by = ""
             self._finish_stream()
             self._add_message(event.user_message, "user")
@@ -221,6 +228,7 @@ class AgentPane(Vertical):
             return
         elif isinstance(event, TurnPhase):
             self.state = "under review" if self._held and event.phase == "generating" else event.phase
+            self._prompt_tokens = event.prompt_tokens or self._prompt_tokens
         elif isinstance(event, TurnServed):
             self.served_by = event.model if event.model != self.agent.model else ""
             self._refresh_header()
@@ -239,14 +247,14 @@ class AgentPane(Vertical):
         elif isinstance(event, TurnFinished):
             self._finish_stream()
             self.context_tokens = event.context_tokens or self.context_tokens
-            self._tokens = 0
+            self._tokens = self._prompt_tokens = 0
             self.tokens_per_second = event.tokens_per_second
             self.state = "cancelled" if event.finish_reason == "cancelled" else "idle"
             self._mark_ending(event.finish_reason)
         elif isinstance(event, TurnFailed):
             self._finish_stream()
             self._add_message(event.problem, "error")
-            self._tokens = 0
+            self._tokens = self._prompt_tokens = 0
             self.state = "error"
 
     def flush(self) -> None:
