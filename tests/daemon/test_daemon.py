@@ -284,6 +284,11 @@ def test_a_watcher_that_attaches_mid_turn_joins_it(shared_daemon: Daemon) -> Non
     assert rest[-1].finished.finish_reason == chat_pb2.FINISH_REASON_CANCELLED
     transcript = stubs.agents.GetTranscript(agents_pb2.GetTranscriptRequest(name="long"), timeout=10).messages
     assert transcript[-1].content == text_of(late_events + rest), "late watcher saw the whole reply"
+    # the conversation goes on from the cancelled reply, which its KV cells still hold
+    cut = rest[-1].finished.usage
+    put_agent(stubs, "long", max_tokens=4)
+    usage = chat(stubs, "long", "and then?")[-1].finished.usage
+    assert usage.cached_prompt_tokens >= 0.9 * (cut.prompt_tokens + cut.completion_tokens), (usage, cut)
 
 
 # ---- cancel ------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import llama_cpp
@@ -140,10 +140,10 @@ def test_long_prompt_is_prefilled_in_chunks_while_others_generate(
     assert short.done.completion_tokens == 400
 
 
-def test_cancel_frees_kv_cells_and_spares_the_others(tiny: Model, make_engine: callable) -> None:
+def test_cancel_spares_the_others_and_keeps_the_cache_for_the_conversation_to_go_on(tiny: Model, make_engine: callable) -> None:
     engine = make_engine(n_ctx_seq=4096)
     victim, bystander = Collector(), Collector()
-    victim_req = request(tiny, "cancel me", victim, max_tokens=100_000)
+    victim_req = replace(request(tiny, "cancel me", victim, max_tokens=100_000), owner="victim")
     engine.submit(victim_req)
     engine.submit(request(tiny, "keep going", bystander, max_tokens=300))
     while not any(isinstance(e, eng.Text) for e in victim.events):
@@ -155,7 +155,14 @@ def test_cancel_frees_kv_cells_and_spares_the_others(tiny: Model, make_engine: c
     assert bystander.done.completion_tokens == 300
     memory = engine.ctx.memory
     slots_in_use = [s for s in range(4) if llama_cpp.llama_memory_seq_pos_max(memory, s) >= 0]
-    assert len(slots_in_use) == 1, "only the finished bystander keeps its cache; the cancelled sequence's cells are freed"
+    assert len(slots_in_use) == 2, "the cancelled sequence keeps its cells, as a finished one does"
+    # the conversation's next turn (its prompt, the partial reply, a new message) reads only what is new
+    follow = Collector()
+    prompt = [*victim_req.prompt, *victim.done.tokens, *tiny.tokenize(" and then?", add_special=False)]
+    engine.submit(replace(request(tiny, "", follow, max_tokens=4), prompt=prompt, owner="victim"))
+    assert follow.done.finish is Finish.MAX_TOKENS
+    admitted = next(e for e in follow.events if isinstance(e, eng.Admitted))
+    assert admitted.cached_tokens >= len(victim_req.prompt) + victim.done.completion_tokens - 1
 
 
 def test_cancel_while_queued(tiny: Model, make_engine: callable) -> None:

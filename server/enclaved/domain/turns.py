@@ -386,8 +386,10 @@ class TurnManager:
         agent = turn.agent
         cancelled = result.finish is eng.Finish.CANCELLED and broken is None
         said = bool(reply or result.completion_tokens)  # a turn cancelled before any token leaves no trace
-        # the generated tokens are the reply exactly unless a stop string or a cancel cut it
-        whole = result.finish in (eng.Finish.END_OF_TURN, eng.Finish.MAX_TOKENS, eng.Finish.CONTEXT_FULL)
+        # the generated tokens are the reply exactly unless a stop string cut it (or the reply
+        # broke off on a remote engine): the next turn's prompt reuses them, and the KV cells
+        # that hold them, as they are
+        whole = broken is None and result.finish is not eng.Finish.STOP_STRING
         finish = "interrupted" if broken else result.finish.value
         answer = Message("assistant", reply, turn.id, finish, turn.dropped, tokens=result.tokens if whole else ())
         kept = said and not agent.deleting and not turn.options.fresh

@@ -336,10 +336,12 @@ class Engine:
         seq.out_text, seq.out_tokens, seq.last_flush = "", 0, now
 
     def _finish(self, seq: Sequence, finish: Finish) -> None:
-        if finish is not Finish.CANCELLED and finish is not Finish.STOP_STRING:
+        if finish is not Finish.STOP_STRING:  # a cancelled reply ends with all its tokens' text too
             seq.out_text += seq.text.finish()
         self._send_text(seq, time.monotonic())
-        self._release(seq, keep_cache=finish is not Finish.CANCELLED)
+        # a cancelled reply is kept in the conversation as far as it went: its cells are what
+        # the next turn reads first (the slot knows exactly which tokens they hold)
+        self._release(seq, keep_cache=True)
         seq.req.sink(seq.result(finish, time.monotonic()))
 
     def _release(self, seq: Sequence, keep_cache: bool) -> None:
