@@ -100,6 +100,12 @@ def test_status_watch_redraws_in_place_on_a_terminal_and_streams_json_lines_othe
         piped.kill()
         piped.wait()
     assert all("uptime_seconds" in s for s in snapshots)
+    # 64-bit counts are JSON numbers (proto's JSON mapping would write strings)
+    sizes = [m["size_bytes"] for s in snapshots for m in s["models"]]
+    assert sizes and all(isinstance(n, int) and n > 0 for n in sizes), sizes
+    assert all(isinstance(m["state"], str) and m["state"].islower() for s in snapshots for m in s["models"])
+    [listed] = [m for m in json.loads(enclave(shared_daemon, "models", "--json").stdout) if m["name"] == "tiny"]
+    assert isinstance(listed["size_bytes"], int) and isinstance(listed["parameter_count"], int)
 
 
 def test_reading_the_audit_log_is_itself_recorded(daemon_factory: Callable[..., Daemon]) -> None:

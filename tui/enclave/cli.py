@@ -13,10 +13,12 @@ import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import grpc
 from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
 
 from enclave.agent_cli import add_parsers as add_agent_parsers
 from enclave.audit_cli import OFFLINE_ONLY, offline_argv, run_offline_audit
@@ -47,18 +49,39 @@ def short_enum(value: str) -> str:
     return value
 
 
-def to_dict(message: Any) -> dict[str, Any]:
-    """A message as JSON-ready dict: proto field names, defaults included, short enum names."""
+def to_dict(message: Message) -> dict[str, Any]:
+    """A message as JSON-ready dict: proto field names, defaults included, short enum names,
+    and 64-bit integers as numbers (proto's JSON writes them as strings, which a script
+    comparing ``.seq > 10`` or summing ``memory_bytes`` would trip over)."""
     data = json_format.MessageToDict(message, always_print_fields_with_no_presence=True, preserving_proto_field_name=True)
+    return _plain(data, cast(Descriptor, message.DESCRIPTOR))
 
-    def fix(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: fix(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [fix(v) for v in value]
-        return short_enum(value) if isinstance(value, str) else value
 
-    return fix(data)
+_INT64 = {
+    FieldDescriptor.TYPE_INT64,
+    FieldDescriptor.TYPE_UINT64,
+    FieldDescriptor.TYPE_SINT64,
+    FieldDescriptor.TYPE_FIXED64,
+    FieldDescriptor.TYPE_SFIXED64,
+}
+
+
+def _plain(data: dict[str, Any], descriptor: Descriptor) -> dict[str, Any]:
+    fields = descriptor.fields_by_name
+    return {key: _value(value, fields[key]) if key in fields else value for key, value in data.items()}
+
+
+def _value(value: Any, field: FieldDescriptor) -> Any:
+    if isinstance(value, list):  # a repeated field
+        return [_value(v, field) for v in value]
+    kind = field.message_type
+    if kind is not None and not kind.GetOptions().map_entry:
+        return _plain(value, kind)
+    if field.type == FieldDescriptor.TYPE_ENUM and isinstance(value, str):
+        return short_enum(value)
+    if field.type in _INT64:
+        return int(value)
+    return value  # text stays as written, even when it looks like an enum name
 
 
 def print_table(rows: list[list[str]], out: TextIO = sys.stdout) -> None:
