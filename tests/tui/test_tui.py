@@ -268,6 +268,9 @@ async def test_broadcast_key_copy_and_clear(shared_daemon: Daemon) -> None:
         assert app.workbench.panes["a1"].body.entries, "only the selected agent is cleared"
         a2 = app.workbench.panes["a2"]
         assert a2.body.system and f"system: {a2.agent.system}" in a2.body.plain_lines()[0], "the system prompt stays"
+        await pilot.press("alt+l")  # nothing left to clear: no question
+        await wait_until(pilot, lambda: any("conversation is empty: nothing to clear" in str(n.message) for n in app._notifications))
+        assert not isinstance(app.screen, ConfirmScreen)
 
 
 async def test_cancel_keys_stop_turns(shared_daemon: Daemon) -> None:
@@ -364,7 +367,8 @@ async def test_daemon_killed_and_restarted_mid_stream(daemon_factory: Callable[.
         daemon.proc.kill()
         daemon.proc.wait()
         banner = app.workbench.query_one("#banner", Static)
-        await wait_until(pilot, lambda: "disconnected — retrying" in str(banner.render()) and banner.has_class("visible"))
+        broke = "disconnected — retrying: the connection to enclaved broke (it stopped or is restarting)"
+        await wait_until(pilot, lambda: broke in str(banner.render()) and banner.has_class("visible"))  # not gRPC's words
         assert pane.state == "offline" and not app.workbench.attached
         await asyncio.sleep(1)  # the workbench keeps trying while nothing answers
         assert app.is_running and "retrying" in str(banner.render())
@@ -677,6 +681,7 @@ async def test_a_message_pending_when_the_daemon_is_killed_is_back_with_up(daemo
 
 @pytest.mark.parametrize("key, dialog", [("alt+n", AgentEditor), ("alt+e", AgentEditor), ("alt+l", ConfirmScreen)])
 async def test_ctrl_q_quits_from_dialogs(shared_daemon: Daemon, key: str, dialog: type) -> None:
+    list(shared_daemon.stubs().chat.Chat(chat_pb2.ChatRequest(agent="a1", message="something to clear"), timeout=60))
     app = EnclaveApp(shared_daemon.socket, spawn=False)
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_until(pilot, lambda: app.workbench.attached)

@@ -47,7 +47,7 @@ def _one_line_errors() -> Iterator[None]:
     try:
         yield
     except grpc.aio.AioRpcError as err:
-        raise DaemonError(f"{err.details()} [{err.code().name}]") from None
+        raise DaemonError(f"{err.details()} [{err.code().name}]", err.code().name) from None
 
 
 async def _stream(call: Any) -> AsyncIterator[Any]:

@@ -47,7 +47,9 @@ class Session:
                 await self._follow()
                 problem = "enclaved ended the event stream"
             except DaemonError as exc:
-                problem = str(exc)
+                # a connection that breaks reads "Stream removed (Socket closed)" in gRPC's words
+                broke = self.connected and exc.code == "UNAVAILABLE"
+                problem = "the connection to enclaved broke (it stopped or is restarting)" if broke else str(exc)
             except Exception as exc:
                 problem = f"unexpected {type(exc).__name__}: {exc}"
             was_connected, self.connected = self.connected, False

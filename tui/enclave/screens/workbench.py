@@ -386,6 +386,9 @@ class WorkbenchScreen(Screen[None]):
         if not self.panes:
             return
         name = self.selected_pane.agent.name
+        if self.selected_pane.empty:
+            self.notify(f"{name}'s conversation is empty: nothing to clear")
+            return
         if await self.app.push_screen_wait(ConfirmScreen(f"Clear {name}'s conversation, for every client?", yes="Clear")):
             await self._done(self.client.clear(name))
 

@@ -174,6 +174,13 @@ class AgentPane(Vertical):
         return self.state in BUSY
 
     @property
+    def empty(self) -> bool:
+        """No conversation to clear: nothing said, nothing under way (errors and markers alone
+        are not a conversation)."""
+        said = any(e.kind in ("user", "reply") for e in self.body.entries)
+        return not (said or self._hidden or self.busy)
+
+    @property
     def reply_text(self) -> str:
         """The last reply shown, as text (for tests and copying)."""
         return self._reply
