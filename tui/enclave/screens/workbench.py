@@ -36,6 +36,7 @@ from enclave.widgets.run_bar import RunBar
 
 _CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 T = TypeVar("T")
+MODELS_MAX_ROWS = 12  # the models panel's max-height (workbench.tcss): its rows, header, scrollbar and border
 
 
 class WorkbenchScreen(Screen[None]):
@@ -80,7 +81,7 @@ class WorkbenchScreen(Screen[None]):
         self.attached = False  # panes and transcripts are shown; live events follow
         self.context_sizes: dict[str, int] = {}  # model -> tokens per sequence
         self.status: StatusView | None = None  # the latest, for the models panel
-        self._laid_out: tuple[object, ...] = ()  # what _layout last set: (columns, compact, spans, rows)
+        self._laid_out: tuple[object, ...] = ()  # what _layout last set: (columns, compact, tight, spans, rows)
 
     def compose(self) -> ComposeResult:
         yield Static(id="banner")
@@ -153,6 +154,7 @@ class WorkbenchScreen(Screen[None]):
         panel = self.query_one(ModelPanel)
         if panel.display:  # a hidden table still lays itself out on every change
             panel.show(status)
+            self._layout()  # a model more or less changes the panel's height
         self._show_empty()
 
     def _empty_text(self) -> str:
@@ -301,8 +303,9 @@ class WorkbenchScreen(Screen[None]):
         Wide: two columns (three panes side by side from 150 columns), an odd last pane
         spanning the row. Narrow: one column; if that leaves a pane fewer than
         ``COMPACT_ROWS`` rows, the other panes fold to their header line, so the selected
-        conversation keeps the room and every agent's state stays in sight. Zoomed: the
-        selected pane alone.
+        conversation keeps the room and every agent's state stays in sight; with too little
+        room even for that (a short terminal with the models panel open), the folded panes lose
+        their borders too (one line each). Zoomed: the selected pane alone.
         """
         size = size or self.size
         grid = self.query_one("#panes", Grid)
@@ -313,14 +316,19 @@ class WorkbenchScreen(Screen[None]):
             columns = 1
         else:
             columns = 3 if n == 3 and size.width >= self.WIDER else 2
-        compact = columns == 1 and not zoomed and n > 1 and (size.height - 5) // n < self.COMPACT_ROWS
+        models = self.query_one(ModelPanel)
+        room = size.height - 5 - (min(models.row_count + 4, MODELS_MAX_ROWS) if models.display else 0)
+        compact = columns == 1 and not zoomed and n > 1 and room // n < self.COMPACT_ROWS
+        tight = compact and room - 3 * (n - 1) < self.COMPACT_ROWS
         spans = tuple((pane, 2 if columns == 2 and n % 2 and i == n - 1 else 1) for i, pane in enumerate(panes))
-        rows = " ".join("1fr" if p.selected else "3" for p in panes) if compact else "1fr"
-        if (columns, compact, spans, rows) == self._laid_out:
+        folded = "1" if tight else "3"
+        rows = " ".join("1fr" if p.selected else folded for p in panes) if compact else "1fr"
+        if (columns, compact, tight, spans, rows) == self._laid_out:
             return  # setting the same styles again would still lay the whole grid out anew
-        self._laid_out = (columns, compact, spans, rows)
+        self._laid_out = (columns, compact, tight, spans, rows)
         grid.styles.grid_size_columns = columns
         grid.set_class(compact, "compact")
+        grid.set_class(tight, "tight")
         for pane, span in spans:
             pane.styles.column_span = span
         grid.set_styles(f"grid-rows: {rows};")
@@ -436,6 +444,7 @@ class WorkbenchScreen(Screen[None]):
         if panel.display and self.status is not None:
             panel.show(self.status)
         (panel if panel.display else self.query_one("#prompt", Input)).focus()
+        self._layout()  # the panel takes room from the panes
 
     @on(ModelPanel.LoadRequested)
     @work(group="models")
