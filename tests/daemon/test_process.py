@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from enclave_contract.v1 import chat_pb2, models_pb2, status_pb2
+from enclave_contract.v1 import agents_pb2, chat_pb2, models_pb2, status_pb2
 from tests.helpers import Daemon, short_tmpdir, spawn_daemon
 
 pytestmark = pytest.mark.timeout(120)
@@ -69,9 +69,56 @@ def test_restart_after_kill_9_is_not_blocked_by_stale_files(daemon_factory: call
     assert second.stubs().models.ListModels(models_pb2.ListModelsRequest(), timeout=10).models
 
 
+TALKER = '[[agents]]\nname = "talker"\nmodel = "tiny"\nmax_tokens = 1000000\n[[agents]]\nname = "fresh"\nmodel = "tiny"\nmax_tokens = 4\n'
+
+
+def transcript(d: Daemon, agent: str) -> list[agents_pb2.TranscriptMessage]:
+    return list(d.stubs().agents.GetTranscript(agents_pb2.GetTranscriptRequest(name=agent), timeout=10).messages)
+
+
+def test_a_message_whose_turn_a_kill_9_cut_is_kept_with_its_reply_marked_interrupted(daemon_factory: callable) -> None:
+    home = short_tmpdir()
+    d: Daemon = daemon_factory(TALKER, home=home)
+    call = d.stubs().chat.Chat(chat_pb2.ChatRequest(agent="talker", message="a message worth keeping"), timeout=60)
+    assert any(ev.HasField("delta") for ev in call)  # it streams
+    d.stop(signal.SIGKILL)
+    d = daemon_factory(TALKER, home=home)
+    kept = [(m.role, m.content, m.finish_reason) for m in transcript(d, "talker")]
+    assert kept == [(agents_pb2.ROLE_USER, "a message worth keeping", ""), (agents_pb2.ROLE_ASSISTANT, "", "interrupted")]
+    # the model never answered it: the next prompt leaves it out, as a fresh agent's would
+    put = agents_pb2.PutAgentRequest(agent=agents_pb2.Agent(name="talker", model="tiny", sampling=agents_pb2.SamplingParams(max_tokens=4)))
+    d.stubs().agents.PutAgent(put, timeout=10)
+    after = [ev for ev in d.stubs().chat.Chat(chat_pb2.ChatRequest(agent="talker", message="hello"), timeout=60)][-1]
+    fresh = [ev for ev in d.stubs().chat.Chat(chat_pb2.ChatRequest(agent="fresh", message="hello"), timeout=60)][-1]
+    assert after.finished.usage.prompt_tokens == fresh.finished.usage.prompt_tokens
+    assert [m.role for m in transcript(d, "talker")] == [agents_pb2.ROLE_USER, agents_pb2.ROLE_ASSISTANT] * 2
+
+
+def test_a_message_whose_turn_failed_is_kept_with_an_empty_reply_and_left_out_of_later_prompts(daemon_factory: callable) -> None:
+    config = '[[models]]\nname = "tiny"\nn_ctx = 128\n' + TALKER.replace("1000000", "4")
+    home = short_tmpdir()
+    d: Daemon = daemon_factory(config, home=home)
+    too_long = "words " * 300  # over the model's context
+    with pytest.raises(grpc.RpcError) as info:
+        list(d.stubs().chat.Chat(chat_pb2.ChatRequest(agent="talker", message=too_long), timeout=60))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "raise n_ctx" in info.value.details()
+    kept = [(m.role, m.content, m.finish_reason) for m in transcript(d, "talker")]
+    assert kept == [(agents_pb2.ROLE_USER, too_long, ""), (agents_pb2.ROLE_ASSISTANT, "", "error")], "the message is not lost"
+    after = list(d.stubs().chat.Chat(chat_pb2.ChatRequest(agent="talker", message="hello"), timeout=60))[-1]
+    fresh = list(d.stubs().chat.Chat(chat_pb2.ChatRequest(agent="fresh", message="hello"), timeout=60))[-1]
+    assert after.finished.usage.prompt_tokens == fresh.finished.usage.prompt_tokens, "the failed exchange is not in the prompt"
+    d.stop()
+    d = daemon_factory(config, home=home)
+    assert [(m.role, m.finish_reason) for m in transcript(d, "talker")][:2] == [
+        (agents_pb2.ROLE_USER, ""),
+        (agents_pb2.ROLE_ASSISTANT, "error"),
+    ]
+    assert len(transcript(d, "talker")) == 4
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_signal_ends_turns_cleanly_removes_the_socket_and_exits_0(daemon_factory: callable, sig: int) -> None:
-    d: Daemon = daemon_factory('[[agents]]\nname = "talker"\nmodel = "tiny"\nmax_tokens = 1000000\n')
+    d: Daemon = daemon_factory(TALKER, home=short_tmpdir())
     call = d.stubs().chat.Chat(chat_pb2.ChatRequest(agent="talker", message="talk until stopped"), timeout=60)
     events = []
     for ev in call:
@@ -98,6 +145,11 @@ def test_a_stop_signal_ends_turns_cleanly_removes_the_socket_and_exits_0(daemon_
     assert not d.socket.exists()
     assert not d.socket.with_name("enclaved.sock.lock").exists()
     assert "Traceback" not in d.log
+    # the reply so far is kept, marked interrupted, as the client saw it
+    partial = "".join(ev.delta.text for ev in events if ev.HasField("delta"))
+    again = daemon_factory(TALKER, home=d.home)
+    kept = [(m.role, m.content, m.finish_reason) for m in transcript(again, "talker")]
+    assert partial and kept == [(agents_pb2.ROLE_USER, "talk until stopped", ""), (agents_pb2.ROLE_ASSISTANT, partial, "interrupted")]
 
 
 def test_idle_model_is_evicted_to_stay_within_the_memory_budget(daemon_factory: callable) -> None:

@@ -23,7 +23,7 @@ from enclave.settings import Settings, SettingsError, load_settings
 from enclave.team_commands import parse_team_command
 from enclave.terminal import tmux_copy
 from enclave.views import AgentView, ChatMessage
-from enclave.widgets.agent_pane import SHOWN_MESSAGES, AgentPane
+from enclave.widgets.agent_pane import ENDINGS, SHOWN_MESSAGES, AgentPane
 from enclave.widgets.model_panel import ModelPanel
 from enclave.widgets.prompt import PromptInput
 from enclave.widgets.run_bar import RunBar
@@ -378,6 +378,9 @@ async def test_daemon_killed_and_restarted_mid_stream(daemon_factory: Callable[.
         await wait_until(pilot, lambda: app.workbench.attached and not banner.has_class("visible"))
         pane = app.workbench.panes["solo"]
         assert pane.state == "idle"
+        # the message the kill cut is there, its reply marked as broken off
+        shown = [(e.kind, e.text) for e in pane.body.entries]
+        assert shown == [("user", "a long story"), ("reply", ""), ("marker", f"— {ENDINGS['interrupted']}")], shown
         restarted.stubs().agents.PutAgent(
             agents_pb2.PutAgentRequest(
                 agent=agents_pb2.Agent(name="solo", model="tiny", sampling=agents_pb2.SamplingParams(max_tokens=16))

@@ -123,5 +123,6 @@ def cmd_transcript(client: Client, args: argparse.Namespace) -> int:
             }
             print(json.dumps(line, ensure_ascii=False))
         else:
-            print(f"{role}: {safe_text(m.content)}\n")
+            text = m.content or (f"(no reply: {m.finish_reason})" if m.finish_reason else "")
+            print(f"{role}: {safe_text(text)}\n")
     return 0

@@ -87,6 +87,33 @@ class Agent:
     def turns(self) -> int:
         return sum(1 for m in self.history if m.role == "assistant")
 
+    def said(self) -> list[Message]:
+        """The history a prompt is built from: an exchange whose reply is empty (cancelled
+        before its first token, failed, or cut off by a daemon that stopped) is left out with
+        its message, which the model never answered."""
+        out: list[Message] = []
+        for m in self.history:
+            if m.role == "assistant" and not m.content and not m.tokens:
+                if out and out[-1].role == "user":
+                    out.pop()
+                continue
+            out.append(m)
+        return out
+
+
+def answered(messages: list[Message]) -> list[Message]:
+    """A stored transcript with an empty reply marked ``interrupted`` after each message that
+    has none: the daemon stopped (SIGKILL, a power cut) after storing the message and before
+    its reply."""
+    out: list[Message] = []
+    for m in messages:
+        if m.role == "user" and out and out[-1].role == "user":
+            out.append(Message("assistant", "", out[-1].turn_id, "interrupted"))
+        out.append(m)
+    if out and out[-1].role == "user":
+        out.append(Message("assistant", "", out[-1].turn_id, "interrupted"))
+    return out
+
 
 class Change(enum.Enum):
     CREATED = "created"
@@ -206,7 +233,9 @@ class AgentBook:
             agent = self._agents.get(name)
             if agent is None:
                 continue
-            agent.history = [Message(m.role, m.content, m.turn_id, m.finish_reason, m.dropped_messages) for m in transcript.messages]
+            history = [Message(m.role, m.content, m.turn_id, m.finish_reason, m.dropped_messages) for m in transcript.messages]
+            # a damaged transcript's gaps are not replies that never came: it is shown as read
+            agent.history = history if transcript.damage else answered(history)
             agent.stored, agent.damage = transcript.next_position, transcript.damage
             # how full its context was after its last reply, so clients see it before it speaks
             agent.context_tokens = next((m.context_tokens for m in reversed(transcript.messages) if m.context_tokens), 0)

@@ -9,6 +9,7 @@ events on the hub. The engine's scheduler thread hands events over with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from enclaved import engine as eng
 from enclaved.audit.recorder import Recorder
 from enclaved.audit.records import Entry
+from enclaved.domain import keeping
 from enclaved.domain.agents import Agent, AgentBook, Message
 from enclaved.domain.engines import split_model
 from enclaved.domain.hub import Delta, EventHub, Phase, PhaseChanged, Served, Started, Truncated, TurnEvent, TurnFailed
@@ -59,10 +61,14 @@ class Turn:
     stop: Callable[[], None] | None = None  # cancels its request in the engine serving it
     served: Served | None = None  # set when a remote model or a fallback serves it
     dropped: int = 0  # oldest history messages its prompt left out to fit (kept with the reply)
+    asked: asyncio.Future[None] | None = None  # the person's message being stored, as the turn starts
     cancelled: bool = False
     ended: bool = False  # its terminal event (TurnResult or TurnFailed) was published
     done: asyncio.Event = field(default_factory=asyncio.Event)  # its task has finished
     started: float = field(default_factory=time.monotonic)  # accepted; its whole time counts from here
+
+
+SHUTTING_DOWN = "enclaved is shutting down; the turn was stopped, its reply so far is kept marked interrupted; send it again after restart"
 
 
 class TurnManager:
@@ -128,7 +134,7 @@ class TurnManager:
             self.cancel(turn)
 
     async def _launch(self, turn: Turn) -> None:
-        agent, run = turn.agent, _run_payload(turn)
+        agent, run = turn.agent, keeping.run_payload(turn.options.run, turn.options.step)
         await self.recorder.record(
             Entry("chat.request", agent=agent.name, model=agent.model, turn=turn.id, payload=run or None, text={"prompt": turn.message})
         )
@@ -180,14 +186,16 @@ class TurnManager:
         return len(self._turns)
 
     async def shutdown(self) -> None:
-        """End every turn with UNAVAILABLE; used on SIGTERM."""
+        """End every turn with UNAVAILABLE, its reply so far kept marked interrupted; used on
+        SIGTERM. A turn that does not stop in time fails without its text."""
         self._closing = True
         turns = list(self._turns.values())
         for t in turns:
-            await self._fail(t, Unavailable("enclaved is shutting down; the turn was stopped, send it again after restart"))
             self.cancel(t)
         if turns:
             await asyncio.wait([asyncio.create_task(t.done.wait()) for t in turns], timeout=10)
+        for t in turns:
+            await self._fail(t, Unavailable(SHUTTING_DOWN), finish="interrupted")
 
     # ---- running ----------------------------------------------------------------------------
 
@@ -195,9 +203,22 @@ class TurnManager:
         agent = turn.agent
         try:
             async with agent.turn_lock:
-                if turn.cancelled:
-                    raise asyncio.CancelledError
-                await self._generate(turn)
+                await self._run_locked(turn)
+        except asyncio.CancelledError:  # while it waited for the agent: nothing was stored
+            await self._end(turn, "", eng.TurnResult(eng.Finish.CANCELLED))
+        finally:
+            agent.in_flight -= 1
+            self._turns.pop(turn.id, None)
+            turn.done.set()
+
+    async def _run_locked(self, turn: Turn) -> None:
+        """The turn, holding its agent until it has ended (its rows stored, see keeping)."""
+        try:
+            if turn.cancelled:
+                raise asyncio.CancelledError
+            if not (turn.options.fresh or turn.options.hold or turn.agent.deleting):  # see keeping
+                turn.asked = keeping.store_message(self.recorder.conversations, turn.agent, turn.message, turn.id)
+            await self._generate(turn)
         except asyncio.CancelledError:
             await self._end(turn, "", eng.TurnResult(eng.Finish.CANCELLED))
         except EnclaveError as exc:
@@ -205,10 +226,6 @@ class TurnManager:
         except Exception:
             log.exception("turn %s failed", turn.id)
             await self._fail(turn, EnclaveError(f"internal error in turn {turn.id}; see the daemon log"))
-        finally:
-            agent.in_flight -= 1
-            self._turns.pop(turn.id, None)
-            turn.done.set()
 
     async def _generate(self, turn: Turn) -> None:
         """The agent's model serves the turn; when it cannot before its first token (missing,
@@ -246,7 +263,7 @@ class TurnManager:
 
     async def _generate_on(self, turn: Turn, engine: eng.Engine) -> None:
         agent, options = turn.agent, turn.options
-        history = [] if options.fresh else [Said(m.role, m.content, m.tokens) for m in agent.history]
+        history = [] if options.fresh else [Said(m.role, m.content, m.tokens) for m in agent.said()]
         n_ctx = engine.n_ctx_seq
         reserve = min(agent.params.reply_limit, n_ctx // REPLY_RESERVE_FRACTION)
         tokenizing = asyncio.ensure_future(
@@ -306,7 +323,7 @@ class TurnManager:
         apply; from an engine that ignores it, a malformed answer fails closed as ever."""
         agent, options = turn.agent, turn.options
         limit = agent.params.reply_limit if options.max_tokens is None else min(agent.params.reply_limit, options.max_tokens)
-        history = [] if options.fresh else [(m.role, m.content) for m in agent.history]
+        history = [] if options.fresh else [(m.role, m.content) for m in agent.said()]
         try:
             prompt = await build_remote_prompt(self.models.remote, name, agent.system, history, turn.message, limit)
         except NotFound as exc:
@@ -384,6 +401,8 @@ class TurnManager:
 
     async def _keep(self, turn: Turn, reply: str, result: eng.TurnResult, broken: EnclaveError | None = None) -> None:
         agent = turn.agent
+        if broken is None and self._closing and result.finish is eng.Finish.CANCELLED:
+            broken = Unavailable(SHUTTING_DOWN)  # stopped by the shutdown, not by a person
         cancelled = result.finish is eng.Finish.CANCELLED and broken is None
         said = bool(reply or result.completion_tokens)  # a turn cancelled before any token leaves no trace
         # the generated tokens are the reply exactly unless a stop string cut it (or the reply
@@ -392,25 +411,14 @@ class TurnManager:
         whole = broken is None and result.finish is not eng.Finish.STOP_STRING
         finish = "interrupted" if broken else result.finish.value
         answer = Message("assistant", reply, turn.id, finish, turn.dropped, tokens=result.tokens if whole else ())
-        kept = said and not agent.deleting and not turn.options.fresh
+        asked = await keeping.message_stored(turn)
+        # a message stored as its turn started gets its reply row, even an empty one
+        kept = (said or asked) and not agent.deleting and not turn.options.fresh
         exchange = [Message("user", turn.message, turn.id), answer] if kept else []
+        rows = exchange[1:] if asked else exchange
         context_tokens = result.prompt_tokens + result.completion_tokens
-        store = self.recorder.conversations
-        # submitted together, the record and the two messages share one commit (one fsync)
         await asyncio.gather(
-            *(
-                store.save_message(
-                    agent.name,
-                    agent.stored + i,
-                    m.role,
-                    m.content,
-                    m.turn_id,
-                    m.finish_reason,
-                    context_tokens * (m is answer),
-                    m.dropped_messages,
-                )
-                for i, m in enumerate(exchange)
-            ),
+            *keeping.save(self.recorder.conversations, agent, rows, context_tokens),
             self.recorder.record(
                 Entry(
                     "chat.error" if broken else "chat.cancel" if cancelled else "chat.completion",
@@ -419,8 +427,8 @@ class TurnManager:
                     turn=turn.id,
                     outcome="error" if broken else "cancelled" if cancelled else "ok",
                     payload={
-                        **_served_payload(turn.served),
-                        **_run_payload(turn),
+                        **keeping.served_payload(turn.served),
+                        **keeping.run_payload(turn.options.run, turn.options.step),
                         **({"code": broken.code, "message": broken.message, "partial": True} if broken else {}),
                         "finish_reason": finish,
                         **result_figures(result),
@@ -429,8 +437,7 @@ class TurnManager:
                 )
             ),
         )
-        if exchange:
-            agent.stored += len(exchange)
+        agent.stored += len(rows)
         if kept:
             agent.history.extend(exchange)
             agent.context_tokens = context_tokens
@@ -444,26 +451,44 @@ class TurnManager:
         turn.ended = event.terminal
         self.hub.publish(event)
 
-    async def _fail(self, turn: Turn, exc: EnclaveError, *, keep_reply: bool = False) -> None:
+    async def _fail(self, turn: Turn, exc: EnclaveError, *, keep_reply: bool = False, finish: str = "error") -> None:
+        """End the turn with ``exc``. A message stored as the turn started gets an empty reply
+        row marked ``finish`` (``error``; ``interrupted`` when the daemon stops)."""
         if turn.ended:
             return
+        agent = turn.agent
         if not keep_reply:
             turn.error = exc
-        log.info("turn %s of agent %s failed: %s", turn.id, turn.agent.name, exc.code)
+        log.info("turn %s of agent %s failed: %s", turn.id, agent.name, exc.code)
+        exchange: list[Message] = []
+        with contextlib.suppress(EnclaveError):  # a message that could not be stored has nothing to pair
+            if await keeping.message_stored(turn) and not agent.deleting:
+                exchange = [Message("user", turn.message, turn.id), Message("assistant", "", turn.id, finish)]
         try:
-            await self.recorder.record(
-                Entry(
-                    "chat.error",
-                    agent=turn.agent.name,
-                    model=turn.served.model if turn.served else turn.agent.model,
-                    turn=turn.id,
-                    outcome="error",
-                    payload={**_served_payload(turn.served), **_run_payload(turn), "code": exc.code, "message": exc.message},
-                    text={"completion": turn.reply} if keep_reply else None,
-                )
+            await asyncio.gather(
+                self.recorder.record(
+                    Entry(
+                        "chat.error",
+                        agent=agent.name,
+                        model=turn.served.model if turn.served else agent.model,
+                        turn=turn.id,
+                        outcome="error",
+                        payload={
+                            **keeping.served_payload(turn.served),
+                            **keeping.run_payload(turn.options.run, turn.options.step),
+                            "code": exc.code,
+                            "message": exc.message,
+                        },
+                        text={"completion": turn.reply} if keep_reply else None,
+                    )
+                ),
+                *keeping.save(self.recorder.conversations, agent, exchange[1:]),
             )
         except EnclaveError as audit_exc:  # the turn fails either way; say why it is not recorded
             exc = audit_exc
+        else:
+            agent.stored += len(exchange[1:])
+            agent.history.extend(exchange)
         self._publish(turn, TurnFailed(exc.code, exc.message))
 
 
@@ -473,16 +498,3 @@ class _Unserved(Exception):
     def __init__(self, error: EnclaveError) -> None:
         super().__init__(error.message)
         self.error = error
-
-
-def _served_payload(served: Served | None) -> dict[str, object]:
-    """What the audit record says of the model that served a turn, when it is remote or a
-    fallback: data that left the host is visible to an auditor."""
-    if served is None:
-        return {}
-    return {"served_by": {"model": served.model, "engine": served.engine or "local", "replica": served.replica, "reason": served.reason}}
-
-
-def _run_payload(turn: Turn) -> dict[str, object]:
-    """What links a team run's turn records to the run."""
-    return {"run": turn.options.run, "step": turn.options.step} if turn.options.run else {}

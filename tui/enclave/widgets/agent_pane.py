@@ -35,7 +35,8 @@ ENDINGS = {
     "max_tokens": "cut off at the agent's max_tokens",
     "cancelled": "cancelled",
     "context_full": "stopped: the context is full",
-    "interrupted": "broke off: the engine failed mid-reply (send it again)",
+    "interrupted": "broke off before the end: its engine failed or enclaved stopped (send it again)",
+    "error": "no reply: the turn failed (enclave audit tail says why)",
 }
 
 
