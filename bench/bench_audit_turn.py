@@ -3,7 +3,9 @@
     python bench/bench_audit_turn.py [--model models/demo.gguf] [--turns 20] [--max-tokens 128]
 
 A turn waits on the audit log twice: chat.request before it starts, and chat.completion
-together with the two transcript messages (one commit) before the reply is acknowledged.
+together with the reply's transcript row (one commit) before the reply is acknowledged; in
+between, as the turn starts, the person's message is stored (its own commit, beside the
+prompt's building; the reply's commit comes after it).
 This bench times whole turns through a real enclaved on MODEL, then times exactly that work
 (with the turn's own prompt and reply sizes, synchronous=FULL) on an audit log of the same
 kind, and prints the ratio. With the tiny demo model a turn is short,
@@ -54,8 +56,8 @@ async def audit_times(turns: int, reply_chars: int) -> list[float]:
             for i in range(turns):
                 started = time.perf_counter()
                 await log.append(Entry("chat.request", agent="a", model="m", turn=f"t{i}", text={"prompt": PROMPT}), ACTOR)
-                await asyncio.gather(  # as the daemon ends a turn: one commit for the three
-                    log.conversations.save_message("a", 2 * i, "user", PROMPT, f"t{i}"),
+                await log.conversations.save_message("a", 2 * i, "user", PROMPT, f"t{i}")  # as the turn starts
+                await asyncio.gather(  # as the daemon ends a turn: one commit for the two
                     log.conversations.save_message("a", 2 * i + 1, "assistant", reply, f"t{i}", "max_tokens"),
                     log.append(
                         Entry(
