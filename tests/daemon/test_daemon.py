@@ -421,6 +421,15 @@ def test_old_turns_are_dropped_when_the_context_fills(shared_daemon: Daemon) -> 
     assert all(t.dropped_messages >= 2 and t.prompt_tokens < 256 for t in truncated)
 
 
+def test_a_trimmed_conversation_keeps_room_for_a_reply_of_max_tokens(shared_daemon: Daemon) -> None:
+    stubs = shared_daemon.stubs()
+    put_agent(stubs, "roomy", model="small", max_tokens=100)  # over a quarter of the 256-token context
+    for i in range(5):
+        done = chat(stubs, "roomy", f"message number {i}")[-1].finished
+        assert done.finish_reason == chat_pb2.FINISH_REASON_MAX_TOKENS, (i, done)
+        assert done.usage.prompt_tokens + 100 <= 256
+
+
 def test_agent_validation(shared_daemon: Daemon) -> None:
     stubs = shared_daemon.stubs()
     cases = [

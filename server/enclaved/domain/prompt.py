@@ -36,7 +36,7 @@ PLAIN_TEMPLATE = (
 _OPEN, _CLOSE = "\ue000", "\ue001"
 _PLACEHOLDER = re.compile(f"{_OPEN}(\\d+){_CLOSE}")
 _TRIM_ROUNDS = 4  # renders per prompt at most while fitting a long history
-REPLY_RESERVE_FRACTION = 4  # keep up to 1/4 of the context free for the reply when trimming history
+REPLY_RESERVE_FRACTION = 2  # when trimming history, keep room for a reply of max_tokens, up to half the context
 
 
 class Tokenizer(Protocol):
