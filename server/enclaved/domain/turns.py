@@ -404,7 +404,7 @@ class TurnManager:
         if broken is None and self._closing and result.finish is eng.Finish.CANCELLED:
             broken = Unavailable(SHUTTING_DOWN)  # stopped by the shutdown, not by a person
         cancelled = result.finish is eng.Finish.CANCELLED and broken is None
-        said = bool(reply or result.completion_tokens)  # a turn cancelled before any token leaves no trace
+        said = bool(reply or result.completion_tokens)  # if not, kept only when its message was stored
         # the generated tokens are the reply exactly unless a stop string cut it (or the reply
         # broke off on a remote engine): the next turn's prompt reuses them, and the KV cells
         # that hold them, as they are
@@ -429,7 +429,7 @@ class TurnManager:
                     payload={
                         **keeping.served_payload(turn.served),
                         **keeping.run_payload(turn.options.run, turn.options.step),
-                        **({"code": broken.code, "message": broken.message, "partial": True} if broken else {}),
+                        **({"code": broken.code, "message": broken.message, "partial": said} if broken else {}),
                         "finish_reason": finish,
                         **result_figures(result),
                     },

@@ -58,6 +58,9 @@ SERVICE_NAMES = [
 ]
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 SHUTDOWN_GRACE_SECONDS = 3.0  # calls still running then are cancelled
+# gRPC closes a connection as soon as its last call has ended; a client still acknowledging the
+# data before the status then fails on a broken pipe instead of reading why its stream ended
+STATUS_DRAIN_SECONDS = 0.2
 
 
 class RpcServer:
@@ -115,5 +118,7 @@ class RpcServer:
         await self.health.enter_graceful_shutdown()
 
     async def stop(self) -> None:
-        """Refuse new calls, give running ones ``SHUTDOWN_GRACE_SECONDS``, then cancel them."""
+        """Let clients read how their streams ended (``STATUS_DRAIN_SECONDS``); then refuse new
+        calls, give running ones ``SHUTDOWN_GRACE_SECONDS`` and cancel what is left."""
+        await asyncio.sleep(STATUS_DRAIN_SECONDS)
         await self._server.stop(SHUTDOWN_GRACE_SECONDS)
