@@ -15,7 +15,7 @@ import grpc
 import pytest
 
 from enclave_contract.v1 import agents_pb2, chat_pb2, models_pb2, status_pb2
-from tests.helpers import Daemon, short_tmpdir, spawn_daemon
+from tests.helpers import Daemon, enclave, short_tmpdir, spawn_daemon
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -85,6 +85,9 @@ def test_a_message_whose_turn_a_kill_9_cut_is_kept_with_its_reply_marked_interru
     d = daemon_factory(TALKER, home=home)
     kept = [(m.role, m.content, m.finish_reason) for m in transcript(d, "talker")]
     assert kept == [(agents_pb2.ROLE_USER, "a message worth keeping", ""), (agents_pb2.ROLE_ASSISTANT, "", "interrupted")]
+    shown = enclave(d, "transcript", "talker")
+    assert shown.returncode == 0 and "user: a message worth keeping\n" in shown.stdout
+    assert "assistant: (no reply: interrupted)\n" in shown.stdout, shown.stdout
     # the model never answered it: the next prompt leaves it out, as a fresh agent's would
     put = agents_pb2.PutAgentRequest(agent=agents_pb2.Agent(name="talker", model="tiny", sampling=agents_pb2.SamplingParams(max_tokens=4)))
     d.stubs().agents.PutAgent(put, timeout=10)

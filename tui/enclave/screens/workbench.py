@@ -36,7 +36,6 @@ from enclave.widgets.run_bar import RunBar
 
 _CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 T = TypeVar("T")
-MODELS_MAX_ROWS = 12  # the models panel's max-height (workbench.tcss): its rows, header, scrollbar and border
 
 
 class WorkbenchScreen(Screen[None]):
@@ -81,7 +80,7 @@ class WorkbenchScreen(Screen[None]):
         self.attached = False  # panes and transcripts are shown; live events follow
         self.context_sizes: dict[str, int] = {}  # model -> tokens per sequence
         self.status: StatusView | None = None  # the latest, for the models panel
-        self._laid_out: tuple[object, ...] = ()  # what _layout last set: (columns, compact, tight, spans, rows)
+        self._laid_out: tuple[object, ...] = ()  # what _layout last set: (columns, compact, spans, rows)
 
     def compose(self) -> ComposeResult:
         yield Static(id="banner")
@@ -317,15 +316,17 @@ class WorkbenchScreen(Screen[None]):
         else:
             columns = 3 if n == 3 and size.width >= self.WIDER else 2
         models = self.query_one(ModelPanel)
-        room = size.height - 5 - (min(models.row_count + 4, MODELS_MAX_ROWS) if models.display else 0)
+        cap = models.styles.max_height  # workbench.tcss: rows, header, scrollbar and border
+        tallest = int(cap.value) if cap is not None else size.height
+        room = size.height - 5 - (min(models.row_count + 4, tallest) if models.display else 0)
         compact = columns == 1 and not zoomed and n > 1 and room // n < self.COMPACT_ROWS
         tight = compact and room - 3 * (n - 1) < self.COMPACT_ROWS
         spans = tuple((pane, 2 if columns == 2 and n % 2 and i == n - 1 else 1) for i, pane in enumerate(panes))
         folded = "1" if tight else "3"
         rows = " ".join("1fr" if p.selected else folded for p in panes) if compact else "1fr"
-        if (columns, compact, tight, spans, rows) == self._laid_out:
+        if (columns, compact, spans, rows) == self._laid_out:  # rows say whether it is tight
             return  # setting the same styles again would still lay the whole grid out anew
-        self._laid_out = (columns, compact, tight, spans, rows)
+        self._laid_out = (columns, compact, spans, rows)
         grid.styles.grid_size_columns = columns
         grid.set_class(compact, "compact")
         grid.set_class(tight, "tight")
