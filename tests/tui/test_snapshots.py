@@ -22,6 +22,7 @@ from syrupy import SnapshotAssertion
 from textual.widgets import Static
 
 from enclave.app import EnclaveApp
+from enclave.widgets.key_footer import KeyFooter
 from enclave_contract.v1 import agents_pb2, chat_pb2, models_pb2, status_pb2
 from tests.helpers import wait_until
 from tests.tui.scripted_daemon import ScriptedDaemon, scripted_turn
@@ -178,6 +179,30 @@ async def test_zoomed_pane(scripted: ScriptedDaemon, svg: SnapshotAssertion) -> 
 
 async def test_agent_editor(scripted: ScriptedDaemon, svg: SnapshotAssertion) -> None:
     assert svg == await picture(scripted, (80, 24), ("alt+3", "alt+e"))
+
+
+async def test_footer_keys_are_shown_whole(scripted: ScriptedDaemon) -> None:
+    """At any width the footer shows its keys in order while they fit whole beside the palette
+    key, and leaves the rest out (Textual's own footer cut them mid-word at 80 columns)."""
+    app = EnclaveApp(scripted.socket, spawn=False)
+    async with app.run_test(size=(160, 24)) as pilot:
+        await wait_until(pilot, lambda: app.workbench.attached)
+        footer = app.workbench.query_one(KeyFooter)
+        counts = []
+        for width in (160, 141, 120, 107, 93, 80, 60, 160):
+            await pilot.resize_terminal(width, 24)
+            await pilot.pause(0.2)
+            keys = list(footer.query_children("FooterKey"))
+            palette = next(k for k in keys if k.has_class("-command-palette"))
+            others = [k for k in keys if k is not palette]
+            shown = [k for k in others if k.display]
+            assert others[: len(shown)] == shown, "the keys shown are the first ones"
+            assert all(k.region.right <= palette.region.x for k in shown), f"a key is cut at {width} columns"
+            if len(shown) < len(others):
+                room = palette.region.x - (shown[-1].region.right if shown else footer.region.x)
+                assert others[len(shown)].render().cell_len > room, f"a key that fits is left out at {width} columns"  # type: ignore[union-attr]
+            counts.append(len(shown))
+        assert counts[0] == counts[-1] > counts[5] > 0, counts
 
 
 # ---- what a pane shows beyond the text -----------------------------------------------------------

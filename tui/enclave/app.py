@@ -87,7 +87,10 @@ class EnclaveApp(App[None]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """The palette lists every workbench action with its keys (pane N only for panes that
         exist), whichever screen it is opened from."""
-        yield from super().get_system_commands(screen)
+        for command in super().get_system_commands(screen):
+            if screen is self.workbench and command.title in ("Maximize", "Minimize"):
+                continue  # the workbench's own Zoom shows a pane whole, with its header
+            yield command
         keymap = self._keymap
         for binding in WorkbenchScreen.BINDINGS:
             assert isinstance(binding, Binding) and binding.id

@@ -56,7 +56,8 @@ class AgentEditor(FormScreen[AgentView]):
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.query_one("#system" if self.agent else "#name").focus()
+        # The first field that can change, so the form opens at its top (a name is fixed once made).
+        self.query_one("#model" if self.agent else "#name").focus()
 
     def _form(self) -> AgentView:
         """The agent as the form describes it; ValueError names a field that cannot be read.

@@ -16,7 +16,7 @@ from textual.binding import Binding
 from textual.containers import Grid
 from textual.geometry import Size
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from enclave.commands import PromptError, parse_prompt
 from enclave.errors import DaemonError
@@ -30,6 +30,7 @@ from enclave.team_commands import RunTeam, parse_team_command
 from enclave.terminal import tmux_copy
 from enclave.views import AgentView, StatusView
 from enclave.widgets.agent_pane import AgentPane
+from enclave.widgets.key_footer import KeyFooter
 from enclave.widgets.model_panel import ModelPanel
 from enclave.widgets.prompt import PromptInput
 from enclave.widgets.run_bar import RunBar
@@ -42,8 +43,10 @@ class WorkbenchScreen(Screen[None]):
     CSS_PATH = "workbench.tcss"
     # Every action has an id (for [keys] in the settings file) and a command palette entry.
     # Quit is the app's, repeated here so that the footer shows it first, as it always did.
+    # The footer shows the keys in this order as far as they fit whole: most needed first.
     BINDINGS = [
         Binding("ctrl+q", "app.quit", "Quit", id="app.quit"),
+        Binding("escape", "cancel_selected", "Cancel turn", id="turn.cancel"),
         Binding("alt+right", "select_offset(1)", "Next pane", id="pane.next"),
         Binding("alt+left", "select_offset(-1)", "Previous pane", show=False, id="pane.previous"),
         *[Binding(f"alt+{i}", f"select_pane({i})", f"Pane {i}", show=False, id=f"pane.{i}") for i in range(1, 10)],
@@ -53,7 +56,6 @@ class WorkbenchScreen(Screen[None]):
         Binding("ctrl+home", "scroll_pane('top')", "Scroll to the top", show=False, id="pane.top"),
         Binding("ctrl+end", "scroll_pane('bottom')", "Scroll to the end", show=False, id="pane.bottom"),
         Binding("alt+a", "broadcast", "Send to all", id="prompt.broadcast"),
-        Binding("escape", "cancel_selected", "Cancel turn", id="turn.cancel"),
         Binding("alt+x", "cancel_all", "Cancel all", id="turn.cancel_all"),
         Binding("alt+l", "clear", "Clear conversation", show=False, id="agent.clear"),
         Binding("alt+n", "new_agent", "New agent", show=False, id="agent.new"),
@@ -89,7 +91,7 @@ class WorkbenchScreen(Screen[None]):
         yield Grid(id="panes")
         yield ModelPanel()
         yield PromptInput(placeholder="message to the selected agent · /all TEXT · /to a,b TEXT · alt+a: to all", id="prompt")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one(ModelPanel).display = False
