@@ -38,16 +38,10 @@ def texts(pane: AgentPane, kind: str) -> list[str]:
     return [e.text for e in pane.body.entries if e.kind == kind]
 
 
-def lines_between(pane: AgentPane, first: str, last: str) -> list[str]:
-    """The lines drawn from the one that is ``first`` to the one that is ``last``."""
-    lines = pane.body.plain_lines()
-    return lines[lines.index(first) : lines.index(last) + 1]
-
-
 async def test_line_breaks_are_shown_as_written_and_endings_are_marked() -> None:
     pane = AgentPane(AgentView(name="m", model="tiny"), 1)
     async with Host(pane).run_test(size=(80, 30)) as pilot:
-        verse = "roses are red\nviolets are blue\nsugar is sweet"
+        verse = "roses are red\n  violets are blue\n    sugar is sweet"
         pane.show_transcript(
             [
                 ChatMessage("user", "a poem"),
@@ -59,7 +53,9 @@ async def test_line_breaks_are_shown_as_written_and_endings_are_marked() -> None
             ]
         )
         await pilot.pause()
-        assert lines_between(pane, "roses are red", "sugar is sweet") == verse.splitlines(), "three lines, not one joined line"
+        drawn = [line.replace("\u00a0", " ") for line in pane.body.plain_lines()]
+        first = drawn.index("roses are red")
+        assert drawn[first : first + 3] == verse.splitlines(), "three lines, each with its indent, not one joined line"
         assert texts(pane, "marker") == [f"— {ENDINGS['max_tokens']}", f"— {ENDINGS['cancelled']}"]
 
 
