@@ -28,9 +28,11 @@ class KeyFooter(Footer):
         for key in keys:
             if key.has_class("-command-palette"):
                 continue
-            fits = fits and _width(key) <= room
+            width = _width(key)
+            fits = fits and width <= room
             key.display = fits
-            room -= _width(key) if fits else 0
+            if fits:
+                room -= width
 
 
 def _width(key: Widget) -> int:
