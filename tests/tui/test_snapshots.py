@@ -22,6 +22,7 @@ from syrupy import SnapshotAssertion
 from textual.widgets import Static
 
 from enclave.app import EnclaveApp
+from enclave.screens.agent_editor import AgentEditor
 from enclave.widgets.key_footer import KeyFooter
 from enclave_contract.v1 import agents_pb2, chat_pb2, models_pb2, status_pb2
 from tests.helpers import wait_until
@@ -148,7 +149,14 @@ def svg(snapshot: SnapshotAssertion) -> SnapshotAssertion:
     return snapshot.use_extension(SVGImageExtension)
 
 
-async def picture(daemon: ScriptedDaemon, size: tuple[int, int], keys: tuple[str, ...] = ()) -> str:
+async def picture(
+    daemon: ScriptedDaemon,
+    size: tuple[int, int],
+    keys: tuple[str, ...] = (),
+    shown: Callable[[EnclaveApp], bool] = lambda app: True,
+) -> str:
+    """The picture after ``keys``, once ``shown`` holds (a screen that opens after a call to
+    the daemon is not there at a fixed time)."""
     app = EnclaveApp(daemon.socket, spawn=False)
     async with app.run_test(size=size) as pilot:
         await wait_until(
@@ -159,6 +167,7 @@ async def picture(daemon: ScriptedDaemon, size: tuple[int, int], keys: tuple[str
         )
         await wait_until(pilot, lambda: app.workbench.panes["coder"].context_size == 4096)
         await pilot.press(*keys)
+        await wait_until(pilot, lambda: shown(app))
         await pilot.pause(0.3)
         return app.export_screenshot()
 
@@ -178,7 +187,10 @@ async def test_zoomed_pane(scripted: ScriptedDaemon, svg: SnapshotAssertion) -> 
 
 
 async def test_agent_editor(scripted: ScriptedDaemon, svg: SnapshotAssertion) -> None:
-    assert svg == await picture(scripted, (80, 24), ("alt+3", "alt+e"))
+    opened = await picture(
+        scripted, (80, 24), ("alt+3", "alt+e"), lambda app: isinstance(app.screen, AgentEditor) and app.screen.focused is not None
+    )
+    assert svg == opened
 
 
 async def test_footer_keys_are_shown_whole(scripted: ScriptedDaemon) -> None:
